@@ -1,0 +1,1 @@
+"""Activities: small classes that hold their clients, built once in the worker."""

@@ -1,0 +1,89 @@
+"""Virus scanning with clamd over INSTREAM, streamed in chunks, failing closed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import pyclamd
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ferry.activities.storage import StorageRef
+from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
+
+# clamd reports a file over one of its limits as a "virus" of this family; such a
+# file was not fully scanned, so it is never clean (AlertExceedsMax yes).
+LIMIT_SIGNATURE_PREFIX = "Heuristics.Limits.Exceeded"
+
+
+@dataclass
+class ScanResult:
+    clean: bool
+    signature: str | None = None
+
+
+class _StreamReader:
+    """A blocking file-like view of an async chunk stream, for pyclamd's thread."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._chunks = chunks
+        self._loop = loop
+        self.consumed = 0
+
+    def read(self, _size: int = -1) -> bytes:
+        future = asyncio.run_coroutine_threadsafe(self._next(), self._loop)
+        chunk = future.result()
+        self.consumed += len(chunk)
+        return chunk
+
+    async def _next(self) -> bytes:
+        activity.heartbeat(self.consumed)
+        try:
+            return await anext(self._chunks)
+        except StopAsyncIteration:
+            return b""
+
+
+class ScanActivities:
+    """Scans objects with one clamd."""
+
+    def __init__(
+        self, clamd_host: str, clamd_port: int, providers: Mapping[str, StorageProvider],
+        timeout: float = 600.0,
+    ) -> None:  # fmt: skip
+        self._host, self._port, self._timeout = clamd_host, clamd_port, timeout
+        self._providers = dict(providers)
+
+    def _scan(self, reader: _StreamReader) -> dict[str, tuple[str, str]] | None:
+        clamd = pyclamd.ClamdNetworkSocket(self._host, self._port, timeout=self._timeout)
+        result: dict[str, tuple[str, str]] | None = clamd.scan_stream(reader, chunk_size=CHUNK_SIZE)
+        return result
+
+    @activity.defn(name="scan_object")
+    async def scan(self, ref: StorageRef) -> ScanResult:
+        """Stream the object to clamd. Errors raise, so Temporal retries; never 'clean'."""
+        provider = self._providers[ref.provider]
+        reader = _StreamReader(provider.read(ref.bucket, ref.key), asyncio.get_running_loop())
+        try:
+            result = await asyncio.to_thread(self._scan, reader)
+        except ObjectNotFound:
+            raise ApplicationError(
+                f"object {ref.bucket}/{ref.key} not found", type="ObjectNotFound",
+                non_retryable=True,
+            ) from None
+        except (pyclamd.ConnectionError, OSError) as exc:
+            # clamd down or the connection broke: retryable, the file stays unscanned.
+            raise ApplicationError(f"clamd unavailable: {exc}", type="ScannerUnavailable") from exc
+        if result is None:
+            return ScanResult(clean=True)
+        status, detail = result.get("stream", ("ERROR", "no result for the stream"))
+        if status == "FOUND":
+            if detail.startswith(LIMIT_SIGNATURE_PREFIX):
+                raise ApplicationError(
+                    f"clamd could not scan the whole file: {detail}", type="ScanLimitExceeded",
+                    non_retryable=True,
+                )
+            return ScanResult(clean=False, signature=detail)
+        raise ApplicationError(f"clamd error: {detail}", type="ScanError")

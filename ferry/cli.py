@@ -1,0 +1,169 @@
+"""The `ferry` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ferry.devstack import Stack, StackError
+
+app = typer.Typer(help="Ferry: the file and tenant platform.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local stack of real services.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console()
+
+
+def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)`; SIGINT or SIGTERM sets `stop` so it can finish cleanly."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def _status_table(stack: Stack) -> Table:
+    table = Table("service", "address", "pid", "state")
+    for st in stack.status():
+        state = "[green]answering" if st.answering else ("[yellow]running" if st.running else "[red]stopped")
+        table.add_row(st.name, st.address, str(st.pid or "-"), state)
+    return table
+
+
+@stack_app.command("up")
+def stack_up(
+    partitions: Annotated[int, typer.Option(help="Partitions of each inbound topic.")] = 6,
+) -> None:
+    """Start every service that is not running and wait until all answer."""
+    stack = Stack()
+    try:
+        stack.up(partitions=partitions)
+    except StackError as exc:
+        console.print(f"[red]stack up failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(_status_table(stack))
+    console.print(f"env file: {stack.env_file}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the processes the stack started. Data is kept."""
+    stopped = Stack().down()
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Each service, its address and whether it answers."""
+    stack = Stack()
+    console.print(_status_table(stack))
+    if not all(st.answering for st in stack.status()):
+        raise typer.Exit(1)
+
+
+@stack_app.command("reset")
+def stack_reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Stop the stack and wipe all its data."""
+    stack = Stack()
+    if not yes:
+        typer.confirm(f"Wipe {stack.home}?", abort=True)
+    stack.reset()
+    console.print(f"wiped {stack.home}")
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker for Ferry's workflows and activities."""
+    from ferry.config import get_settings
+    from ferry.worker import run_worker
+
+    settings = get_settings()
+    console.print(f"worker on {settings.temporal_address}, queue {settings.files_task_queue}")
+    _run_until_signalled(lambda stop: run_worker(settings, stop))
+
+
+@app.command()
+def consume() -> None:
+    """Run the Kafka → Temporal bridge on Ferry's inbound topics."""
+    from ferry.config import get_settings
+    from ferry.consumers.service import run_bridge
+
+    settings = get_settings()
+    console.print(f"consuming from {settings.kafka_bootstrap} as group {settings.consumer_group}")
+    _run_until_signalled(lambda stop: run_bridge(settings, stop))
+
+
+@app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(help="A JSON file with one event, or a list of events.")],
+    topic: Annotated[str | None, typer.Option(help="Override the event's inbound topic.")] = None,
+) -> None:
+    """Publish events from a JSON file (validated against their schemas, sent as Avro)."""
+    from ferry.config import get_settings
+    from ferry.producers import EventPublisher, inbound_topic_for
+    from ferry.schemas import EventDecodeError, decode
+
+    raw = json.loads(file.read_text())
+    events = raw if isinstance(raw, list) else [raw]
+
+    async def send() -> None:
+        async with EventPublisher(get_settings().kafka_bootstrap) as publisher:
+            for item in events:
+                try:
+                    event = decode(json.dumps(item).encode(), "application/json")
+                except EventDecodeError as exc:
+                    console.print(f"[red]invalid event:[/red] {exc}")
+                    raise typer.Exit(1) from exc
+                target = topic or inbound_topic_for(event["event_type"])
+                sent = await publisher.publish(event, topic=target)
+                console.print(f"{event['event_type']} {event['event_id']} → {target}[{sent.partition}]@{sent.offset}")
+
+    asyncio.run(send())
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="The topic to follow, e.g. ferry.file-events.v1.")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+) -> None:
+    """Print the records of a topic, decoded, as they arrive."""
+    from ferry.config import get_settings
+    from ferry.consumers.tail import follow
+
+    async def main(stop: asyncio.Event) -> None:
+        async for record in follow(get_settings().kafka_bootstrap, topic, from_beginning, stop):
+            console.print_json(json.dumps(record, default=str))
+
+    _run_until_signalled(main)
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[bool, typer.Option(help="Keep running until Ctrl-C.")] = True,
+) -> None:
+    """Run the worker and the bridge, publish demo uploads and show their outcomes."""
+    from ferry.config import get_settings
+    from ferry.demo import run_demo
+
+    settings = get_settings()
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_demo(settings, stop, keep_running=keep_running, out=console)
+
+    _run_until_signalled(main)
+
+
+if __name__ == "__main__":
+    app()

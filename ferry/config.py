@@ -1,0 +1,53 @@
+"""Ferry's settings: read once, from `FERRY_*` variables and the stack's env file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import load_dotenv
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env_file() -> Path:
+    home = Path(os.environ.get("FERRY_HOME", Path.cwd() / ".ferry"))
+    return Path(os.environ.get("FERRY_ENV_FILE", home / "stack.env"))
+
+
+class Settings(BaseSettings):
+    """Configuration of every Ferry process (CONTRACT §7)."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry:ferry@127.0.0.1:5432/ferry")
+    clamd_address: str = "127.0.0.1:3310"
+    local_storage_root: Path = Path(".ferry/storage")
+
+    files_task_queue: str = "ferry-files"
+    consumer_group: str = "ferry-bridge"
+    ingest_bucket: str = "ferry-ingest"
+    quarantine_bucket: str = "ferry-quarantine"
+    max_in_flight: int = Field(default=256, ge=1)
+
+    @property
+    def clamd_host_port(self) -> tuple[str, int]:
+        host, _, port = self.clamd_address.rpartition(":")
+        return host, int(port)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; the env file fills what the environment lacks.
+
+    The env file is loaded into the process environment (never overriding it)
+    because storage clients read their own variables (`AWS_*`,
+    `AZURE_STORAGE_CONNECTION_STRING`, `STORAGE_EMULATOR_HOST`).
+    """
+    load_dotenv(_env_file(), override=False)
+    return Settings()

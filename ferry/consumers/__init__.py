@@ -1,0 +1,1 @@
+"""Kafka consumers: the Kafka → Temporal bridge and its dead-letter queue."""

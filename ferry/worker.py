@@ -1,0 +1,58 @@
+"""The worker: settings → clients → activity classes → `Worker`. The one place that wires them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from ferry.activities.events import EventActivities
+from ferry.activities.scan import ScanActivities
+from ferry.activities.storage import StorageActivities
+from ferry.config import Settings
+from ferry.producers import EventPublisher
+from ferry.storage import LocalStorage, StorageProvider
+from ferry.workflows.file_upload import FileUploadWorkflow
+
+WORKFLOWS = [FileUploadWorkflow]
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client as every Ferry process makes it."""
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+def storage_providers(settings: Settings) -> dict[str, StorageProvider]:
+    return {"local": LocalStorage(settings.local_storage_root)}
+
+
+@contextlib.asynccontextmanager
+async def file_worker(
+    client: Client, settings: Settings, task_queue: str | None = None
+) -> AsyncIterator[Worker]:
+    """A running worker for the file workflows and their activities."""
+    providers = storage_providers(settings)
+    host, port = settings.clamd_host_port
+    async with EventPublisher(settings.kafka_bootstrap) as publisher:
+        storage = StorageActivities(providers)
+        scan = ScanActivities(host, port, providers)
+        events = EventActivities(publisher)
+        worker = Worker(
+            client,
+            task_queue=task_queue or settings.files_task_queue,
+            workflows=WORKFLOWS,
+            activities=[storage.fingerprint, storage.move, scan.scan, events.publish],
+            max_concurrent_activities=32,
+        )
+        async with worker:
+            yield worker
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the worker until `stop` is set."""
+    client = await connect(settings)
+    async with file_worker(client, settings):
+        await stop.wait()

@@ -1,0 +1,1 @@
+"""Ferry's workflows, one per module."""
