@@ -160,7 +160,7 @@ class Bridge:
         task_queue = self.config.task_queues[route.queue]
         if route.action is Action.START:
             try:
-                await self.client.start_workflow(
+                handle = await self.client.start_workflow(
                     route.workflow,
                     route.to_input(event),
                     id=workflow_id,
@@ -173,7 +173,10 @@ class Bridge:
             except WorkflowAlreadyStartedError:
                 # The run of this business key exists or existed: this event is done.
                 return Outcome.DUPLICATE
-            return Outcome.STARTED
+            # With USE_EXISTING, a start of a running ID succeeds without starting;
+            # the server's response says which (the SDK keeps it on the handle).
+            response = getattr(handle, "_start_workflow_response", None)
+            return Outcome.STARTED if getattr(response, "started", True) else Outcome.DUPLICATE
         raise Rejected(f"action {route.action} is not supported yet")
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:

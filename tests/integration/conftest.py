@@ -1,0 +1,83 @@
+"""The running system on the local stack: a worker and a bridge on their own queue and group."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.client import Client
+
+from ferry.config import Settings
+from ferry.consumers.bridge import Bridge
+from ferry.consumers.service import bridge_config
+from ferry.consumers.tail import TopicFollower
+from ferry.producers import EventPublisher
+from ferry.storage import LocalStorage
+from ferry.worker import connect, file_worker
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"ferry-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> Client:
+    return await connect(settings)
+
+
+@pytest.fixture(scope="session")
+async def publisher(settings: Settings) -> AsyncIterator[EventPublisher]:
+    async with EventPublisher(settings.kafka_bootstrap) as publisher:
+        yield publisher
+
+
+@pytest.fixture(scope="session")
+async def worker(client: Client, settings: Settings, task_queue: str) -> AsyncIterator[None]:
+    async with file_worker(client, settings, task_queue):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def bridge(
+    client: Client, publisher: EventPublisher, settings: Settings, task_queue: str, worker: None
+) -> AsyncIterator[Bridge]:
+    """The bridge in its own consumer group, starting at the end of each topic."""
+    config = bridge_config(
+        settings, group_id=f"ferry-test-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest"
+    )
+    config.task_queues = dict.fromkeys(config.task_queues, task_queue)
+    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    await asyncio.wait_for(bridge.ready.wait(), 60)
+    yield bridge
+    stop.set()
+    await task
+
+
+@pytest.fixture
+async def file_events(settings: Settings) -> AsyncIterator[TopicFollower]:
+    async with TopicFollower(settings.kafka_bootstrap, "ferry.file-events.v1") as follower:
+        yield follower
+
+
+@pytest.fixture
+async def dlq(settings: Settings) -> AsyncIterator[TopicFollower]:
+    async with TopicFollower(settings.kafka_bootstrap, "ferry.dlq.v1") as follower:
+        yield follower
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of its own for each test, so tests never see each other's data."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def local_storage(settings: Settings) -> LocalStorage:
+    return LocalStorage(settings.local_storage_root)
