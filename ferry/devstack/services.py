@@ -70,6 +70,7 @@ class Service:
     name: str
     port_names: tuple[str, ...]
     stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 30.0
     user: str | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
 
@@ -488,7 +489,9 @@ class Azurite(Service):
     """Azurite's blob service, from the npm registry."""
 
     def __init__(self) -> None:
-        super().__init__("azurite", ("azurite",))
+        # Azurite closes its server and stores at once, then idles on a timer for
+        # half a minute before the process exits: no need to wait for that.
+        super().__init__("azurite", ("azurite",), stop_timeout=5.0)
 
     @property
     def main(self) -> Path:

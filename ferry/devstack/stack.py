@@ -197,7 +197,7 @@ class Stack:
         for service in reversed(self.services):
             proc = self._process(service)
             if proc is not None:
-                _terminate(proc, service.stop_signal)
+                _terminate(proc, service.stop_signal, service.stop_timeout)
                 stopped.append(service.name)
             self._pid_file(service).unlink(missing_ok=True)
         return stopped

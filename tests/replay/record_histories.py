@@ -1,0 +1,59 @@
+"""Record the histories that tests/replay replays: `python tests/replay/record_histories.py`.
+
+Runs each scenario on the local stack with the real worker and activities
+(the stack must be up), then writes the workflow's history as JSON next to
+this file. Re-record when a workflow changes on purpose, in the same commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from ferry.activities.storage import StorageRef
+from ferry.config import get_settings
+from ferry.demo import EICAR, stage_upload
+from ferry.storage import LocalStorage
+from ferry.worker import connect, file_worker
+from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+TENANT = "replay"
+
+
+async def record_upload(name: str, filename: str, data: bytes) -> None:
+    settings = get_settings()
+    client = await connect(settings)
+    storage = LocalStorage(settings.local_storage_root)
+    event = await stage_upload(storage, settings.ingest_bucket, TENANT, filename, "text/plain", data)
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    upload = FileUploadInput(
+        event_id=event["event_id"],
+        tenant_id=TENANT,
+        file_id=event["file_id"],
+        filename=filename,
+        declared_content_type="text/plain",
+        size_bytes=len(data),
+        storage=StorageRef(**event["storage"]),
+        uploaded_by="recorder",
+        sha256=event["sha256"],
+    )
+    async with file_worker(client, settings, queue):
+        handle = await client.start_workflow(
+            FileUploadWorkflow.run, upload, id=f"file-upload/{TENANT}/{upload.file_id}", task_queue=queue
+        )
+        await handle.result()
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    await record_upload("file_upload_processed", "notes.txt", b"recorded for replay\n")
+    await record_upload("file_upload_infected", "notes.txt", EICAR)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,179 @@
+"""file_upload_workflow's decisions, with its activities replaced by functions of the same name.
+
+These run on Temporal's time-skipping test server, so retry back-offs take no
+wall time; the real activities are exercised in tests/integration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from ferry.activities.events import OutboundEvent, PublishedEvent
+from ferry.activities.scan import ScanResult
+from ferry.activities.storage import Fingerprint, MoveRequest, StorageRef
+from ferry.producers import event_id_for
+from ferry.workflows.file_upload import FileUploadInput, FileUploadResult, FileUploadWorkflow
+
+SHA = "ab" * 32
+
+
+class FakeActivities:
+    """Records what the workflow asked for; the scan's behaviour is set per test."""
+
+    def __init__(self, scan_outcomes: list[ScanResult | Exception]) -> None:
+        self.scan_outcomes = scan_outcomes
+        self.calls: Counter[str] = Counter()
+        self.moves: list[MoveRequest] = []
+        self.events: list[dict[str, Any]] = []
+
+    def activities(self) -> list[Any]:
+        @activity.defn(name="fingerprint_object")
+        async def fingerprint(ref: StorageRef) -> Fingerprint:
+            self.calls["fingerprint"] += 1
+            return Fingerprint(SHA, 1234, "image/png")
+
+        @activity.defn(name="scan_object")
+        async def scan(ref: StorageRef) -> ScanResult:
+            self.calls["scan"] += 1
+            outcome = self.scan_outcomes.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+        @activity.defn(name="move_object")
+        async def move(request: MoveRequest) -> StorageRef:
+            self.moves.append(request)
+            return StorageRef(request.source.provider, request.bucket, request.key)
+
+        @activity.defn(name="publish_event")
+        async def publish(event: OutboundEvent) -> PublishedEvent:
+            self.events.append(event.fields)
+            return PublishedEvent("ferry.file-events.v1", 0, len(self.events))
+
+        return [fingerprint, scan, move, publish]
+
+
+def upload(sha256: str | None = SHA) -> FileUploadInput:
+    file_id = str(uuid.uuid4())
+    return FileUploadInput(
+        event_id=str(uuid.uuid4()),
+        tenant_id="acme",
+        file_id=file_id,
+        filename="cat.png",
+        declared_content_type="image/png",
+        size_bytes=1234,
+        storage=StorageRef("local", "ferry-ingest", f"tenants/acme/uploads/{file_id}/cat.png"),
+        uploaded_by="u-1",
+        sha256=sha256,
+    )
+
+
+async def run(env: WorkflowEnvironment, fakes: FakeActivities, request: FileUploadInput) -> FileUploadResult:
+    queue = f"wf-{uuid.uuid4().hex[:8]}"
+    async with Worker(env.client, task_queue=queue, workflows=[FileUploadWorkflow], activities=fakes.activities()):
+        return await env.client.execute_workflow(
+            FileUploadWorkflow.run,
+            request,
+            id=f"file-upload/{request.tenant_id}/{request.file_id}",
+            task_queue=queue,
+        )
+
+
+async def test_a_clean_file_is_stored_and_announced_once(time_skipping_env: WorkflowEnvironment) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+    request = upload()
+
+    result = await run(time_skipping_env, fakes, request)
+
+    assert result.status == "processed"
+    assert result.storage == StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
+    [event] = fakes.events
+    assert event["event_type"] == "file.processed"
+    assert event["event_id"] == event_id_for(f"file-upload/acme/{request.file_id}", "file.processed")
+    assert event["correlation_id"] == request.event_id
+    assert event["sha256"] == SHA
+
+
+async def test_clamd_unavailable_is_retried_by_temporal_and_the_file_is_never_passed_unscanned(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    down = ApplicationError("clamd unavailable: connection refused", type="ScannerUnavailable")
+    fakes = FakeActivities([down, down, ScanResult(clean=True)])
+
+    result = await run(time_skipping_env, fakes, upload())
+
+    assert fakes.calls["scan"] == 3
+    assert result.status == "processed"
+
+
+async def test_an_infected_file_is_quarantined_with_its_signature(time_skipping_env: WorkflowEnvironment) -> None:
+    fakes = FakeActivities([ScanResult(clean=False, signature="Eicar-Test-Signature")])
+    request = upload()
+
+    result = await run(time_skipping_env, fakes, request)
+
+    assert (result.status, result.reason, result.signature) == ("rejected", "infected", "Eicar-Test-Signature")
+    [move] = fakes.moves
+    assert (move.bucket, move.key) == ("ferry-quarantine", f"quarantine/acme/{request.file_id}")
+    [event] = fakes.events
+    assert (event["event_type"], event["reason"], event["signature"]) == (
+        "file.rejected", "infected", "Eicar-Test-Signature",
+    )  # fmt: skip
+
+
+async def test_a_file_over_clamd_limits_is_rejected_not_passed(time_skipping_env: WorkflowEnvironment) -> None:
+    limit = ApplicationError(
+        "clamd could not scan the whole file: Heuristics.Limits.Exceeded.MaxFileSize",
+        type="ScanLimitExceeded",
+        non_retryable=True,
+    )
+    fakes = FakeActivities([limit])
+
+    result = await run(time_skipping_env, fakes, upload())
+
+    assert (result.status, result.reason) == ("rejected", "scan_failed")
+    assert fakes.calls["scan"] == 1
+    assert fakes.moves[0].bucket == "ferry-quarantine"
+
+
+async def test_bytes_that_do_not_match_the_declared_checksum_are_corrupt_and_never_scanned(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([])
+
+    result = await run(time_skipping_env, fakes, upload(sha256="cd" * 32))
+
+    assert (result.status, result.reason) == ("rejected", "corrupt")
+    assert fakes.calls["scan"] == 0
+    assert fakes.events[0]["reason"] == "corrupt"
+
+
+async def test_a_missing_object_fails_the_workflow_with_a_clear_error(time_skipping_env: WorkflowEnvironment) -> None:
+    fakes = FakeActivities([])
+
+    @activity.defn(name="fingerprint_object")
+    async def missing(ref: StorageRef) -> Fingerprint:
+        raise ApplicationError(f"object {ref.key} not found", type="ObjectNotFound", non_retryable=True)
+
+    queue = f"wf-{uuid.uuid4().hex[:8]}"
+    others = [a for a in fakes.activities() if a.__temporal_activity_definition.name != "fingerprint_object"]
+    request = upload()
+    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[FileUploadWorkflow],
+                      activities=[missing, *others]):  # fmt: skip
+        try:
+            await time_skipping_env.client.execute_workflow(
+                FileUploadWorkflow.run, request, id=f"file-upload/acme/{request.file_id}", task_queue=queue
+            )
+        except WorkflowFailureError as err:
+            assert "not found" in str(err.cause.cause)
+        else:
+            raise AssertionError("the workflow should have failed")
+    assert fakes.events == []
