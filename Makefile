@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FERRY := $(BIN)/ferry
 
-.PHONY: setup up down status run test test-unit lint format bench-ingest clean-stack
+.PHONY: setup up down status run test test-unit lint format clean-stack
 
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
@@ -20,20 +20,20 @@ status:
 run: up           ## the whole system with demo uploads, until Ctrl-C
 	@$(FERRY) demo
 
-test: up          ## the whole test suite on the local stack
+test: up lint     ## lint, then the whole test suite on the local stack
 	@$(BIN)/pytest
 
 test-unit: setup
 	@$(BIN)/pytest tests/unit
 
-lint:
-	@$(BIN)/ruff check ferry tests bench
-	@$(BIN)/ruff format --check ferry tests bench
+lint: setup
+	@$(BIN)/ruff check ferry tests
+	@$(BIN)/ruff format --check ferry tests
 	@$(BIN)/mypy
 
 format:
-	@$(BIN)/ruff format ferry tests bench
-	@$(BIN)/ruff check --fix ferry tests bench
+	@$(BIN)/ruff format ferry tests
+	@$(BIN)/ruff check --fix ferry tests
 
 clean-stack:      ## stop the stack and wipe its data
 	@$(FERRY) stack reset --yes

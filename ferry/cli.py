@@ -37,7 +37,11 @@ def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> No
 def _status_table(stack: Stack) -> Table:
     table = Table("service", "address", "pid", "state")
     for st in stack.status():
-        state = "[green]answering" if st.answering else ("[yellow]running" if st.running else "[red]stopped")
+        state = (
+            "[green]answering"
+            if st.answering
+            else ("[yellow]running" if st.running else "[red]stopped")
+        )
         table.add_row(st.name, st.address, str(st.pid or "-"), state)
     return table
 
@@ -128,7 +132,8 @@ def publish(
                     raise typer.Exit(1) from exc
                 target = topic or inbound_topic_for(event["event_type"])
                 sent = await publisher.publish(event, topic=target)
-                console.print(f"{event['event_type']} {event['event_id']} → {target}[{sent.partition}]@{sent.offset}")
+                where = f"{target}[{sent.partition}]@{sent.offset}"
+                console.print(f"{event['event_type']} {event['event_id']} → {where}")
 
     asyncio.run(send())
 

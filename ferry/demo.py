@@ -80,7 +80,9 @@ async def stage_upload(
     }
 
 
-async def run_demo(settings: Settings, stop: asyncio.Event, keep_running: bool, out: Console) -> None:
+async def run_demo(
+    settings: Settings, stop: asyncio.Event, keep_running: bool, out: Console
+) -> None:
     client = await connect(settings)
     storage = LocalStorage(settings.local_storage_root)
     async with (
@@ -102,14 +104,24 @@ async def run_demo(settings: Settings, stop: asyncio.Event, keep_running: bool, 
         table = Table("file", "outcome", "detail", title="Outcomes on ferry.file-events.v1")
         for outcome in outcomes:
             if outcome["event_type"] == "file.processed":
-                detail = f"{outcome['content_type']}, {outcome['size_bytes']} B, sha256 {outcome['sha256'][:12]}…"
+                detail = (
+                    f"{outcome['content_type']}, {outcome['size_bytes']} B,"
+                    f" sha256 {outcome['sha256'][:12]}…"
+                )
                 table.add_row(names[outcome["file_id"]], "[green]processed", detail)
             else:
-                table.add_row(names[outcome["file_id"]], f"[red]rejected ({outcome['reason']})", outcome["detail"])
+                table.add_row(
+                    names[outcome["file_id"]],
+                    f"[red]rejected ({outcome['reason']})",
+                    outcome["detail"],
+                )
         out.print(table)
-        out.print(f"Temporal UI: {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows")
+        ui = f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
+        out.print(f"Temporal UI: {ui}")
         if keep_running:
-            out.print("worker and bridge keep running; publish more with `ferry publish`. Ctrl-C stops.")
+            out.print(
+                "worker and bridge keep running; publish more with `ferry publish`. Ctrl-C stops."
+            )
             await stop.wait()
         else:
             stop.set()

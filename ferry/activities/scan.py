@@ -70,7 +70,8 @@ class ScanActivities:
             result = await asyncio.to_thread(self._scan, reader)
         except ObjectNotFound:
             raise ApplicationError(
-                f"object {ref.bucket}/{ref.key} not found", type="ObjectNotFound",
+                f"object {ref.bucket}/{ref.key} not found",
+                type="ObjectNotFound",
                 non_retryable=True,
             ) from None
         except (pyclamd.ConnectionError, OSError) as exc:
@@ -82,7 +83,8 @@ class ScanActivities:
         if status == "FOUND":
             if detail.startswith(LIMIT_SIGNATURE_PREFIX):
                 raise ApplicationError(
-                    f"clamd could not scan the whole file: {detail}", type="ScanLimitExceeded",
+                    f"clamd could not scan the whole file: {detail}",
+                    type="ScanLimitExceeded",
                     non_retryable=True,
                 )
             return ScanResult(clean=False, signature=detail)

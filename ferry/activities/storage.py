@@ -49,7 +49,8 @@ class StorageActivities:
             return self._providers[name]
         except KeyError:
             raise ApplicationError(
-                f"storage provider {name!r} is not configured", type="UnknownProvider",
+                f"storage provider {name!r} is not configured",
+                type="UnknownProvider",
                 non_retryable=True,
             ) from None
 

@@ -52,7 +52,7 @@ class Rejected(Exception):
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     for key, value in record.headers or ():
         if key.lower() == name:
-            return value.decode("utf-8", errors="replace")
+            return bytes(value).decode("utf-8", errors="replace")
     return None
 
 
@@ -180,7 +180,9 @@ class Bridge:
         raise Rejected(f"action {route.action} is not supported yet")
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        log.warning("dead-lettering %s/%s@%s: %s", record.topic, record.partition, record.offset, reason)
+        log.warning(
+            "dead-lettering %s/%s@%s: %s", record.topic, record.partition, record.offset, reason
+        )
         headers = list(record.headers or ())
         headers += [
             ("ferry-error", reason.encode()),

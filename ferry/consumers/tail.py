@@ -20,7 +20,9 @@ def decode_record(value: bytes | None, headers: Any) -> Event:
         event: Event = decode(value or b"", content_type)
     except EventDecodeError as exc:
         event = {"undecodable": str(exc), "raw": (value or b"")[:200].hex()}
-    ferry_headers = {k: v.decode(errors="replace") for k, v in headers or () if k.startswith("ferry-")}
+    ferry_headers = {
+        k: v.decode(errors="replace") for k, v in headers or () if k.startswith("ferry-")
+    }
     if ferry_headers:
         event["headers"] = ferry_headers
     return event

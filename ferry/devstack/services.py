@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import uuid
@@ -26,10 +27,7 @@ KAFKA_VERSION = "4.1.1"
 AZURITE_VERSION = "3.37.0"
 
 # The EICAR test string, split so that no scanner flags this source file.
-EICAR = (
-    b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$"
-    + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-)
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 CLAMAV_TESTFILES = Path("/usr/share/clamav-testfiles")
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -294,6 +292,7 @@ class Postgres(Service):
         home.mkdir(parents=True, exist_ok=True)
         if self.user:
             shutil.chown(home, self.user, self.user)
+            _let_user_traverse(home.parent)
         pgdata = home / "data"
         if (pgdata / "PG_VERSION").exists():
             return
@@ -359,6 +358,19 @@ class Postgres(Service):
     def env(self, ctx: Context) -> Mapping[str, str]:
         url = f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@{self.address(ctx)}/{DB_NAME}"
         return {"FERRY_DATABASE_URL": url, "FERRY_DATABASE_ADMIN_URL": url}
+
+
+def _let_user_traverse(path: Path) -> None:
+    """Give others the search bit on `path` and its ancestors, so `postgres` reaches its data.
+
+    Postgres refuses to run as root; as root the stack runs it as the
+    `postgres` user, which must be able to walk down to the stack directory
+    (a checkout under a private directory would otherwise hide it).
+    """
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
 
 
 class Clamd(Service):
@@ -432,7 +444,7 @@ def build_signatures(database: Path) -> None:
     if CLAMAV_TESTFILES.is_dir():
         for path in sorted(CLAMAV_TESTFILES.iterdir()):
             if path.is_file():
-                digest = hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - ClamAV's .hdb format
+                digest = hashlib.md5(path.read_bytes()).hexdigest()
                 lines.append(f"{digest}:{path.stat().st_size}:ClamAV-Test-File.{path.name}")
     (database / "ferry-testfiles.hdb").write_text("".join(f"{line}\n" for line in lines))
 
@@ -495,7 +507,9 @@ class Azurite(Service):
 
     @property
     def main(self) -> Path:
-        return cache_dir() / "node" / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+        return (
+            cache_dir() / "node" / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+        )
 
     def missing(self) -> str | None:
         if shutil.which("node") is None:

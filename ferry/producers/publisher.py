@@ -19,7 +19,9 @@ class Published:
     offset: int
 
 
-def event_headers(event: Mapping[str, Any], traceparent: str | None = None) -> list[tuple[str, bytes]]:
+def event_headers(
+    event: Mapping[str, Any], traceparent: str | None = None
+) -> list[tuple[str, bytes]]:
     """The headers of CONTRACT §1 on every record Ferry writes."""
     headers = [
         ("event-type", str(event["event_type"]).encode()),

@@ -32,7 +32,9 @@ class LocalStorage:
             raise ObjectNotFound(f"{bucket}/{key}")
         return path
 
-    async def read(self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    async def read(
+        self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
         path = self._path(bucket, key)
         try:
             handle = await asyncio.to_thread(path.open, "rb")
@@ -72,7 +74,9 @@ class LocalStorage:
             return None
         return ObjectInfo(bucket, key, stat.st_size)
 
-    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+    async def copy(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> ObjectInfo:
         src, dst = self._path(src_bucket, src_key), self._path(dst_bucket, dst_key)
         if not src.exists():
             raise ObjectNotFound(f"{src_bucket}/{src_key}")
@@ -86,4 +90,6 @@ class LocalStorage:
         await asyncio.to_thread(self._path(bucket, key).unlink, missing_ok=True)
 
     async def create_bucket(self, bucket: str) -> None:
-        await asyncio.to_thread((self.root / validate_bucket(bucket)).mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(
+            (self.root / validate_bucket(bucket)).mkdir, parents=True, exist_ok=True
+        )

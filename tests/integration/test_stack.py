@@ -1,4 +1,4 @@
-"""The local stack: every service answers, `up` is idempotent, `down` stops everything, data survives."""
+"""The local stack: all answer, `up` is idempotent, `down` stops everything, data survives."""
 
 from __future__ import annotations
 
@@ -23,7 +23,15 @@ pytestmark = pytest.mark.stack
 
 def test_every_service_answers(stack: Stack) -> None:
     statuses = stack.status()
-    assert {s.name for s in statuses} == {"kafka", "temporal", "postgres", "clamd", "s3", "gcs", "azurite"}
+    assert {s.name for s in statuses} == {
+        "kafka",
+        "temporal",
+        "postgres",
+        "clamd",
+        "s3",
+        "gcs",
+        "azurite",
+    }
     assert all(s.answering for s in statuses), statuses
 
 
@@ -65,14 +73,19 @@ async def test_down_stops_every_process_and_up_brings_back_the_data(
 
     await asyncio.to_thread(stack.down)
 
-    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert not [
+        pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
     ctx = stack.context()
     assert not [name for name, port in ctx.ports.items() if tcp_open(port)]
 
     await asyncio.to_thread(stack.up)
 
     conn = await asyncpg.connect(_pg_url(settings))
-    assert await conn.fetchval("SELECT count(*) FROM stack_restart_check WHERE marker = $1", marker) == 1
+    assert (
+        await conn.fetchval("SELECT count(*) FROM stack_restart_check WHERE marker = $1", marker)
+        == 1
+    )
     await conn.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()

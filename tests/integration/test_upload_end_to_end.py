@@ -174,14 +174,20 @@ async def test_a_poison_record_goes_to_the_dlq_and_the_records_behind_it_are_pro
 ) -> None:
     key = tenant.encode()  # same key, same partition: the good record sits behind the bad one
     poison = b"\xc3\x01" + uuid.uuid4().bytes[:8] + b"not avro"
-    sent = await publisher.send_raw(UPLOADS, poison, key, [("content-type", b"application/vnd.ferry.avro")])
+    sent = await publisher.send_raw(
+        UPLOADS, poison, key, [("content-type", b"application/vnd.ferry.avro")]
+    )
     event = await stage_upload(
         local_storage, settings.ingest_bucket, tenant, "after.txt", "text/plain", b"behind poison\n"
     )
     await publisher.send_raw(UPLOADS, encode(event), key, [])
 
-    [dead] = await dlq.wait_for(lambda e: e.get("headers", {}).get("ferry-source-offset") == str(sent.offset)
-                                and e["headers"].get("ferry-source-partition") == str(sent.partition))
+    [dead] = await dlq.wait_for(
+        lambda e: (
+            e.get("headers", {}).get("ferry-source-offset") == str(sent.offset)
+            and e["headers"].get("ferry-source-partition") == str(sent.partition)
+        )
+    )
     assert dead["headers"]["ferry-source-topic"] == UPLOADS
     assert "UnknownSchema" in dead["headers"]["ferry-error"]
     assert dead["headers"]["ferry-failed-at"]
@@ -193,7 +199,9 @@ async def test_the_dlq_keeps_the_record_unchanged(
     bridge: Bridge, publisher: EventPublisher, settings: Settings, tenant: str
 ) -> None:
     value = b'{"event_type": "file.uploaded", "tenant_id": "' + tenant.encode() + b'"}'
-    sent = await publisher.send_raw(UPLOADS, value, tenant.encode(), [("content-type", b"application/json")])
+    sent = await publisher.send_raw(
+        UPLOADS, value, tenant.encode(), [("content-type", b"application/json")]
+    )
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     await consumer.start()
     try:
@@ -207,7 +215,8 @@ async def test_the_dlq_keeps_the_record_unchanged(
                     for records in (await consumer.getmany(timeout_ms=500)).values()
                     for r in records
                     if dict(r.headers).get("ferry-source-offset") == str(sent.offset).encode()
-                    and dict(r.headers).get("ferry-source-partition") == str(sent.partition).encode()
+                    and dict(r.headers).get("ferry-source-partition")
+                    == str(sent.partition).encode()
                 ]
                 if found:
                     break

@@ -26,7 +26,9 @@ async def record_upload(name: str, filename: str, data: bytes) -> None:
     settings = get_settings()
     client = await connect(settings)
     storage = LocalStorage(settings.local_storage_root)
-    event = await stage_upload(storage, settings.ingest_bucket, TENANT, filename, "text/plain", data)
+    event = await stage_upload(
+        storage, settings.ingest_bucket, TENANT, filename, "text/plain", data
+    )
     queue = f"record-{uuid.uuid4().hex[:8]}"
     upload = FileUploadInput(
         event_id=event["event_id"],
@@ -41,7 +43,10 @@ async def record_upload(name: str, filename: str, data: bytes) -> None:
     )
     async with file_worker(client, settings, queue):
         handle = await client.start_workflow(
-            FileUploadWorkflow.run, upload, id=f"file-upload/{TENANT}/{upload.file_id}", task_queue=queue
+            FileUploadWorkflow.run,
+            upload,
+            id=f"file-upload/{TENANT}/{upload.file_id}",
+            task_queue=queue,
         )
         await handle.result()
     history = await handle.fetch_history()

@@ -15,7 +15,8 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_every_workflow_has_a_recorded_history() -> None:
     recorded = {
-        WorkflowHistory.from_json(p.stem, p.read_text()).events[0]
+        WorkflowHistory.from_json(p.stem, p.read_text())
+        .events[0]
         .workflow_execution_started_event_attributes.workflow_type.name
         for p in HISTORIES
     }

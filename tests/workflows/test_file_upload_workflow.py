@@ -76,9 +76,13 @@ def upload(sha256: str | None = SHA) -> FileUploadInput:
     )
 
 
-async def run(env: WorkflowEnvironment, fakes: FakeActivities, request: FileUploadInput) -> FileUploadResult:
+async def run(
+    env: WorkflowEnvironment, fakes: FakeActivities, request: FileUploadInput
+) -> FileUploadResult:
     queue = f"wf-{uuid.uuid4().hex[:8]}"
-    async with Worker(env.client, task_queue=queue, workflows=[FileUploadWorkflow], activities=fakes.activities()):
+    async with Worker(
+        env.client, task_queue=queue, workflows=[FileUploadWorkflow], activities=fakes.activities()
+    ):
         return await env.client.execute_workflow(
             FileUploadWorkflow.run,
             request,
@@ -87,7 +91,9 @@ async def run(env: WorkflowEnvironment, fakes: FakeActivities, request: FileUplo
         )
 
 
-async def test_a_clean_file_is_stored_and_announced_once(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_a_clean_file_is_stored_and_announced_once(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     fakes = FakeActivities([ScanResult(clean=True)])
     request = upload()
 
@@ -97,7 +103,9 @@ async def test_a_clean_file_is_stored_and_announced_once(time_skipping_env: Work
     assert result.storage == StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
     [event] = fakes.events
     assert event["event_type"] == "file.processed"
-    assert event["event_id"] == event_id_for(f"file-upload/acme/{request.file_id}", "file.processed")
+    assert event["event_id"] == event_id_for(
+        f"file-upload/acme/{request.file_id}", "file.processed"
+    )
     assert event["correlation_id"] == request.event_id
     assert event["sha256"] == SHA
 
@@ -114,13 +122,19 @@ async def test_clamd_unavailable_is_retried_by_temporal_and_the_file_is_never_pa
     assert result.status == "processed"
 
 
-async def test_an_infected_file_is_quarantined_with_its_signature(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_an_infected_file_is_quarantined_with_its_signature(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     fakes = FakeActivities([ScanResult(clean=False, signature="Eicar-Test-Signature")])
     request = upload()
 
     result = await run(time_skipping_env, fakes, request)
 
-    assert (result.status, result.reason, result.signature) == ("rejected", "infected", "Eicar-Test-Signature")
+    assert (result.status, result.reason, result.signature) == (
+        "rejected",
+        "infected",
+        "Eicar-Test-Signature",
+    )
     [move] = fakes.moves
     assert (move.bucket, move.key) == ("ferry-quarantine", f"quarantine/acme/{request.file_id}")
     [event] = fakes.events
@@ -129,7 +143,9 @@ async def test_an_infected_file_is_quarantined_with_its_signature(time_skipping_
     )  # fmt: skip
 
 
-async def test_a_file_over_clamd_limits_is_rejected_not_passed(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_a_file_over_clamd_limits_is_rejected_not_passed(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     limit = ApplicationError(
         "clamd could not scan the whole file: Heuristics.Limits.Exceeded.MaxFileSize",
         type="ScanLimitExceeded",
@@ -156,21 +172,32 @@ async def test_bytes_that_do_not_match_the_declared_checksum_are_corrupt_and_nev
     assert fakes.events[0]["reason"] == "corrupt"
 
 
-async def test_a_missing_object_fails_the_workflow_with_a_clear_error(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_a_missing_object_fails_the_workflow_with_a_clear_error(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     fakes = FakeActivities([])
 
     @activity.defn(name="fingerprint_object")
     async def missing(ref: StorageRef) -> Fingerprint:
-        raise ApplicationError(f"object {ref.key} not found", type="ObjectNotFound", non_retryable=True)
+        raise ApplicationError(
+            f"object {ref.key} not found", type="ObjectNotFound", non_retryable=True
+        )
 
     queue = f"wf-{uuid.uuid4().hex[:8]}"
-    others = [a for a in fakes.activities() if a.__temporal_activity_definition.name != "fingerprint_object"]
+    others = [
+        a
+        for a in fakes.activities()
+        if a.__temporal_activity_definition.name != "fingerprint_object"
+    ]
     request = upload()
     async with Worker(time_skipping_env.client, task_queue=queue, workflows=[FileUploadWorkflow],
                       activities=[missing, *others]):  # fmt: skip
         try:
             await time_skipping_env.client.execute_workflow(
-                FileUploadWorkflow.run, request, id=f"file-upload/acme/{request.file_id}", task_queue=queue
+                FileUploadWorkflow.run,
+                request,
+                id=f"file-upload/acme/{request.file_id}",
+                task_queue=queue,
             )
         except WorkflowFailureError as err:
             assert "not found" in str(err.cause.cause)
