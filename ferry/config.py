@@ -25,7 +25,10 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
-    database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry:ferry@127.0.0.1:5432/ferry")
+    # The application's role (no table ownership, subject to row-level security)
+    # and the owner's, for migrations only.
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry_app@127.0.0.1:5432/ferry")
+    database_admin_url: SecretStr = SecretStr("postgresql+asyncpg://ferry@127.0.0.1:5432/ferry")
     clamd_address: str = "127.0.0.1:3310"
     local_storage_root: Path = Path(".ferry/storage")
 

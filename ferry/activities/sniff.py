@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xff\xd8\xff", "image/jpeg"),
     (0, b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -22,11 +24,10 @@ def sniff_content_type(head: bytes) -> str:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
     try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the end of the sample is still text.
-        if exc.start < len(head) - 3:
-            return "application/octet-stream"
+        # Not final: a multi-byte character cut at the end of the sample is still text.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "application/octet-stream"
     if any(byte < 9 for byte in head):
         return "application/octet-stream"
     return "text/plain"

@@ -36,6 +36,8 @@ AZURITE_KEY = (
 DB_USER = "ferry"
 DB_PASSWORD = "ferry"
 DB_NAME = "ferry"
+APP_USER = "ferry_app"
+APP_PASSWORD = "ferry_app"
 
 
 def cache_dir() -> Path:
@@ -342,22 +344,35 @@ class Postgres(Service):
         return probe.returncode == 0
 
     def after_start(self, ctx: Context) -> None:
-        """Create the application database once the cluster answers."""
+        """Create the application database and role once the cluster answers (idempotent).
+
+        Migrations run as the owner (`ferry`); the application connects as
+        `ferry_app`, which owns nothing and does not bypass row-level security.
+        """
         env = {**os.environ, "PGPASSWORD": DB_PASSWORD}
         base = ["-h", "127.0.0.1", "-p", str(ctx.port("postgres")), "-U", DB_USER]
-        exists = subprocess.run(
-            [self._bin("psql"), *base, "-d", "postgres", "-tAc",
-             f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
-            check=True, capture_output=True, text=True, env=env,
-        )  # fmt: skip
-        if exists.stdout.strip() != "1":
+
+        def sql(database: str, statement: str) -> str:
+            psql = [self._bin("psql"), *base, "-d", database, "-v", "ON_ERROR_STOP=1"]
+            done = subprocess.run(
+                [*psql, "-tAc", statement], check=True, capture_output=True, text=True, env=env
+            )
+            return done.stdout.strip()
+
+        if sql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
             subprocess.run(
                 [self._bin("createdb"), *base, DB_NAME], check=True, capture_output=True, env=env
             )
+        if sql("postgres", f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_USER}'") != "1":
+            sql("postgres", f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}' NOBYPASSRLS")
+        sql(DB_NAME, f"GRANT CONNECT, TEMPORARY ON DATABASE {DB_NAME} TO {APP_USER}")
 
     def env(self, ctx: Context) -> Mapping[str, str]:
-        url = f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@{self.address(ctx)}/{DB_NAME}"
-        return {"FERRY_DATABASE_URL": url, "FERRY_DATABASE_ADMIN_URL": url}
+        at = f"{self.address(ctx)}/{DB_NAME}"
+        return {
+            "FERRY_DATABASE_URL": f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@{at}",
+            "FERRY_DATABASE_ADMIN_URL": f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@{at}",
+        }
 
 
 def _let_user_traverse(path: Path) -> None:
@@ -446,7 +461,11 @@ def build_signatures(database: Path) -> None:
             if path.is_file():
                 digest = hashlib.md5(path.read_bytes()).hexdigest()
                 lines.append(f"{digest}:{path.stat().st_size}:ClamAV-Test-File.{path.name}")
-    (database / "ferry-testfiles.hdb").write_text("".join(f"{line}\n" for line in lines))
+    hdb = database / "ferry-testfiles.hdb"
+    if lines:
+        hdb.write_text("".join(f"{line}\n" for line in lines))
+    else:
+        hdb.unlink(missing_ok=True)  # clamd refuses an empty database file
 
 
 class S3(Service):

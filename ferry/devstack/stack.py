@@ -130,13 +130,11 @@ class Stack:
                 raise StackError(f"{service.name}: {reason}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ctx.logs.mkdir(parents=True, exist_ok=True)
-        started = []
         for service in self.services:
             if self._process(service) is None:
                 self._start(service, ctx)
-                started.append(service)
         self._wait_healthy(ctx)
-        for service in started:
+        for service in self.services:
             after = getattr(service, "after_start", None)
             if after is not None:
                 after(ctx)

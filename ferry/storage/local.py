@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from stat import S_ISREG
 
 from ferry.storage.base import (
     CHUNK_SIZE,
@@ -38,7 +39,8 @@ class LocalStorage:
         path = self._path(bucket, key)
         try:
             handle = await asyncio.to_thread(path.open, "rb")
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            # A directory is only a prefix of other keys, never an object.
             raise ObjectNotFound(f"{bucket}/{key}") from exc
         try:
             while chunk := await asyncio.to_thread(handle.read, chunk_size):
@@ -72,13 +74,15 @@ class LocalStorage:
             stat = await asyncio.to_thread(path.stat)
         except FileNotFoundError:
             return None
+        if not S_ISREG(stat.st_mode):
+            return None
         return ObjectInfo(bucket, key, stat.st_size)
 
     async def copy(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
     ) -> ObjectInfo:
         src, dst = self._path(src_bucket, src_key), self._path(dst_bucket, dst_key)
-        if not src.exists():
+        if not src.is_file():
             raise ObjectNotFound(f"{src_bucket}/{src_key}")
         await asyncio.to_thread(dst.parent.mkdir, parents=True, exist_ok=True)
         partial = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.partial")
