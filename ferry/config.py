@@ -33,10 +33,12 @@ class Settings(BaseSettings):
     local_storage_root: Path = Path(".ferry/storage")
 
     files_task_queue: str = "ferry-files"
+    tenants_task_queue: str = "ferry-tenants"
     consumer_group: str = "ferry-bridge"
     ingest_bucket: str = "ferry-ingest"
     quarantine_bucket: str = "ferry-quarantine"
     max_in_flight: int = Field(default=256, ge=1)
+    bridge_metrics_port: int = 9464  # 0: no metrics endpoint
 
     @property
     def clamd_host_port(self) -> tuple[str, int]:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from temporalio.client import Client
+from temporalio.service import RetryConfig
 from temporalio.worker import Worker
 
 from ferry.activities.events import EventActivities
@@ -20,9 +21,16 @@ from ferry.workflows.file_upload import FileUploadWorkflow
 WORKFLOWS = [FileUploadWorkflow]
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(
+    settings: Settings, retry_config: RetryConfig | None = None, lazy: bool = False
+) -> Client:
     """A Temporal client as every Ferry process makes it."""
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        retry_config=retry_config,
+        lazy=lazy,
+    )
 
 
 def storage_providers(settings: Settings) -> dict[str, StorageProvider]:

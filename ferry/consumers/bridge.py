@@ -1,27 +1,42 @@
-"""The Kafka → Temporal bridge: decode, route, start, then commit.
+"""The Kafka → Temporal bridge: decode, route, start or signal, then commit.
 
-An offset is committed only after Temporal acknowledged every record before
-it in its partition, so a crash replays records rather than losing them; the
-replay is harmless because workflow IDs come from business keys and a
-duplicate start is refused by Temporal and counted as done.
+Guarantees, and how:
+
+- Nothing is lost. An offset is committed only over a contiguous run of
+  records that Temporal acknowledged (or that went to the DLQ), so a crash
+  replays records rather than skipping them.
+- Nothing is acted on twice. Workflow IDs come from business keys, starts use
+  a reuse policy that rejects duplicates and a conflict policy that uses the
+  running workflow, and signals carry the event ID, which workflows remember.
+- Order where it matters. Records with the same key (the tenant) are handled
+  one after another; different keys run concurrently.
+- Poison never blocks a partition: a record that can never be routed goes to
+  the DLQ with its reason, and the partition moves on.
+- Backpressure, not loss. The Temporal client retries unavailable-server
+  errors on its own; while it does, records stay in flight, and once
+  `max_in_flight` are waiting the bridge pauses its partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
+from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
 from ferry.producers import EventPublisher
 from ferry.schemas import EventDecodeError, decode
@@ -37,11 +52,14 @@ INBOUND_TOPICS = (
     "ferry.billing.v1",
 )
 
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
 
 class Outcome(StrEnum):
     STARTED = "started"
     SIGNALLED = "signalled"
     DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
     DEAD_LETTERED = "dead-lettered"
 
 
@@ -49,7 +67,7 @@ class Rejected(Exception):
     """A record that can never be processed as it is: it goes to the DLQ."""
 
 
-def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+def header(record: Record, name: str) -> str | None:
     for key, value in record.headers or ():
         if key.lower() == name:
             return bytes(value).decode("utf-8", errors="replace")
@@ -60,28 +78,51 @@ def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
 class BridgeConfig:
     task_queues: Mapping[Queue, str]
     group_id: str = "ferry-bridge"
-    topics: Sequence[str] = ("ferry.uploads.v1",)
+    topics: Sequence[str] = INBOUND_TOPICS
     # A new group starts at the beginning so that no event is missed; tests
     # that share a topic with earlier runs start at the end instead.
     auto_offset_reset: str = "earliest"
-    max_poll_records: int = 500
+    max_in_flight: int = 256
+    shutdown_grace: float = 30.0
 
 
-class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Marks the bridge ready once it holds partitions and knows their positions."""
+class _PartitionProgress:
+    """Offsets of one partition in flight; what may be committed is the contiguous done prefix."""
 
+    def __init__(self) -> None:
+        self._offsets: deque[int] = deque()
+        self._done: set[int] = set()
+        self.committed: int | None = None
+
+    def add(self, offset: int) -> None:
+        self._offsets.append(offset)
+
+    def finish(self, offset: int) -> None:
+        self._done.add(offset)
+
+    def commit_point(self) -> int | None:
+        """The next offset to commit (one past the last contiguous finished record)."""
+        point = None
+        while self._offsets and self._offsets[0] in self._done:
+            offset = self._offsets.popleft()
+            self._done.discard(offset)
+            point = offset + 1
+        return point
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._offsets)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, bridge: Bridge) -> None:
         self._bridge = bridge
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self._bridge.ready.clear()
+        await self._bridge._release(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        consumer = self._bridge.consumer
-        if consumer is not None:
-            for tp in assigned:
-                await consumer.position(tp)
-        self._bridge.ready.set()
+        await self._bridge._acquire(list(assigned))
 
 
 class Bridge:
@@ -93,96 +134,221 @@ class Bridge:
         publisher: EventPublisher,
         bootstrap: str,
         config: BridgeConfig,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.client = client
         self.publisher = publisher
         self.bootstrap = bootstrap
         self.config = config
+        self.metrics = metrics or BridgeMetrics()
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        self._progress: dict[TopicPartition, _PartitionProgress] = {}
+        self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        self._key_tails: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
+        self._failure: BaseException | None = None
+        self._paused = False
+
+    # -- the loop ----------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set, then commit what is done and leave the group."""
+        """Consume until `stop` is set, then finish in-flight work, commit and leave the group."""
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.config.group_id,
             enable_auto_commit=False,
             auto_offset_reset=self.config.auto_offset_reset,
-            max_poll_records=self.config.max_poll_records,
             isolation_level="read_committed",
+            max_poll_records=self.config.max_in_flight,
         )
-        self.consumer.subscribe(list(self.config.topics), listener=_Ready(self))
+        self.consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
         await self.consumer.start()
         try:
-            while not stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=200)
-                if batches:
-                    await self._process(batches)
+            while not stop.is_set() and self._failure is None:
+                batches = await self.consumer.getmany(timeout_ms=100)
+                for tp, records in batches.items():
+                    for record in records:
+                        self._dispatch(tp, record)
+                self._apply_backpressure()
+                await self._commit()
+            await self._drain(self.config.shutdown_grace)
+            await self._commit()
         finally:
             await self.consumer.stop()
+        if self._failure is not None:
+            raise self._failure
 
-    async def _process(
-        self, batches: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    def _dispatch(self, tp: TopicPartition, record: Record) -> None:
+        """Start handling a record, after the previous record of the same key."""
+        self.metrics.consumed.labels(tp.topic).inc()
+        progress = self._progress.setdefault(tp, _PartitionProgress())
+        progress.add(record.offset)
+        key = (tp, record.key)
+        previous = self._key_tails.get(key)
+        task = asyncio.create_task(self._handle_after(previous, tp, record))
+        self._key_tails[key] = task
+        self._tasks.setdefault(tp, set()).add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.get(tp, set()).discard(t)
+            if self._key_tails.get(key) is t:
+                del self._key_tails[key]
+
+        task.add_done_callback(done)
+
+    async def _handle_after(
+        self, previous: asyncio.Task[None] | None, tp: TopicPartition, record: Record
     ) -> None:
-        """Partitions in parallel, each in order; commit after all are acknowledged."""
-        assert self.consumer is not None
-        await asyncio.gather(*(self._partition(records) for records in batches.values()))
-        await self.consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
-
-    async def _partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        for record in records:
+        if previous is not None:
+            await asyncio.wait([previous])
+            # If the record before this one of the same key did not finish, neither
+            # may this one: it would overtake it.
+            if previous.cancelled() or previous.exception() is not None:
+                raise asyncio.CancelledError
+        try:
             outcome = await self.handle(record)
-            self.counts[outcome] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Not the record's fault (e.g. Kafka or Temporal gave up): stop the
+            # bridge without committing past this record, so it is replayed.
+            log.exception("bridge stops: %s/%s@%s failed", tp.topic, tp.partition, record.offset)
+            self._failure = exc
+            raise
+        self.counts[outcome] += 1
+        self.metrics.outcomes.labels(tp.topic, outcome.value).inc()
+        if outcome is not Outcome.DEAD_LETTERED:
+            self.metrics.ack_seconds.labels(tp.topic).observe(
+                max(0.0, time.time() - record.timestamp / 1000)
+            )
+        progress = self._progress.get(tp)
+        if progress is not None:
+            progress.finish(record.offset)
 
-    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
+    def _apply_backpressure(self) -> None:
+        assert self.consumer is not None
+        in_flight = sum(p.in_flight for p in self._progress.values())
+        self.metrics.in_flight.set(in_flight)
+        if in_flight >= self.config.max_in_flight and not self._paused:
+            self.consumer.pause(*self.consumer.assignment())
+            self._paused = True
+            self.metrics.paused.set(1)
+        elif in_flight < self.config.max_in_flight // 2 and self._paused:
+            self.consumer.resume(*self.consumer.assignment())
+            self._paused = False
+            self.metrics.paused.set(0)
+
+    async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        assert self.consumer is not None
+        offsets = {}
+        for tp in list(partitions if partitions is not None else self._progress):
+            progress = self._progress.get(tp)
+            point = progress.commit_point() if progress else None
+            if point is not None and progress is not None:
+                offsets[tp] = point
+                progress.committed = point
+        if offsets:
+            await self.consumer.commit(offsets)
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            progress = self._progress.get(tp)
+            if highwater is not None and progress is not None and progress.committed is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    highwater - progress.committed
+                )
+
+    async def _drain(self, grace: float) -> None:
+        """Let in-flight records finish for up to `grace` seconds; cancel the rest."""
+        tasks = {t for ts in self._tasks.values() for t in ts}
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _release(self, revoked: list[TopicPartition]) -> None:
+        """On revocation: commit what is finished, drop what is not (the next owner redoes it)."""
+        self.ready.clear()
+        if self.consumer is None:
+            return
+        await self._commit(revoked)
+        for tp in revoked:
+            tasks = self._tasks.pop(tp, set())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._progress.pop(tp, None)
+        self._paused = False
+
+    async def _acquire(self, assigned: list[TopicPartition]) -> None:
+        consumer = self.consumer
+        if consumer is not None:
+            for tp in assigned:
+                await consumer.position(tp)
+            if self._paused:
+                consumer.pause(*assigned)
+        self.ready.set()
+
+    # -- one record ----------------------------------------------------------
+
+    async def handle(self, record: Record) -> Outcome:
         """Route one record; a record that cannot be routed goes to the DLQ."""
         try:
             event = self._decode(record)
             route = ROUTES.get(event["event_type"])
             if route is None:
                 raise Rejected(f"no route for event type {event['event_type']!r}")
+            missing = [name for name in route.required if event.get(name) is None]
+            if missing:
+                raise Rejected(f"{event['event_type']} without {', '.join(missing)}")
             return await self._deliver(route, event)
         except Rejected as rejected:
             await self._dead_letter(record, str(rejected))
             return Outcome.DEAD_LETTERED
 
-    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    def _decode(self, record: Record) -> dict[str, Any]:
         if record.value is None:
             raise Rejected("empty record value")
         try:
-            return decode(record.value, _header(record, "content-type"))
+            return decode(record.value, header(record, "content-type"))
         except EventDecodeError as exc:
             raise Rejected(f"{type(exc).__name__}: {exc}") from exc
 
     async def _deliver(self, route: Route, event: dict[str, Any]) -> Outcome:
         workflow_id = route.workflow_id(event)
-        task_queue = self.config.task_queues[route.queue]
-        if route.action is Action.START:
+        if route.action is Action.SIGNAL:
+            assert route.signal is not None
+            handle = self.client.get_workflow_handle(workflow_id)
             try:
-                handle = await self.client.start_workflow(
-                    route.workflow,
-                    route.to_input(event),
-                    id=workflow_id,
-                    task_queue=task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    search_attributes=route.search_attributes(event),
-                    static_summary=route.summary(event),
-                )
-            except WorkflowAlreadyStartedError:
-                # The run of this business key exists or existed: this event is done.
-                return Outcome.DUPLICATE
-            # With USE_EXISTING, a start of a running ID succeeds without starting;
-            # the server's response says which (the SDK keeps it on the handle).
-            response = getattr(handle, "_start_workflow_response", None)
-            return Outcome.STARTED if getattr(response, "started", True) else Outcome.DUPLICATE
-        raise Rejected(f"action {route.action} is not supported yet")
+                await handle.signal(route.signal, route.to_input(event))
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    raise Rejected(f"no running workflow {workflow_id} for this event") from err
+                raise
+            return Outcome.SIGNALLED
+        try:
+            handle = await self.client.start_workflow(
+                route.workflow,
+                route.to_input(event),
+                id=workflow_id,
+                task_queue=self.config.task_queues[route.queue],
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=route.search_attributes(event),
+                static_summary=route.summary(event),
+            )
+        except WorkflowAlreadyStartedError:
+            # The run of this business key existed and closed: this event is done.
+            return Outcome.DUPLICATE
+        # With USE_EXISTING, a start of a running ID succeeds without starting;
+        # the server's response says which (the SDK keeps it on the handle).
+        response = getattr(handle, "_start_workflow_response", None)
+        return Outcome.STARTED if getattr(response, "started", True) else Outcome.DUPLICATE
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        log.warning(
-            "dead-lettering %s/%s@%s: %s", record.topic, record.partition, record.offset, reason
-        )
+    async def _dead_letter(self, record: Record, reason: str) -> None:
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        log.warning("dead-lettering %s: %s", where, reason)
         headers = list(record.headers or ())
         headers += [
             ("ferry-error", reason.encode()),

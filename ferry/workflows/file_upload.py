@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.activities.storage import Fingerprint, MoveRequest, StorageActivities, StorageRef
     from ferry.producers.ids import event_id_for
 
+WORKFLOW = "file_upload_workflow"
 SOURCE = "ferry.file-upload"
 QUARANTINE_BUCKET = "ferry-quarantine"
 
@@ -76,7 +77,7 @@ class Rejection(Exception):
         self.reason, self.detail, self.signature = reason, detail, signature
 
 
-@workflow.defn(name="file_upload_workflow")
+@workflow.defn(name=WORKFLOW)
 class FileUploadWorkflow:
     """Turns one uploaded object into a processed file or a rejected one.
 
