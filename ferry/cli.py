@@ -18,6 +18,8 @@ from ferry.devstack import Stack, StackError
 app = typer.Typer(help="Ferry: the file and tenant platform.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack of real services.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+dlq_app = typer.Typer(help="The dead-letter topic, ferry.dlq.v1.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 
@@ -152,6 +154,51 @@ def tail(
             console.print_json(json.dumps(record, default=str))
 
     _run_until_signalled(main)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="Show the last N dead letters.")] = 50,
+    full: Annotated[bool, typer.Option("--full", help="Print each record decoded.")] = False,
+) -> None:
+    """Dead letters with their reasons, source and time."""
+    from ferry.config import get_settings
+    from ferry.consumers.dlq import read_dead_letters
+
+    letters = asyncio.run(read_dead_letters(get_settings().kafka_bootstrap, limit=limit))
+    table = Table("offset", "source", "failed at", "event type", "reason")
+    for d in letters:
+        partition, offset = d.header("ferry-source-partition"), d.header("ferry-source-offset")
+        source = f"{d.source_topic}[{partition}]@{offset}"
+        table.add_row(
+            str(d.offset),
+            source,
+            d.header("ferry-failed-at") or "-",
+            d.header("event-type") or "-",
+            d.reason,
+        )
+    console.print(table)
+    if full:
+        for d in letters:
+            console.print(f"[bold]offset {d.offset}[/bold]")
+            console.print_json(json.dumps(d.decoded(), default=str))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    offsets: Annotated[list[int], typer.Argument(help="DLQ offsets to re-publish.")],
+) -> None:
+    """Re-publish dead letters to their source topics (after the cause was fixed)."""
+    from ferry.config import get_settings
+    from ferry.consumers.dlq import replay
+
+    try:
+        replayed = asyncio.run(replay(get_settings().kafka_bootstrap, set(offsets)))
+    except (LookupError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    for letter, topic in replayed:
+        console.print(f"dead letter {letter.offset} → {topic}")
 
 
 @app.command()

@@ -39,7 +39,7 @@ def bridge_config(settings: Settings, **overrides: object) -> BridgeConfig:
 
 
 async def bridge_client(settings: Settings) -> Client:
-    return await connect(settings, retry_config=WAIT_FOR_TEMPORAL, lazy=True)
+    return await connect(settings, retry_config=WAIT_FOR_TEMPORAL)
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:

@@ -53,12 +53,14 @@ class TopicFollower:
             while not self._consumer.assignment():
                 await asyncio.sleep(0.05)
         assigned = sorted(self._consumer.assignment())
-        if self.from_beginning:
-            await self._consumer.seek_to_beginning(*assigned)
-        else:
-            await self._consumer.seek_to_end(*assigned)
+        # Explicit offsets: a seek_to_* followed by position() can resolve lazily.
+        bounds = await (
+            self._consumer.beginning_offsets(assigned)
+            if self.from_beginning
+            else self._consumer.end_offsets(assigned)
+        )
         for tp in assigned:
-            await self._consumer.position(tp)
+            self._consumer.seek(tp, bounds[tp])
 
     async def stop(self) -> None:
         await self._consumer.stop()

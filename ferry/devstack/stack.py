@@ -200,6 +200,15 @@ class Stack:
             self._pid_file(service).unlink(missing_ok=True)
         return stopped
 
+    def stop_service(self, name: str) -> bool:
+        """Stop one service (to test how Ferry copes without it); `up` starts it again."""
+        service = next(s for s in self.services if s.name == name)
+        proc = self._process(service)
+        if proc is not None:
+            _terminate(proc, service.stop_signal, service.stop_timeout)
+        self._pid_file(service).unlink(missing_ok=True)
+        return proc is not None
+
     def reset(self) -> None:
         """Stop the stack and wipe its data, logs and ports."""
         self.down()

@@ -42,7 +42,7 @@ async def worker(client: Client, settings: Settings, task_queue: str) -> AsyncIt
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def bridge(
     client: Client, publisher: EventPublisher, settings: Settings, task_queue: str, worker: None
 ) -> AsyncIterator[Bridge]:

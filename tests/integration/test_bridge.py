@@ -1,0 +1,353 @@
+"""The bridge's guarantees on the real stack: no loss, no double action, order, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from temporalio.client import Client
+
+from ferry.config import Settings
+from ferry.consumers.bridge import INBOUND_TOPICS, Bridge
+from ferry.consumers.dlq import read_dead_letters, replay
+from ferry.consumers.service import bridge_client, bridge_config
+from ferry.demo import stage_upload
+from ferry.devstack import Stack
+from ferry.producers import EventPublisher
+from ferry.storage import LocalStorage
+
+pytestmark = pytest.mark.stack
+
+UPLOADS = "ferry.uploads.v1"
+
+
+async def _partitions(settings: Settings, topics: tuple[str, ...]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+
+
+async def start_group_at_end(settings: Settings, group: str) -> None:
+    """Commit a new group's offsets at the end of every inbound topic (skip older records)."""
+    partitions = await _partitions(settings, INBOUND_TOPICS)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit(ends)
+    finally:
+        await consumer.stop()
+
+
+async def committed(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
+
+
+async def workflow_ids(client: Client, tenant: str) -> list[str]:
+    return [wf.id async for wf in client.list_workflows(f'TenantId = "{tenant}"')]
+
+
+async def wait_until(predicate: Any, timeout: float, interval: float = 0.25) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bridge_process(group: str, task_queue: str, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+    """`ferry consume` as its own process, in its own group, starting this test's workflows."""
+    env = {
+        **os.environ,
+        "FERRY_CONSUMER_GROUP": group,
+        "FERRY_FILES_TASK_QUEUE": task_queue,
+        "FERRY_BRIDGE_METRICS_PORT": str(metrics_port),
+        "FERRY_MAX_IN_FLIGHT": "64",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "ferry.cli", "consume"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def staged_uploads(
+    storage: LocalStorage, settings: Settings, tenant: str, count: int
+) -> list[dict[str, Any]]:
+    return [
+        await stage_upload(
+            storage, settings.ingest_bucket, tenant, f"f{i}.txt", "text/plain", f"{i}\n".encode()
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+async def own_bridge(
+    client: Client, publisher: EventPublisher, settings: Settings, task_queue: str, worker: None
+) -> AsyncIterator[Bridge]:
+    """An in-process bridge in a group of its own, starting at the end of each topic."""
+    config = bridge_config(settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
+    config.auto_offset_reset = "latest"
+    config.task_queues = dict.fromkeys(config.task_queues, task_queue)
+    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    await asyncio.wait_for(bridge.ready.wait(), 60)
+    yield bridge
+    stop.set()
+    await task
+
+
+async def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(
+    publisher: EventPublisher,
+    local_storage: LocalStorage,
+    settings: Settings,
+    client: Client,
+    task_queue: str,
+    worker: None,
+    tenant: str,
+) -> None:
+    group = f"test-kill-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(settings, group)
+    events = await staged_uploads(local_storage, settings, tenant, 150)
+    expected = {f"file-upload/{tenant}/{e['file_id']}" for e in events}
+
+    first = bridge_process(group, task_queue)
+    for event in events:
+        await publisher.publish(event, topic=UPLOADS)
+
+    async def some_started() -> bool:
+        return len(await workflow_ids(client, tenant)) >= 10
+
+    await wait_until(some_started, 60)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    port = free_port()
+    second = bridge_process(group, task_queue, metrics_port=port)
+    try:
+
+        async def all_started() -> bool:
+            return len(await workflow_ids(client, tenant)) >= len(events)
+
+        await wait_until(all_started, 120)
+        ids = await workflow_ids(client, tenant)
+        assert len(ids) == len(expected)  # one run per event: nothing twice
+        assert set(ids) == expected  # and nothing lost
+
+        partition = (await publisher.publish(events[-1], topic=UPLOADS)).partition
+        tp = TopicPartition(UPLOADS, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        await consumer.start()
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.stop()
+
+        async def caught_up() -> bool:
+            return (await committed(settings, group)).get(tp, -1) >= end
+
+        await wait_until(caught_up, 60)
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert 'ferry_bridge_records_total{outcome="started",topic="ferry.uploads.v1"}' in metrics
+        assert 'ferry_bridge_records_total{outcome="duplicate",topic="ferry.uploads.v1"}' in metrics
+        assert "ferry_bridge_ack_seconds_bucket" in metrics
+        assert (
+            f'ferry_bridge_consumer_lag{{partition="{partition}",topic="ferry.uploads.v1"}} 0.0'
+            in metrics
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            code = second.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            raise
+    stderr = second.stderr.read().decode() if second.stderr else ""
+    assert code == 0, stderr  # SIGTERM: finish, commit, leave the group cleanly
+
+
+async def test_records_of_one_tenant_start_their_workflows_in_order(
+    own_bridge: Bridge,
+    publisher: EventPublisher,
+    local_storage: LocalStorage,
+    settings: Settings,
+    client: Client,
+    tenant: str,
+) -> None:
+    events = await staged_uploads(local_storage, settings, tenant, 20)
+    for event in events:
+        await publisher.publish(event, topic=UPLOADS)
+
+    async def all_started() -> bool:
+        return len(await workflow_ids(client, tenant)) >= len(events)
+
+    await wait_until(all_started, 60)
+    runs = [wf async for wf in client.list_workflows(f'TenantId = "{tenant}"')]
+    started_in = [wf.id for wf in sorted(runs, key=lambda wf: wf.start_time)]
+    assert started_in == [f"file-upload/{tenant}/{e['file_id']}" for e in events]
+
+
+async def test_a_signal_for_a_workflow_that_does_not_exist_goes_to_the_dlq(
+    own_bridge: Bridge, publisher: EventPublisher, tenant: str, settings: Settings
+) -> None:
+    share_id = str(uuid.uuid4())
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "file.share_revocation_requested",
+        "occurred_at": 1_795_000_000_000,
+        "tenant_id": tenant,
+        "source": "test",
+        "share_id": share_id,
+        "revoked_by": "u-1",
+    }
+    sent = await publisher.publish(event, topic="ferry.file-commands.v1")
+
+    async def dead_lettered() -> bool:
+        letters = await read_dead_letters(settings.kafka_bootstrap, limit=20)
+        return any(
+            d.header("ferry-source-offset") == str(sent.offset)
+            and d.header("ferry-source-topic") == "ferry.file-commands.v1"
+            and d.header("ferry-source-partition") == str(sent.partition)
+            for d in letters
+        )
+
+    await wait_until(dead_lettered, 30)
+    [letter] = [
+        d
+        for d in await read_dead_letters(settings.kafka_bootstrap, limit=20)
+        if d.header("ferry-source-offset") == str(sent.offset)
+        and d.header("ferry-source-partition") == str(sent.partition)
+        and d.header("ferry-source-topic") == "ferry.file-commands.v1"
+    ]
+    assert f"file-share/{tenant}/{share_id}" in letter.reason
+
+
+async def test_a_dead_letter_is_replayed_to_its_source_topic_unchanged(
+    own_bridge: Bridge, publisher: EventPublisher, settings: Settings, tenant: str
+) -> None:
+    value = b'{"event_type": "tenant.suspension_requested"}'
+    headers = [("content-type", b"application/json"), ("x-origin", b"upstream")]
+    sent = await publisher.send_raw("ferry.tenants.v1", value, tenant.encode(), headers)
+
+    async def find() -> Any:
+        return [
+            d
+            for d in await read_dead_letters(settings.kafka_bootstrap, limit=50)
+            if d.header("ferry-source-offset") == str(sent.offset)
+            and d.header("ferry-source-partition") == str(sent.partition)
+            and d.header("ferry-source-topic") == "ferry.tenants.v1"
+        ]
+
+    await wait_until(find, 30)
+    [letter] = await find()
+
+    tp = TopicPartition("ferry.tenants.v1", sent.partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        await replay(settings.kafka_bootstrap, {letter.offset})
+        consumer.seek(tp, end)
+        batch = await consumer.getmany(tp, timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    [record] = batch[tp]
+    assert (record.key, record.value, list(record.headers)) == (tenant.encode(), value, headers)
+
+
+@pytest.mark.restarts_stack
+async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_after(
+    stack: Stack, publisher: EventPublisher, settings: Settings, tenant: str
+) -> None:
+    client = await bridge_client(settings)
+    group = f"test-outage-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(settings, group)
+    queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # the workflows need only to start
+    config = bridge_config(settings, group_id=group, max_in_flight=4)
+    config.task_queues = dict.fromkeys(config.task_queues, queue)
+    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    await asyncio.wait_for(bridge.ready.wait(), 60)
+    before = await committed(settings, group)
+    try:
+        await asyncio.to_thread(stack.stop_service, "temporal")
+        events = []
+        for i in range(10):
+            file_id = str(uuid.uuid4())
+            event = {
+                "event_id": str(uuid.uuid4()),
+                "event_type": "file.uploaded",
+                "occurred_at": 1_795_000_000_000,
+                "tenant_id": tenant,
+                "source": "test",
+                "file_id": file_id,
+                "filename": f"f{i}.txt",
+                "declared_content_type": "text/plain",
+                "size_bytes": 1,
+                "storage": {
+                    "provider": "local",
+                    "bucket": "ferry-ingest",
+                    "key": f"tenants/{tenant}/uploads/{file_id}/f{i}.txt",
+                },
+                "uploaded_by": "u-1",
+            }
+            await publisher.publish(event, topic=UPLOADS)
+            events.append(event)
+        await asyncio.sleep(5)
+        assert await committed(settings, group) == before
+        assert bridge.counts["started"] == 0
+        assert bridge.metrics.paused._value.get() == 1  # backpressure: partitions paused
+
+        await asyncio.to_thread(stack.up)
+
+        async def all_started() -> bool:
+            return bridge.counts["started"] == len(events)
+
+        await wait_until(all_started, 120)
+        tp = TopicPartition(UPLOADS, (await publisher.publish(events[0], topic=UPLOADS)).partition)
+
+        async def committed_past() -> bool:
+            return (await committed(settings, group)).get(tp, -1) > before.get(tp, -1)
+
+        await wait_until(committed_past, 30)
+        assert set(await workflow_ids(client, tenant)) == {
+            f"file-upload/{tenant}/{e['file_id']}" for e in events
+        }
+    finally:
+        stop.set()
+        await task
+        for event in events:
+            handle = client.get_workflow_handle(f"file-upload/{tenant}/{event['file_id']}")
+            await handle.terminate("test cleanup: no worker on this queue")
