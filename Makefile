@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FERRY := $(BIN)/ferry
 
-.PHONY: setup up down status run test test-unit lint format clean-stack
+.PHONY: setup up down status run test test-unit lint format clean-stack bench-ingest
 
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
@@ -27,13 +27,16 @@ test-unit: setup
 	@$(BIN)/pytest tests/unit
 
 lint: setup
-	@$(BIN)/ruff check ferry tests
-	@$(BIN)/ruff format --check ferry tests
+	@$(BIN)/ruff check ferry tests bench
+	@$(BIN)/ruff format --check ferry tests bench
 	@$(BIN)/mypy
 
 format:
-	@$(BIN)/ruff format ferry tests
-	@$(BIN)/ruff check --fix ferry tests
+	@$(BIN)/ruff format ferry tests bench
+	@$(BIN)/ruff check --fix ferry tests bench
+
+bench-ingest: up  ## what the bridge costs on top of Temporal (prints a table, writes JSON)
+	@$(BIN)/python bench/ingest.py
 
 clean-stack:      ## stop the stack and wipe its data
 	@$(FERRY) stack reset --yes

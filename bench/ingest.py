@@ -1,0 +1,277 @@
+"""Ingest benchmark: what the Kafka → Temporal bridge costs on top of Temporal itself.
+
+On the local stack (`ferry stack up`), it measures
+
+  (a) the raw rate of `client.start_workflow` against the Temporal server;
+  (b) the rate of `file.uploaded` records turned into started workflows through
+      Kafka and the bridge (`ferry consume` in its own process), and b/a;
+  (c) p50 and p99 from a record's timestamp to its workflow's start, with the
+      records published at half the rate measured in (b);
+  (d) the bridge process's CPU time and peak memory.
+
+The workflows go to a task queue without a worker (only the start is
+measured) and are terminated afterwards. Prints a table and writes JSON to
+bench/results/ingest.json. Run: `make bench-ingest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client
+
+from ferry.config import Settings, get_settings
+from ferry.consumers.bridge import INBOUND_TOPICS
+from ferry.consumers.routes import ROUTES
+from ferry.producers import EventPublisher
+from ferry.worker import connect
+
+RESULTS = Path(__file__).parent / "results"
+console = Console()
+
+
+def upload_event(tenant: str) -> dict[str, Any]:
+    file_id = str(uuid.uuid4())
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "file.uploaded",
+        "occurred_at": datetime.now(UTC),
+        "tenant_id": tenant,
+        "correlation_id": None,
+        "source": "bench",
+        "file_id": file_id,
+        "filename": "bench.bin",
+        "declared_content_type": "application/octet-stream",
+        "size_bytes": 1,
+        "storage": {
+            "provider": "local",
+            "bucket": "ferry-ingest",
+            "key": f"tenants/{tenant}/uploads/{file_id}/bench.bin",
+        },
+        "sha256": None,
+        "uploaded_by": "bench",
+    }
+
+
+async def raw_start_rate(client: Client, queue: str, count: int, concurrency: int) -> float:
+    """(a) Workflows started per second by the client alone, `concurrency` at a time."""
+    route = ROUTES["file.uploaded"]
+    events = [upload_event(f"bench-raw-{i % concurrency}") for i in range(count)]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def start(event: dict[str, Any]) -> None:
+        async with gate:
+            await client.start_workflow(
+                route.workflow,
+                route.to_input(event),
+                id=route.workflow_id(event),
+                task_queue=queue,
+                search_attributes=route.search_attributes(event),
+            )
+
+    began = time.perf_counter()
+    await asyncio.gather(*(start(e) for e in events))
+    return count / (time.perf_counter() - began)
+
+
+async def start_group_at_end(settings: Settings, group: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(INBOUND_TOPICS))
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    ]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+class BridgeProcess:
+    """`ferry consume` in its own process, measured from outside."""
+
+    def __init__(self, queue: str, group: str, port: int) -> None:
+        env = {
+            **os.environ,
+            "FERRY_CONSUMER_GROUP": group,
+            "FERRY_FILES_TASK_QUEUE": queue,
+            "FERRY_BRIDGE_METRICS_PORT": str(port),
+        }
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ferry.cli", "consume"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ps = psutil.Process(self.proc.pid)
+
+    async def started(self) -> int:
+        async with httpx.AsyncClient() as http:
+            try:
+                text = (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
+            except httpx.HTTPError:
+                return 0
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("ferry_bridge_records_total{") and 'outcome="started"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
+
+    async def wait_started(self, count: int, timeout: float = 600) -> None:
+        async with asyncio.timeout(timeout):
+            while await self.started() < count:
+                await asyncio.sleep(0.05)
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+
+async def bridge_rate(publisher: EventPublisher, bridge: BridgeProcess, count: int) -> float:
+    """(b) Records → started workflows per second, publishing as fast as Kafka takes them."""
+    baseline = await bridge.started()
+    # Many tenants, as in production: records of one tenant are started in order,
+    # so a handful of tenants would measure that ordering, not the bridge's cost.
+    events = [upload_event(f"bench-b-{i % 500}") for i in range(count)]
+    began = time.perf_counter()
+    await asyncio.gather(*(publisher.publish(e, topic="ferry.uploads.v1") for e in events))
+    await bridge.wait_started(baseline + count)
+    return count / (time.perf_counter() - began)
+
+
+async def latency_at(
+    publisher: EventPublisher, bridge: BridgeProcess, client: Client, rate: float, seconds: float
+) -> list[float]:
+    """(c) Record timestamp → workflow start, in ms, publishing at `rate` per second."""
+    baseline = await bridge.started()
+    tenant = f"bench-lat-{uuid.uuid4().hex[:8]}"
+    count = max(1, int(rate * seconds))
+    sent_at: dict[str, float] = {}
+    began = time.perf_counter()
+    for i in range(count):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event = upload_event(tenant)
+        event["occurred_at"] = datetime.now(UTC)
+        await publisher.publish(event, topic="ferry.uploads.v1")
+        sent_at[f"file-upload/{tenant}/{event['file_id']}"] = event["occurred_at"].timestamp()
+    await bridge.wait_started(baseline + count)
+    latencies = []
+    async for wf in client.list_workflows(f'TenantId = "{tenant}"'):
+        latencies.append((wf.start_time.timestamp() - sent_at[wf.id]) * 1000)
+    return latencies
+
+
+def terminate_queue(settings: Settings, queue: str) -> None:
+    """Terminate the benchmark's workflows with one batch operation of the Temporal CLI."""
+    temporal = str(Path(sys.executable).parent / "temporal")
+    subprocess.run(
+        [temporal, "workflow", "terminate", "--address", settings.temporal_address,
+         "--query", f'TaskQueue = "{queue}" AND ExecutionStatus = "Running"',
+         "--reason", "ingest benchmark cleanup", "--yes"],
+        check=False, capture_output=True,
+    )  # fmt: skip
+
+
+async def main(count: int, concurrency: int, latency_seconds: float) -> dict[str, Any]:
+    settings = get_settings()
+    client = await connect(settings)
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    results: dict[str, Any] = {"count": count, "concurrency": concurrency}
+    try:
+        console.print(f"(a) {count} raw starts, {concurrency} concurrent…")
+        results["raw_starts_per_s"] = await raw_start_rate(client, queue, count, concurrency)
+
+        await start_group_at_end(settings, group)
+        with_port = 19464
+        bridge = BridgeProcess(queue, group, with_port)
+        async with EventPublisher(settings.kafka_bootstrap) as publisher:
+            await asyncio.sleep(3)  # let the bridge join its group
+            console.print(f"(b) {count} records through Kafka and the bridge…")
+            results["bridge_starts_per_s"] = await bridge_rate(publisher, bridge, count)
+            results["ratio"] = results["bridge_starts_per_s"] / results["raw_starts_per_s"]
+            half = results["bridge_starts_per_s"] / 2
+            console.print(f"(c) latency at {half:.0f} records/s for {latency_seconds:.0f}s…")
+            cpu_before = bridge.cpu_seconds()
+            latencies = await latency_at(publisher, bridge, client, half, latency_seconds)
+            results["latency_rate_per_s"] = half
+            results["latency_p50_ms"] = statistics.median(latencies)
+            results["latency_p99_ms"] = statistics.quantiles(latencies, n=100)[98]
+            results["bridge_cpu_s_per_1000_records"] = (
+                (bridge.cpu_seconds() - cpu_before) / len(latencies) * 1000
+            )
+            results["bridge_cpu_s_total"] = bridge.cpu_seconds()
+            results["bridge_peak_rss_mb"] = bridge.peak_rss_mb()
+        bridge.stop()
+    finally:
+        terminate_queue(settings, queue)
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    table = Table("measure", "value", "goal", title="Ferry ingest benchmark")
+    table.add_row("(a) raw start_workflow rate", f"{results['raw_starts_per_s']:.1f} /s", "")
+    table.add_row("(b) Kafka → bridge → started", f"{results['bridge_starts_per_s']:.1f} /s", "")
+    table.add_row("ratio b/a", f"{results['ratio']:.2f}", "≥ 0.90")
+    table.add_row("load for latency", f"{results['latency_rate_per_s']:.1f} records/s", "½ of (b)")
+    table.add_row("p50 record → start", f"{results['latency_p50_ms']:.1f} ms", "")
+    table.add_row("p99 record → start", f"{results['latency_p99_ms']:.1f} ms", "≤ 250 ms")
+    table.add_row(
+        "bridge CPU per 1000 records", f"{results['bridge_cpu_s_per_1000_records']:.2f} s", ""
+    )
+    table.add_row("bridge peak RSS", f"{results['bridge_peak_rss_mb']:.0f} MB", "")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument(
+        "--concurrency", type=int, default=256, help="raw starts in flight (the bridge's default)"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    args = parser.parse_args()
+    outcome = asyncio.run(main(args.count, args.concurrency, args.latency_seconds))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ingest.json").write_text(json.dumps(outcome, indent=2))
+    report(outcome)
+    console.print(f"written to {RESULTS / 'ingest.json'}")
