@@ -37,6 +37,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.consumers.metrics import BridgeMetrics
+from ferry.consumers.notifications import NotificationError, normalise
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
 from ferry.producers import EventPublisher
 from ferry.schemas import EventDecodeError, decode
@@ -44,6 +45,7 @@ from ferry.schemas import EventDecodeError, decode
 log = logging.getLogger(__name__)
 
 DLQ_TOPIC = "ferry.dlq.v1"
+NOTIFICATIONS_TOPIC = "ferry.storage-notifications.v1"
 INBOUND_TOPICS = (
     "ferry.uploads.v1",
     "ferry.storage-notifications.v1",
@@ -295,6 +297,8 @@ class Bridge:
     async def handle(self, record: Record) -> Outcome:
         """Route one record; a record that cannot be routed goes to the DLQ."""
         try:
+            if record.topic == NOTIFICATIONS_TOPIC:
+                return await self._notification(record)
             event = self._decode(record)
             route = ROUTES.get(event["event_type"])
             if route is None:
@@ -306,6 +310,18 @@ class Bridge:
         except Rejected as rejected:
             await self._dead_letter(record, str(rejected))
             return Outcome.DEAD_LETTERED
+
+    async def _notification(self, record: Record) -> Outcome:
+        """A bucket notification: each committed object is a `file.uploaded`."""
+        try:
+            uploads = normalise(record.value or b"")
+        except NotificationError as exc:
+            raise Rejected(f"NotificationError: {exc}") from exc
+        if not uploads:
+            return Outcome.SKIPPED  # a test event, a deletion, an uncommitted block
+        route = ROUTES["file.uploaded"]
+        outcomes = [await self._deliver(route, upload.event) for upload in uploads]
+        return Outcome.STARTED if Outcome.STARTED in outcomes else Outcome.DUPLICATE
 
     def _decode(self, record: Record) -> dict[str, Any]:
         if record.value is None:

@@ -86,7 +86,7 @@ def normalise(value: bytes) -> list[Upload]:
         return _gcs(document)
     if "specversion" in document or "eventType" in document:
         return _event_grid([document])
-    keys = ", ".join(sorted(str(key) for key in document)[:8])
+    keys = ", ".join(_short(key) for key in sorted(document)[:8])
     raise NotificationError(f"unrecognised notification format (keys: {keys or 'none'})")
 
 
@@ -334,6 +334,8 @@ def _load(value: bytes) -> Any:
         value = bytes(value)
     if not isinstance(value, bytes):
         raise NotificationError(f"a notification must be bytes, not {type(value).__name__}")
+    if not value.strip():
+        raise NotificationError("empty notification record")
     try:
         return json.loads(value.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -390,7 +392,7 @@ def _size(value: object, where: str) -> int:
 
 
 def _time(value: object, where: str) -> datetime:
-    """An ISO-8601 time as a UTC datetime, cut to the milliseconds Avro keeps."""
+    """An ISO-8601 time (naive means UTC) as a UTC datetime, cut to the milliseconds Avro keeps."""
     if not isinstance(value, str) or not value:
         raise NotificationError(f"{where}: expected an ISO-8601 time, got {_short(value)}")
     try:
