@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 
 from ferry.config import Settings
-from ferry.consumers.bridge import INBOUND_TOPICS, Bridge
+from ferry.consumers.bridge import INBOUND_TOPICS, NOTIFICATIONS_TOPIC, Bridge
 from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.service import bridge_client, bridge_config
 from ferry.demo import stage_upload
@@ -351,3 +353,46 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
         for event in events:
             handle = client.get_workflow_handle(f"file-upload/{tenant}/{event['file_id']}")
             await handle.terminate("test cleanup: no worker on this queue")
+
+
+NOTIFICATIONS = Path(__file__).parent.parent / "unit" / "notifications"
+
+
+async def test_a_bucket_notification_starts_one_upload_and_a_test_event_is_skipped(
+    own_bridge: Bridge, publisher: EventPublisher, client: Client, settings: Settings, tenant: str
+) -> None:
+    file_id = str(uuid.uuid4())
+    document = json.loads((NOTIFICATIONS / "s3_put.json").read_text())
+    s3 = document["Records"][0]["s3"]
+    s3["object"]["key"] = f"tenants/{tenant}/uploads/{file_id}/annual+report.pdf"
+    value = json.dumps(document).encode()
+    skipped_before = own_bridge.counts["skipped"]
+    duplicates_before = own_bridge.counts["duplicate"]
+
+    await publisher.send_raw(NOTIFICATIONS_TOPIC, value, tenant.encode(), [])
+    await publisher.send_raw(NOTIFICATIONS_TOPIC, value, tenant.encode(), [])
+    test_event = (NOTIFICATIONS / "s3_test_event.json").read_bytes()
+    await publisher.send_raw(NOTIFICATIONS_TOPIC, test_event, tenant.encode(), [])
+
+    async def handled() -> bool:
+        return (
+            own_bridge.counts["skipped"] > skipped_before
+            and own_bridge.counts["duplicate"] > duplicates_before
+        )
+
+    await wait_until(handled, 30)
+    runs = [
+        wf async for wf in client.list_workflows(f'WorkflowId = "file-upload/{tenant}/{file_id}"')
+    ]
+    assert len(runs) == 1
+    history = await client.get_workflow_handle(runs[0].id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    [payload] = started.input.payloads
+    upload = json.loads(payload.data)
+    assert upload["filename"] == "annual report.pdf"
+    assert upload["storage"] == {
+        "provider": "s3",
+        "bucket": s3["bucket"]["name"],
+        "key": f"tenants/{tenant}/uploads/{file_id}/annual report.pdf",
+    }
+    assert upload["size_bytes"] == s3["object"]["size"]
