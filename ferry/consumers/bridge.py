@@ -86,6 +86,8 @@ class BridgeConfig:
     auto_offset_reset: str = "earliest"
     max_in_flight: int = 256
     shutdown_grace: float = 30.0
+    # Commit at most this often while running (always on revocation and shutdown).
+    commit_interval: float = 0.2
 
 
 class _PartitionProgress:
@@ -151,6 +153,7 @@ class Bridge:
         self._key_tails: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
         self._failure: BaseException | None = None
         self._paused = False
+        self._last_commit = 0.0
 
     # -- the loop ----------------------------------------------------------
 
@@ -173,7 +176,8 @@ class Bridge:
                     for record in records:
                         self._dispatch(tp, record)
                 self._apply_backpressure()
-                await self._commit()
+                if time.monotonic() - self._last_commit >= self.config.commit_interval:
+                    await self._commit()
             await self._drain(self.config.shutdown_grace)
             await self._commit()
         finally:
@@ -243,6 +247,7 @@ class Bridge:
 
     async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         assert self.consumer is not None
+        self._last_commit = time.monotonic()
         offsets = {}
         for tp in list(partitions if partitions is not None else self._progress):
             progress = self._progress.get(tp)

@@ -54,7 +54,9 @@ async def test_contract_topics_exist_with_configured_partitions(settings: Settin
 
 
 def _pg_url(settings: Settings) -> str:
-    return settings.database_admin_url.get_secret_value().replace("postgresql+asyncpg", "postgresql")
+    return settings.database_admin_url.get_secret_value().replace(
+        "postgresql+asyncpg", "postgresql"
+    )
 
 
 @pytest.mark.restarts_stack

@@ -1,0 +1,60 @@
+"""What the repositories raise when a request cannot be honoured."""
+
+from __future__ import annotations
+
+
+class DatabaseError(Exception):
+    """Base of Ferry's database errors; `kind` names the error for Temporal."""
+
+    kind = "DatabaseError"
+
+
+class InvalidTenantId(DatabaseError, ValueError):
+    kind = "InvalidTenantId"
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"not a tenant ID: {tenant_id!r}")
+
+
+class NotFound(DatabaseError, LookupError):
+    """A row the request depends on does not exist in the current tenant."""
+
+    kind = "NotFound"
+
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"{what} {key!r} not found")
+        self.what, self.key = what, key
+
+
+class TenantNotFound(NotFound):
+    kind = "TenantNotFound"
+
+    def __init__(self, key: str) -> None:
+        super().__init__("tenant", key)
+
+
+class FileNotFound(NotFound):
+    kind = "FileNotFound"
+
+    def __init__(self, key: str) -> None:
+        super().__init__("file", key)
+
+
+class ShareNotFound(NotFound):
+    kind = "ShareNotFound"
+
+    def __init__(self, key: str) -> None:
+        super().__init__("share", key)
+
+
+class MigrationNotFound(NotFound):
+    kind = "MigrationNotFound"
+
+    def __init__(self, key: str) -> None:
+        super().__init__("file migration", key)
+
+
+class InvalidTransition(DatabaseError):
+    """A state change the row's current state does not allow."""
+
+    kind = "InvalidTransition"

@@ -1,0 +1,181 @@
+"""Tenant isolation in Postgres itself: forced row-level security, seen through the app's role."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+from sqlalchemy import CursorResult, Table, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ferry.db import TENANT_TABLES, InvalidTenantId, tenant_scope, tenant_session
+from ferry.db.models import Base
+
+if TYPE_CHECKING:
+    from db_fixtures import Seed
+
+pytest_plugins = ["db_fixtures"]
+pytestmark = pytest.mark.stack
+
+RLS_VIOLATION = "violates row-level security policy"
+
+POLICIES_SQL = """
+SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+       p.polname, p.polcmd::text AS polcmd, p.polpermissive,
+       pg_get_expr(p.polqual, p.polrelid) AS using_expr,
+       pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_policy p ON p.polrelid = c.oid
+WHERE n.nspname = current_schema() AND c.relname = ANY(:tables)
+"""
+
+
+def _key_column(table: str) -> str:
+    return "id" if table == "tenants" else "tenant_id"
+
+
+def _table(name: str) -> Table:
+    table = Base.metadata.tables.get(name)
+    assert table is not None, f"table {name} is in the database but not in ferry.db.models"
+    return table
+
+
+async def test_every_tenant_table_has_a_forced_policy(
+    admin_engine: AsyncEngine, tenant_tables_in_catalog: list[str]
+) -> None:
+    """Every table with a tenant_id (from the catalog) has RLS enabled, forced, and a policy."""
+    tables = ["tenants", *tenant_tables_in_catalog]
+    assert set(TENANT_TABLES) <= set(tables), "the catalog lacks tables the models define"
+    async with admin_engine.connect() as conn:
+        rows = (await conn.execute(text(POLICIES_SQL), {"tables": tables})).all()
+    with_policy = set()
+    for row in rows:
+        assert row.relrowsecurity, f"{row.relname}: row-level security is not enabled"
+        assert row.relforcerowsecurity, f"{row.relname}: row-level security is not forced"
+        if row.polname is None:
+            continue
+        # '*' is ALL: the one policy guards SELECT, INSERT, UPDATE and DELETE alike.
+        assert (row.polcmd, row.polpermissive) == ("*", True), row
+        expected = f"({_key_column(row.relname)} = current_setting('app.tenant_id'::text, true))"
+        assert (row.using_expr, row.check_expr) == (expected, expected), row
+        with_policy.add(row.relname)
+    assert not set(tables) - with_policy, "tables without a tenant policy"
+
+
+async def test_app_role_neither_owns_tables_nor_bypasses_rls(
+    app_engine: AsyncEngine, admin_engine: AsyncEngine
+) -> None:
+    async with app_engine.connect() as conn:
+        role = (await conn.execute(text("SELECT current_user"))).scalar_one()
+    async with admin_engine.connect() as conn:
+        attrs = (
+            await conn.execute(
+                text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = :r"), {"r": role}
+            )
+        ).one()
+        owned = await conn.scalar(
+            text("SELECT count(*) FROM pg_class WHERE relowner = to_regrole(:r)"), {"r": role}
+        )
+    assert (attrs.rolsuper, attrs.rolbypassrls) == (False, False)
+    assert owned == 0
+
+
+async def test_each_tenant_sees_only_its_own_rows(
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_tables_in_catalog: list[str],
+    seed: Seed,
+    tenant: str,
+    other_tenant: str,
+) -> None:
+    """Both tenants have rows in every table; each sees exactly its own."""
+    await seed(tenant)
+    await seed(other_tenant)
+    for current in (tenant, other_tenant):
+        async with tenant_session(app_sessionmaker, current) as session:
+            for name in ["tenants", *tenant_tables_in_catalog]:
+                column = _table(name).c[_key_column(name)]
+                seen = (await session.execute(select(column).distinct())).scalars().all()
+                assert seen == [current], f"{name} under {current} shows tenants {seen}"
+
+
+async def test_repositories_do_not_find_another_tenants_rows(
+    app_sessionmaker: async_sessionmaker[AsyncSession], seed: Seed, tenant: str, other_tenant: str
+) -> None:
+    await seed(tenant)
+    theirs = await seed(other_tenant)
+    async with tenant_scope(app_sessionmaker, tenant) as db:
+        assert await db.files.get(theirs.file_id) is None
+        assert not await db.file_belongs(theirs.file_id)
+        assert await db.shares.get(theirs.share_id) is None
+        assert await db.migrations.get(theirs.migration_id) is None
+        assert await db.users.role_of(theirs.owner) is None
+
+
+async def test_writes_with_a_foreign_tenant_id_are_refused(
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_tables_in_catalog: list[str],
+    seed: Seed,
+    tenant: str,
+    other_tenant: str,
+) -> None:
+    """In A's scope: a copy of A's row as B's, or A's row moved to B, is refused; B's is unseen."""
+    await seed(tenant)
+    await seed(other_tenant)
+    for name in ["tenants", *tenant_tables_in_catalog]:
+        table, column = _table(name), _key_column(name)
+        async with tenant_session(app_sessionmaker, tenant) as session:
+            row = dict((await session.execute(select(table).limit(1))).mappings().one())
+        with pytest.raises(DBAPIError, match=RLS_VIOLATION):
+            async with tenant_session(app_sessionmaker, tenant) as session:
+                await session.execute(insert(table).values({**row, column: other_tenant}))
+        with pytest.raises(DBAPIError, match=RLS_VIOLATION):
+            async with tenant_session(app_sessionmaker, tenant) as session:
+                await session.execute(update(table).values({column: other_tenant}))
+        async with tenant_session(app_sessionmaker, tenant) as session:
+            moved = await session.execute(
+                update(table).where(table.c[column] == other_tenant).values({column: tenant})
+            )
+            assert cast(CursorResult[Any], moved).rowcount == 0, f"{name}: B's rows seen by A"
+
+
+async def test_no_tenant_set_sees_nothing_and_writes_nothing(
+    app_engine: AsyncEngine, tenant_tables_in_catalog: list[str], seed: Seed, tenant: str
+) -> None:
+    await seed(tenant)
+    async with app_engine.connect() as conn:
+        for name in ["tenants", *tenant_tables_in_catalog]:
+            count = await conn.scalar(select(func.count()).select_from(_table(name)))
+            assert count == 0, f"{name} shows rows with no tenant set"
+        await conn.rollback()
+        with pytest.raises(DBAPIError, match=RLS_VIOLATION):
+            await conn.execute(
+                insert(_table("processed_events")).values(
+                    tenant_id=tenant, consumer="c", event_id="e"
+                )
+            )
+        await conn.rollback()
+
+
+async def test_the_tenant_does_not_outlive_its_transaction(
+    app_engine: AsyncEngine, seed: Seed, tenant: str
+) -> None:
+    """On one pooled connection, the transaction after a tenant's sees nothing."""
+    await seed(tenant)
+    files = select(func.count()).select_from(_table("files"))
+    async with app_engine.connect() as conn:
+        async with conn.begin():
+            await conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": tenant})
+            assert await conn.scalar(files) == 2
+        async with conn.begin():
+            assert await conn.scalar(files) == 0
+
+
+@pytest.mark.parametrize("tenant_id", ["", "A", "x", "bad id", "t'; SET ROLE ferry; --", "-t"])
+async def test_tenant_ids_must_be_slugs(
+    app_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str
+) -> None:
+    with pytest.raises(InvalidTenantId):
+        async with tenant_session(app_sessionmaker, tenant_id):
+            pass

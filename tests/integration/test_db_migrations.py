@@ -1,0 +1,178 @@
+"""Migrations on scratch databases: upgrade, downgrade to base, upgrade again; models agree."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Enum, make_url, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+from typer.testing import CliRunner
+
+from ferry.config import Settings
+from ferry.db import (
+    MemberRole,
+    StorageProvider,
+    TenantPlan,
+    create_engine,
+    create_sessionmaker,
+    tenant_scope,
+)
+from ferry.db.cli import db_app
+from ferry.db.migrate import alembic_config, upgrade
+from ferry.db.models import Base
+
+pytest_plugins = ["db_fixtures"]
+pytestmark = pytest.mark.stack
+
+TABLES = {table.name for table in Base.metadata.sorted_tables}
+
+
+def _with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def scratch_url(settings: Settings) -> AsyncIterator[str]:
+    """An empty database of the test's own, created and dropped by the owner."""
+    admin_url = settings.database_admin_url.get_secret_value()
+    name = f"ferry_migtest_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def _query(url: str, sql: str, **params: Any) -> list[Any]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(text(sql), params)).all())
+    finally:
+        await engine.dispose()
+
+
+async def _schema(url: str) -> tuple[set[str], int, list[str]]:
+    """Tables, policies and the recorded revision of the public schema."""
+    tables = {
+        row.tablename
+        for row in await _query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    }
+    policies = len(await _query(url, "SELECT 1 FROM pg_policies WHERE schemaname = 'public'"))
+    revision = []
+    if "alembic_version" in tables:
+        revision = [row.version_num for row in await _query(url, "SELECT * FROM alembic_version")]
+    return tables, policies, revision
+
+
+async def _cli(*args: str) -> None:
+    # In a thread: Alembic's env.py runs its own event loop.
+    result = await asyncio.to_thread(CliRunner().invoke, db_app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_url: str) -> None:
+    at_head = (TABLES | {"alembic_version"}, len(TABLES), ["0001"])
+    at_base: tuple[set[str], int, list[str]] = ({"alembic_version"}, 0, [])
+    await _cli("upgrade", "--url", scratch_url)
+    assert await _schema(scratch_url) == at_head
+    await _cli("upgrade", "head", "--url", scratch_url)  # at head already: nothing to do
+    assert await _schema(scratch_url) == at_head
+    await _cli("downgrade", "base", "--url", scratch_url)
+    assert await _schema(scratch_url) == at_base
+    await _cli("upgrade", "head", "--url", scratch_url)
+    assert await _schema(scratch_url) == at_head
+    await _cli("downgrade", "--url", scratch_url)  # one step back from the first revision
+    assert await _schema(scratch_url) == at_base
+
+
+async def test_models_and_migrations_agree(scratch_url: str) -> None:
+    await asyncio.to_thread(upgrade, alembic_config(url=scratch_url, configure_logging=False))
+    engine = create_async_engine(scratch_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(
+                        sync, opts={"compare_type": True, "compare_server_default": True}
+                    ),
+                    Base.metadata,
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
+async def test_check_constraints_match_the_enums(scratch_url: str) -> None:
+    """Autogenerate ignores CHECK constraints; the enums' allowed values are compared here."""
+    await asyncio.to_thread(upgrade, alembic_config(url=scratch_url, configure_logging=False))
+    rows = await _query(
+        scratch_url,
+        "SELECT conrelid::regclass::text AS tbl, conname, pg_get_constraintdef(oid) AS definition "
+        "FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace",
+    )
+    in_database = {
+        (row.tbl, row.conname): set(re.findall(r"'([^']*)'", row.definition)) for row in rows
+    }
+    expected = {}
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if isinstance(column.type, Enum):
+                expected[(table.name, f"ck_{table.name}_{column.type.name}")] = set(
+                    column.type.enums
+                )
+    expected[("tenants", "ck_tenants_slug")] = {"^[a-z0-9][a-z0-9-]{1,62}$"}
+    assert in_database == expected
+
+
+async def test_upgrade_grants_the_application_role(settings: Settings, scratch_url: str) -> None:
+    await asyncio.to_thread(upgrade, alembic_config(url=scratch_url, configure_logging=False))
+    database = make_url(scratch_url).database or ""
+    app_url = _with_database(settings.database_url.get_secret_value(), database)
+    engine = create_engine(app_url, pool_size=1)
+    try:
+        async with tenant_scope(create_sessionmaker(engine), "t-scratch") as db:
+            _, created = await db.tenants.create(
+                name="Scratch",
+                plan=TenantPlan.FREE,
+                region="local",
+                admin_email="a@b.c",
+                storage_provider=StorageProvider.LOCAL,
+                storage_bucket="ferry-t-scratch",
+            )
+            await db.users.add_member("a@b.c", MemberRole.OWNER)
+            assert created and await db.users.role_of("a@b.c") == MemberRole.OWNER
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM tenants"))).scalar_one() == 0
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [("ferry", "bypasses row-level security"), ("ferry_no_such_role", "does not exist")],
+)
+async def test_upgrade_refuses_an_unfit_application_role(
+    scratch_url: str, role: str, message: str
+) -> None:
+    """Named by `-x app_role=`: a superuser or a missing role stops the upgrade; nothing is left."""
+    config = alembic_config(url=scratch_url, configure_logging=False)
+    config.cmd_opts = argparse.Namespace(x=[f"app_role={role}"])
+    with pytest.raises(DBAPIError, match=message):
+        await asyncio.to_thread(upgrade, config)
+    assert await _schema(scratch_url) == (set(), 0, [])
