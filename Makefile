@@ -8,8 +8,9 @@ FERRY := $(BIN)/ferry
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
 
-up: setup         ## start the local stack
+up: setup         ## start the local stack and migrate the database
 	@$(FERRY) stack up
+	@$(FERRY) db upgrade
 
 down:             ## stop the local stack (data is kept)
 	@$(FERRY) stack down

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ferry.db.cli import db_app
 from ferry.devstack import Stack, StackError
 
 app = typer.Typer(help="Ferry: the file and tenant platform.", no_args_is_help=True)
@@ -20,6 +21,7 @@ stack_app = typer.Typer(help="The local stack of real services.", no_args_is_hel
 app.add_typer(stack_app, name="stack")
 dlq_app = typer.Typer(help="The dead-letter topic, ferry.dlq.v1.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(db_app, name="db", help="Database migrations (Alembic), run as the owner role.")
 console = Console()
 
 

@@ -12,11 +12,20 @@ from typing import Any
 from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
-from ferry.consumers.service import bridge_config
+from ferry.consumers.service import bridge_config, event_ledger
 from ferry.consumers.tail import TopicFollower
+from ferry.db import (
+    StorageProvider,
+    TenantPlan,
+    TenantStatus,
+    create_engine,
+    create_sessionmaker,
+    tenant_scope,
+)
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
 from ferry.worker import connect, file_worker
@@ -49,6 +58,29 @@ DEMO_FILES: list[tuple[str, str, bytes]] = [
     ("notes.txt", "text/plain", b"Ferry carries files across.\n" * 20),
     ("invoice.pdf.exe", "application/octet-stream", EICAR),
 ]
+
+
+async def ensure_tenant(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    plan: TenantPlan = TenantPlan.FREE,
+) -> str:
+    """An active tenant with local storage, as provisioning leaves one (idempotent).
+
+    The demo and the benchmarks write it directly; in the running system
+    `tenant_provisioning_workflow` does this and more.
+    """
+    async with tenant_scope(sessionmaker, tenant_id) as db:
+        await db.tenants.create(
+            name=f"Tenant {tenant_id}",
+            plan=plan,
+            region="local",
+            admin_email=f"admin@{tenant_id}.example",
+            storage_provider=StorageProvider.LOCAL,
+            storage_bucket=f"ferry-{tenant_id}",
+        )
+        await db.tenants.set_status(TenantStatus.ACTIVE)
+    return tenant_id
 
 
 async def stage_upload(
@@ -84,13 +116,18 @@ async def run_demo(
     settings: Settings, stop: asyncio.Event, keep_running: bool, out: Console
 ) -> None:
     client = await connect(settings)
+    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2)
+    await ensure_tenant(create_sessionmaker(engine), DEMO_TENANT)
     storage = LocalStorage(settings.local_storage_root)
     async with (
         file_worker(client, settings),
         EventPublisher(settings.kafka_bootstrap) as publisher,
         TopicFollower(settings.kafka_bootstrap, "ferry.file-events.v1") as results,
     ):
-        bridge = Bridge(client, publisher, settings.kafka_bootstrap, bridge_config(settings))
+        bridge = Bridge(
+            client, publisher, settings.kafka_bootstrap, bridge_config(settings),
+            ledger=event_ledger(settings),
+        )  # fmt: skip
         bridge_task = asyncio.create_task(bridge.run(stop))
         events = [
             await stage_upload(storage, settings.ingest_bucket, DEMO_TENANT, name, ctype, data)
@@ -126,3 +163,4 @@ async def run_demo(
         else:
             stop.set()
         await bridge_task
+    await engine.dispose()

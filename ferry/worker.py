@@ -10,10 +10,12 @@ from temporalio.client import Client
 from temporalio.service import RetryConfig
 from temporalio.worker import Worker
 
+from ferry.activities.database import DatabaseActivities
 from ferry.activities.events import EventActivities
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import StorageActivities
 from ferry.config import Settings
+from ferry.db import create_engine, create_sessionmaker
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage, StorageProvider
 from ferry.workflows.file_upload import FileUploadWorkflow
@@ -44,19 +46,27 @@ async def file_worker(
     """A running worker for the file workflows and their activities."""
     providers = storage_providers(settings)
     host, port = settings.clamd_host_port
+    engine = create_engine(settings.database_url.get_secret_value())
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
         storage = StorageActivities(providers)
         scan = ScanActivities(host, port, providers)
         events = EventActivities(publisher)
+        database = DatabaseActivities(create_sessionmaker(engine))
         worker = Worker(
             client,
             task_queue=task_queue or settings.files_task_queue,
             workflows=WORKFLOWS,
-            activities=[storage.fingerprint, storage.move, scan.scan, events.publish],
+            activities=[
+                storage.fingerprint, storage.move, scan.scan, events.publish,
+                *database.activities(),
+            ],
             max_concurrent_activities=32,
-        )
-        async with worker:
-            yield worker
+        )  # fmt: skip
+        try:
+            async with worker:
+                yield worker
+        finally:
+            await engine.dispose()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

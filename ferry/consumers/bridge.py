@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -55,6 +57,8 @@ INBOUND_TOPICS = (
 )
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+TENANT_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+TENANT_CACHE_SECONDS = 60.0
 
 
 class Outcome(StrEnum):
@@ -74,6 +78,30 @@ def header(record: Record, name: str) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("utf-8", errors="replace")
     return None
+
+
+class LedgerCheck(Protocol):
+    @property
+    def tenant_known(self) -> bool: ...
+
+    @property
+    def processed(self) -> bool: ...
+
+
+class Ledger(Protocol):
+    """Known tenants and processed events (the database's `EventLedger`)."""
+
+    async def check(
+        self,
+        tenant_id: str,
+        consumer: str,
+        event_id: str,
+        *,
+        known_tenant: bool = False,
+        processed_possible: bool = True,
+    ) -> LedgerCheck: ...
+
+    async def mark(self, tenant_id: str, consumer: str, event_id: str, event_type: str) -> None: ...
 
 
 @dataclass
@@ -139,8 +167,10 @@ class Bridge:
         bootstrap: str,
         config: BridgeConfig,
         metrics: BridgeMetrics | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.client = client
+        self.ledger = ledger
         self.publisher = publisher
         self.bootstrap = bootstrap
         self.config = config
@@ -154,6 +184,9 @@ class Bridge:
         self._failure: BaseException | None = None
         self._paused = False
         self._last_commit = 0.0
+        self._known_tenants: dict[str, float] = {}
+        # The namespace's retention, once known (see `_older_than_temporal_remembers`).
+        self.retention: timedelta | None = None
 
     # -- the loop ----------------------------------------------------------
 
@@ -167,6 +200,8 @@ class Bridge:
             isolation_level="read_committed",
             max_poll_records=self.config.max_in_flight,
         )
+        if self.ledger is not None and self.retention is None:
+            self.retention = await namespace_retention(self.client)
         self.consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
         await self.consumer.start()
         try:
@@ -308,10 +343,12 @@ class Bridge:
             route = ROUTES.get(event["event_type"])
             if route is None:
                 raise Rejected(f"no route for event type {event['event_type']!r}")
+            if not TENANT_SLUG.fullmatch(event["tenant_id"]):
+                raise Rejected(f"tenant_id {event['tenant_id']!r} is not a tenant slug")
             missing = [name for name in route.required if event.get(name) is None]
             if missing:
                 raise Rejected(f"{event['event_type']} without {', '.join(missing)}")
-            return await self._deliver(route, event)
+            return await self._checked_delivery(route, event, record)
         except Rejected as rejected:
             await self._dead_letter(record, str(rejected))
             return Outcome.DEAD_LETTERED
@@ -325,8 +362,49 @@ class Bridge:
         if not uploads:
             return Outcome.SKIPPED  # a test event, a deletion, an uncommitted block
         route = ROUTES["file.uploaded"]
-        outcomes = [await self._deliver(route, upload.event) for upload in uploads]
+        outcomes = [await self._checked_delivery(route, upload.event, record) for upload in uploads]
         return Outcome.STARTED if Outcome.STARTED in outcomes else Outcome.DUPLICATE
+
+    async def _checked_delivery(
+        self, route: Route, event: dict[str, Any], record: Record | None = None
+    ) -> Outcome:
+        """Deliver unless the tenant is unknown (DLQ) or the ledger has the event (duplicate)."""
+        if self.ledger is None:
+            return await self._deliver(route, event)
+        tenant, event_id = event["tenant_id"], event["event_id"]
+        check = await self.ledger.check(
+            tenant, self.config.group_id, event_id,
+            known_tenant=self._tenant_cached(tenant),
+            processed_possible=self._older_than_temporal_remembers(event, record),
+        )  # fmt: skip
+        if route.tenant_must_exist and not check.tenant_known:
+            raise Rejected(f"unknown tenant {tenant!r}")
+        if check.tenant_known:
+            self._known_tenants[tenant] = time.monotonic()
+        if check.processed:
+            return Outcome.DUPLICATE
+        outcome = await self._deliver(route, event)
+        await self.ledger.mark(tenant, self.config.group_id, event_id, event["event_type"])
+        return outcome
+
+    def _tenant_cached(self, tenant: str) -> bool:
+        """Seen to exist within the last minute (tenants come and go far less often)."""
+        seen = self._known_tenants.get(tenant)
+        return seen is not None and time.monotonic() - seen < TENANT_CACHE_SECONDS
+
+    def _older_than_temporal_remembers(self, event: dict[str, Any], record: Record | None) -> bool:
+        """Whether Temporal may have forgotten a workflow this event started.
+
+        A run started from an event closed after the event happened, and Temporal
+        refuses its ID for `retention` after closing; only events older than half
+        the retention (the earlier of record and event time) need the ledger.
+        """
+        if self.retention is None:
+            return True
+        stamps: list[float] = [event["occurred_at"].timestamp()]
+        if record is not None:
+            stamps.append(record.timestamp / 1000)
+        return time.time() - min(stamps) > self.retention.total_seconds() / 2
 
     def _decode(self, record: Record) -> dict[str, Any]:
         if record.value is None:
@@ -379,3 +457,14 @@ class Bridge:
             ("ferry-failed-at", datetime.now(UTC).isoformat().encode()),
         ]
         await self.publisher.send_raw(DLQ_TOPIC, record.value, record.key, headers)
+
+
+async def namespace_retention(client: Client) -> timedelta | None:
+    """How long Temporal keeps closed workflows (and so refuses their IDs)."""
+    response = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    ttl = response.config.workflow_execution_retention_ttl
+    return (
+        ttl.ToTimedelta() if response.config.HasField("workflow_execution_retention_ttl") else None
+    )

@@ -53,6 +53,8 @@ class Route:
     signal: str | None = None
     # Optional fields of the schema that this route cannot do without.
     required: tuple[str, ...] = ()
+    # Every event but a tenant's creation names a tenant that must exist.
+    tenant_must_exist: bool = True
 
     def search_attributes(self, event: Event) -> TypedSearchAttributes:
         pairs = [SearchAttributePair(TENANT_ID, str(event["tenant_id"]))]
@@ -226,6 +228,7 @@ ROUTES: dict[str, Route] = {
         Queue.TENANTS,
         _creation,
         lambda e: f"provision tenant {e['tenant_id']} on the {e['plan']} plan",
+        tenant_must_exist=False,
     ),
     "tenant.upgrade_requested": Route(
         Action.START,

@@ -11,6 +11,8 @@ from ferry.config import Settings
 from ferry.consumers.bridge import Bridge, BridgeConfig
 from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.routes import Queue
+from ferry.db import create_engine
+from ferry.db.ledger import EventLedger
 from ferry.producers import EventPublisher
 from ferry.worker import connect
 
@@ -42,13 +44,19 @@ async def bridge_client(settings: Settings) -> Client:
     return await connect(settings, retry_config=WAIT_FOR_TEMPORAL)
 
 
+def event_ledger(settings: Settings) -> EventLedger:
+    # A connection for every record that may be in flight, so none waits for one.
+    pool = max(4, settings.max_in_flight // 4)
+    return EventLedger(create_engine(settings.database_url.get_secret_value(), pool_size=pool))
+
+
 async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
     client = await bridge_client(settings)
     metrics = BridgeMetrics()
     if settings.bridge_metrics_port:
         metrics.serve(settings.bridge_metrics_port)
+    ledger = event_ledger(settings)
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
-        bridge = Bridge(
-            client, publisher, settings.kafka_bootstrap, bridge_config(settings), metrics
-        )
+        config = bridge_config(settings)
+        bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, metrics, ledger)
         await bridge.run(stop)

@@ -21,7 +21,7 @@ TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 # is_local=true: the setting lasts until the transaction ends, so a pooled
 # connection can never carry one tenant's ID into the next checkout.
-_SET_TENANT = text(f"SELECT set_config('{TENANT_SETTING}', :tenant_id, true)")
+SET_TENANT = text(f"SELECT set_config('{TENANT_SETTING}', :tenant_id, true)")
 
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
@@ -58,5 +58,5 @@ async def tenant_session(
     """
     validate_tenant_id(tenant_id)
     async with sessionmaker() as session, session.begin():
-        await session.execute(_SET_TENANT, {"tenant_id": tenant_id})
+        await session.execute(SET_TENANT, {"tenant_id": tenant_id})
         yield session

@@ -24,6 +24,7 @@ from ferry.config import Settings
 from ferry.consumers.bridge import INBOUND_TOPICS, NOTIFICATIONS_TOPIC, Bridge
 from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.service import bridge_client, bridge_config
+from ferry.db.ledger import EventLedger
 from ferry.demo import stage_upload
 from ferry.devstack import Stack
 from ferry.producers import EventPublisher
@@ -115,13 +116,18 @@ async def staged_uploads(
 
 @pytest.fixture
 async def own_bridge(
-    client: Client, publisher: EventPublisher, settings: Settings, task_queue: str, worker: None
+    client: Client,
+    publisher: EventPublisher,
+    settings: Settings,
+    task_queue: str,
+    worker: None,
+    ledger: EventLedger,
 ) -> AsyncIterator[Bridge]:
     """An in-process bridge in a group of its own, starting at the end of each topic."""
     config = bridge_config(settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
     config.auto_offset_reset = "latest"
     config.task_queues = dict.fromkeys(config.task_queues, task_queue)
-    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config)
+    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     await asyncio.wait_for(bridge.ready.wait(), 60)
@@ -290,7 +296,7 @@ async def test_a_dead_letter_is_replayed_to_its_source_topic_unchanged(
 
 @pytest.mark.restarts_stack
 async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_after(
-    stack: Stack, publisher: EventPublisher, settings: Settings, tenant: str
+    stack: Stack, publisher: EventPublisher, settings: Settings, tenant: str, ledger: EventLedger
 ) -> None:
     client = await bridge_client(settings)
     group = f"test-outage-{uuid.uuid4().hex[:8]}"
@@ -298,7 +304,7 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
     queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # the workflows need only to start
     config = bridge_config(settings, group_id=group, max_in_flight=4)
     config.task_queues = dict.fromkeys(config.task_queues, queue)
-    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config)
+    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     await asyncio.wait_for(bridge.ready.wait(), 60)
@@ -396,3 +402,51 @@ async def test_a_bucket_notification_starts_one_upload_and_a_test_event_is_skipp
         "key": f"tenants/{tenant}/uploads/{file_id}/annual report.pdf",
     }
     assert upload["size_bytes"] == s3["object"]["size"]
+
+
+async def test_an_event_for_an_unknown_tenant_goes_to_the_dlq(
+    own_bridge: Bridge,
+    publisher: EventPublisher,
+    local_storage: LocalStorage,
+    settings: Settings,
+    client: Client,
+) -> None:
+    stranger = f"t-{uuid.uuid4().hex[:12]}"  # never provisioned
+    [event] = await staged_uploads(local_storage, settings, stranger, 1)
+    sent = await publisher.publish(event, topic=UPLOADS)
+
+    async def find() -> Any:
+        return [
+            d
+            for d in await read_dead_letters(settings.kafka_bootstrap, limit=50)
+            if d.header("ferry-source-offset") == str(sent.offset)
+            and d.header("ferry-source-partition") == str(sent.partition)
+            and d.header("ferry-source-topic") == UPLOADS
+        ]
+
+    await wait_until(find, 30)
+    [letter] = await find()
+    assert letter.reason == f"unknown tenant {stranger!r}"
+    assert await workflow_ids(client, stranger) == []
+
+
+async def test_an_event_the_ledger_has_seen_starts_nothing_even_if_temporal_forgot_it(
+    own_bridge: Bridge,
+    publisher: EventPublisher,
+    local_storage: LocalStorage,
+    settings: Settings,
+    client: Client,
+    ledger: EventLedger,
+    tenant: str,
+) -> None:
+    # As after Temporal's retention: the ledger remembers the event, Temporal does not.
+    [event] = await staged_uploads(local_storage, settings, tenant, 1)
+    await ledger.mark(tenant, own_bridge.config.group_id, event["event_id"], "file.uploaded")
+    duplicates = own_bridge.counts["duplicate"]
+    await publisher.publish(event, topic=UPLOADS)
+
+    async def counted() -> bool:
+        return own_bridge.counts["duplicate"] > duplicates
+
+    await wait_until(counted, 30)
+    assert await workflow_ids(client, tenant) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -65,6 +66,13 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["db_fixtures"]
 pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A bare tenant ID (the shared `tenant` fixture provisions one; these tests do it)."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
 
 In = TypeVar("In")
 Out = TypeVar("Out")
