@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -441,6 +442,8 @@ async def test_an_event_the_ledger_has_seen_starts_nothing_even_if_temporal_forg
 ) -> None:
     # As after Temporal's retention: the ledger remembers the event, Temporal does not.
     [event] = await staged_uploads(local_storage, settings, tenant, 1)
+    assert own_bridge.retention is not None
+    event["occurred_at"] = datetime.now(UTC) - own_bridge.retention
     await ledger.mark(tenant, own_bridge.config.group_id, event["event_id"], "file.uploaded")
     duplicates = own_bridge.counts["duplicate"]
     await publisher.publish(event, topic=UPLOADS)
