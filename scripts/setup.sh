@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Ferry needs on a fresh Debian machine; a second run takes seconds.
-#   - Debian packages (as root): ClamAV's daemon and test files, PostgreSQL, Java, Maven, Node
+#   - Debian packages (as root): ClamAV's daemon and test files, PostgreSQL, Tesseract OCR,
+#     Java, Maven, Node
 #   - the Python virtual environment (.venv) with Ferry and its dev tools
 #   - Apache Kafka's jars, fetched with Maven into the cache (~/.cache/ferry)
 #   - Azurite, from the npm registry, into the same cache
@@ -15,7 +16,7 @@ say() { printf '\033[1;34msetup:\033[0m %s\n' "$*"; }
 stamp_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
 # 1. Debian packages
-packages=(clamav-daemon clamav-testfiles postgresql openjdk-17-jre-headless maven nodejs npm)
+packages=(clamav-daemon clamav-testfiles postgresql tesseract-ocr tesseract-ocr-eng openjdk-17-jre-headless maven nodejs npm)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
