@@ -101,7 +101,7 @@ class Ledger(Protocol):
         processed_possible: bool = True,
     ) -> LedgerCheck: ...
 
-    async def mark(self, tenant_id: str, consumer: str, event_id: str, event_type: str) -> None: ...
+    async def mark_many(self, consumer: str, events: Sequence[tuple[str, str, str]]) -> None: ...
 
 
 @dataclass
@@ -185,6 +185,7 @@ class Bridge:
         self._paused = False
         self._last_commit = 0.0
         self._known_tenants: dict[str, float] = {}
+        self._unmarked: list[tuple[str, str, str]] = []
         # The namespace's retention, once known (see `_older_than_temporal_remembers`).
         self.retention: timedelta | None = None
 
@@ -283,6 +284,11 @@ class Bridge:
     async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         assert self.consumer is not None
         self._last_commit = time.monotonic()
+        if self.ledger is not None and self._unmarked:
+            # The ledger learns of events before their offsets are committed: a
+            # crash in between replays them, and Temporal still refuses the IDs.
+            unmarked, self._unmarked = self._unmarked, []
+            await self.ledger.mark_many(self.config.group_id, unmarked)
         offsets = {}
         for tp in list(partitions if partitions is not None else self._progress):
             progress = self._progress.get(tp)
@@ -384,7 +390,8 @@ class Bridge:
         if check.processed:
             return Outcome.DUPLICATE
         outcome = await self._deliver(route, event)
-        await self.ledger.mark(tenant, self.config.group_id, event_id, event["event_type"])
+        # Written in bulk just before the next offset commit (see `_commit`).
+        self._unmarked.append((tenant, event_id, event["event_type"]))
         return outcome
 
     def _tenant_cached(self, tenant: str) -> bool:

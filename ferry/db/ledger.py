@@ -11,6 +11,8 @@ event's tenant like every other access (row-level security applies).
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -68,6 +70,25 @@ class EventLedger:
             await conn.execute(SET_TENANT, params)
             known, processed = (await conn.execute(_CHECK, params)).one()
         return LedgerCheck(tenant_known=bool(known), processed=bool(processed))
+
+    async def mark_many(self, consumer: str, events: Sequence[tuple[str, str, str]]) -> None:
+        """Record `(tenant_id, event_id, event_type)` triples in one transaction.
+
+        The tenant setting is local to the transaction and may change inside it:
+        each tenant's rows are written under that tenant's scope.
+        """
+        by_tenant: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for tenant_id, event_id, event_type in events:
+            by_tenant[validate_tenant_id(tenant_id)].append(
+                {"tenant_id": tenant_id, "consumer": consumer, "event_id": event_id,
+                 "event_type": event_type}
+            )  # fmt: skip
+        if not by_tenant:
+            return
+        async with self._engine.begin() as conn:
+            for tenant_id, rows in by_tenant.items():
+                await conn.execute(SET_TENANT, {"tenant_id": tenant_id})
+                await conn.execute(_MARK, rows)
 
     async def mark(self, tenant_id: str, consumer: str, event_id: str, event_type: str) -> None:
         params = {

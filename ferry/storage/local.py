@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from stat import S_ISREG
 
 from ferry.storage.base import (
     CHUNK_SIZE,
+    MAX_PAGE_SIZE,
+    BucketNotEmpty,
     ObjectInfo,
     ObjectNotFound,
+    ObjectPage,
+    expiry_seconds,
     validate_bucket,
     validate_key,
+    validate_page_size,
+    validate_prefix,
 )
+
+_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{32}\.partial$")
 
 
 class LocalStorage:
-    """Objects as files; writes land in a temporary file and are renamed into place."""
+    """Objects as files; writes land in a temporary file and are renamed into place.
+
+    Unlike the cloud providers, a write or copy creates its bucket's directory if it is
+    missing, and signed URLs are `file://` URLs that never expire.
+    """
 
     name = "local"
 
@@ -93,7 +109,63 @@ class LocalStorage:
     async def delete(self, bucket: str, key: str) -> None:
         await asyncio.to_thread(self._path(bucket, key).unlink, missing_ok=True)
 
+    async def list(
+        self,
+        bucket: str,
+        prefix: str = "",
+        page_size: int = MAX_PAGE_SIZE,
+        page_token: str | None = None,
+    ) -> ObjectPage:
+        """Keys in code-point order (S3's order); the token is the last key of the page."""
+        validate_bucket(bucket)
+        validate_prefix(prefix)
+        validate_page_size(page_size)
+        keys = await asyncio.to_thread(self._keys, bucket, prefix)
+        if page_token is not None:
+            keys = [entry for entry in keys if entry[0] > page_token]
+        page = keys[:page_size]
+        items = [ObjectInfo(bucket, key, size) for key, size in page]
+        more = len(keys) > page_size
+        return ObjectPage(items, page[-1][0] if more else None)
+
+    def _keys(self, bucket: str, prefix: str) -> builtins.list[tuple[str, int]]:
+        """(key, size) of every object under the prefix, sorted, walking only its directory."""
+        base = self.root / bucket
+        start = base / prefix.rpartition("/")[0]
+        if not start.resolve().is_relative_to(base.resolve()):
+            return []  # a symlink out of the bucket is not followed
+        found = []
+        for directory, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(directory, d))]
+            for filename in filenames:
+                path = Path(directory, filename)
+                if _PARTIAL.match(filename) or path.is_symlink():
+                    continue
+                key = path.relative_to(base).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    found.append((key, path.stat().st_size))
+        return sorted(found)
+
+    async def signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
+        """The object's `file://` URL; the local provider has no expiry (nothing is signed)."""
+        path = self._path(bucket, key)
+        expiry_seconds(expires)
+        return path.as_uri()
+
     async def create_bucket(self, bucket: str) -> None:
         await asyncio.to_thread(
             (self.root / validate_bucket(bucket)).mkdir, parents=True, exist_ok=True
         )
+
+    async def delete_bucket(self, bucket: str, force: bool = False) -> None:
+        path = self.root / validate_bucket(bucket)
+        if not force and (await self.list(bucket, page_size=1)).items:
+            raise BucketNotEmpty(f"bucket {bucket} is not empty")
+        # Directories left behind by deleted keys are not objects: they go too.
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(shutil.rmtree, path)
+
+    async def close(self) -> None:
+        """Nothing to release."""
