@@ -171,12 +171,30 @@ class BridgeProcess:
 BRIDGE_TENANTS = [f"bench-b-{i}" for i in range(500)]
 
 
-async def bridge_rate(publisher: EventPublisher, bridge: BridgeProcess, count: int) -> float:
-    """(b) Records → started workflows per second, publishing as fast as Kafka takes them."""
-    baseline = await bridge.started()
+async def publish_uploads(publisher: EventPublisher, count: int) -> None:
     events = [upload_event(BRIDGE_TENANTS[i % len(BRIDGE_TENANTS)]) for i in range(count)]
-    began = time.perf_counter()
     await asyncio.gather(*(publisher.publish(e, topic="ferry.uploads.v1") for e in events))
+
+
+async def backlog_rate(bridge: BridgeProcess, count: int) -> float:
+    """(b) Records → started workflows per second, draining a backlog already on Kafka.
+
+    Timed from the first start to the last, so the process's start-up and group
+    join are not counted, and no producer competes with it for the two cores.
+    """
+    async with asyncio.timeout(120):
+        while (first := await bridge.started()) == 0:
+            await asyncio.sleep(0.01)
+    began = time.perf_counter()
+    await bridge.wait_started(count)
+    return (count - first) / (time.perf_counter() - began)
+
+
+async def live_rate(publisher: EventPublisher, bridge: BridgeProcess, count: int) -> float:
+    """(b') The same while the records are being published, the producer on this machine too."""
+    baseline = await bridge.started()
+    began = time.perf_counter()
+    await publish_uploads(publisher, count)
     await bridge.wait_started(baseline + count)
     return count / (time.perf_counter() - began)
 
@@ -206,15 +224,22 @@ async def latency_at(
     return latencies
 
 
-def terminate_queue(settings: Settings, queue: str) -> None:
-    """Terminate the benchmark's workflows with one batch operation of the Temporal CLI."""
-    temporal = str(Path(sys.executable).parent / "temporal")
-    subprocess.run(
-        [temporal, "workflow", "terminate", "--address", settings.temporal_address,
-         "--query", f'TaskQueue = "{queue}" AND ExecutionStatus = "Running"',
-         "--reason", "ingest benchmark cleanup", "--yes"],
-        check=False, capture_output=True,
-    )  # fmt: skip
+async def terminate_queue(client: Client, queue: str) -> int:
+    """Terminate the benchmark's workflows, and wait until it is done.
+
+    Done here rather than as a server-side batch job, so that the next run does
+    not measure a server still busy terminating the previous run's workflows.
+    """
+    gate = asyncio.Semaphore(32)
+    query = f'TaskQueue = "{queue}" AND ExecutionStatus = "Running"'
+    ids = [wf.id async for wf in client.list_workflows(query)]
+
+    async def terminate(workflow_id: str) -> None:
+        async with gate:
+            await client.get_workflow_handle(workflow_id).terminate("ingest benchmark cleanup")
+
+    await asyncio.gather(*(terminate(i) for i in ids), return_exceptions=True)
+    return len(ids)
 
 
 LATENCY_TENANT = f"bench-lat-{uuid.uuid4().hex[:8]}"  # a tenant per run
@@ -236,13 +261,14 @@ async def main(count: int, concurrency: int, latency_seconds: float) -> dict[str
         results["raw_starts_per_s"] = await raw_start_rate(client, queue, count, concurrency)
 
         await start_group_at_end(settings, group)
-        with_port = 19464
-        bridge = BridgeProcess(queue, group, with_port)
         async with EventPublisher(settings.kafka_bootstrap) as publisher:
-            await asyncio.sleep(3)  # let the bridge join its group
-            console.print(f"(b) {count} records through Kafka and the bridge…")
-            results["bridge_starts_per_s"] = await bridge_rate(publisher, bridge, count)
+            console.print(f"(b) a backlog of {count} records through the bridge…")
+            await publish_uploads(publisher, count)
+            bridge = BridgeProcess(queue, group, port=19464)
+            results["bridge_starts_per_s"] = await backlog_rate(bridge, count)
             results["ratio"] = results["bridge_starts_per_s"] / results["raw_starts_per_s"]
+            console.print(f"(b') {count} records published while the bridge runs…")
+            results["bridge_live_starts_per_s"] = await live_rate(publisher, bridge, count)
             half = results["bridge_starts_per_s"] / 2
             console.print(f"(c) latency at {half:.0f} records/s for {latency_seconds:.0f}s…")
             cpu_before = bridge.cpu_seconds()
@@ -257,15 +283,20 @@ async def main(count: int, concurrency: int, latency_seconds: float) -> dict[str
             results["bridge_peak_rss_mb"] = bridge.peak_rss_mb()
         bridge.stop()
     finally:
-        terminate_queue(settings, queue)
+        console.print("terminating the benchmark's workflows…")
+        await terminate_queue(client, queue)
     return results
 
 
 def report(results: dict[str, Any]) -> None:
     table = Table("measure", "value", "goal", title="Ferry ingest benchmark")
     table.add_row("(a) raw start_workflow rate", f"{results['raw_starts_per_s']:.1f} /s", "")
-    table.add_row("(b) Kafka → bridge → started", f"{results['bridge_starts_per_s']:.1f} /s", "")
+    table.add_row(
+        "(b) Kafka backlog → bridge → started", f"{results['bridge_starts_per_s']:.1f} /s", ""
+    )
     table.add_row("ratio b/a", f"{results['ratio']:.2f}", "≥ 0.90")
+    live = results["bridge_live_starts_per_s"]
+    table.add_row("(b') publishing while the bridge runs", f"{live:.1f} /s", "")
     table.add_row("load for latency", f"{results['latency_rate_per_s']:.1f} records/s", "½ of (b)")
     table.add_row("p50 record → start", f"{results['latency_p50_ms']:.1f} ms", "")
     table.add_row("p99 record → start", f"{results['latency_p99_ms']:.1f} ms", "≤ 250 ms")
