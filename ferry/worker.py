@@ -12,12 +12,13 @@ from temporalio.worker import Worker
 
 from ferry.activities.database import DatabaseActivities
 from ferry.activities.events import EventActivities
+from ferry.activities.media import MediaActivities
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import StorageActivities
 from ferry.config import Settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.producers import EventPublisher
-from ferry.storage import LocalStorage, StorageProvider
+from ferry.storage import StorageProvider, providers_from_env
 from ferry.workflows.file_upload import FileUploadWorkflow
 
 WORKFLOWS = [FileUploadWorkflow]
@@ -36,7 +37,8 @@ async def connect(
 
 
 def storage_providers(settings: Settings) -> dict[str, StorageProvider]:
-    return {"local": LocalStorage(settings.local_storage_root)}
+    """Local storage, and each cloud provider whose usual variables are set."""
+    return providers_from_env(settings.local_storage_root)
 
 
 @contextlib.asynccontextmanager
@@ -52,13 +54,15 @@ async def file_worker(
         scan = ScanActivities(host, port, providers)
         events = EventActivities(publisher)
         database = DatabaseActivities(create_sessionmaker(engine))
+        media = MediaActivities(providers)
         worker = Worker(
             client,
             task_queue=task_queue or settings.files_task_queue,
             workflows=WORKFLOWS,
             activities=[
                 storage.fingerprint, storage.move, scan.scan, events.publish,
-                *database.activities(),
+                media.validate_upload, media.make_thumbnails, media.extract_metadata,
+                media.analyse_content, *database.activities(),
             ],
             max_concurrent_activities=32,
         )  # fmt: skip
@@ -67,6 +71,8 @@ async def file_worker(
                 yield worker
         finally:
             await engine.dispose()
+            for provider in providers.values():
+                await provider.close()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

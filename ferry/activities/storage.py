@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from temporalio import activity
@@ -33,9 +33,12 @@ class Fingerprint:
 
 @dataclass
 class MoveRequest:
+    """Move `source` to `bucket`/`key` on `provider` (the source's provider when None)."""
+
     source: StorageRef
     bucket: str
     key: str
+    provider: str | None = None
 
 
 class StorageActivities:
@@ -84,15 +87,28 @@ class StorageActivities:
         a repeat only confirms the destination.
         """
         source = request.source
-        provider = self._provider(source.provider)
-        if await provider.head(source.bucket, source.key) is not None:
-            await provider.create_bucket(request.bucket)
-            await provider.copy(source.bucket, source.key, request.bucket, request.key)
-            await provider.delete(source.bucket, source.key)
-        elif await provider.head(request.bucket, request.key) is None:
+        target_name = request.provider or source.provider
+        origin, target = self._provider(source.provider), self._provider(target_name)
+        if await origin.head(source.bucket, source.key) is not None:
+            await target.create_bucket(request.bucket)
+            if target is origin:
+                await origin.copy(source.bucket, source.key, request.bucket, request.key)
+            else:
+                await target.write(request.bucket, request.key, self._heartbeating(origin, source))
+            await origin.delete(source.bucket, source.key)
+        elif await target.head(request.bucket, request.key) is None:
             raise ApplicationError(
                 f"neither {source.bucket}/{source.key} nor {request.bucket}/{request.key} exists",
                 type="ObjectNotFound",
                 non_retryable=True,
             )
-        return StorageRef(source.provider, request.bucket, request.key)
+        return StorageRef(target_name, request.bucket, request.key)
+
+    @staticmethod
+    async def _heartbeating(provider: StorageProvider, ref: StorageRef) -> AsyncIterator[bytes]:
+        """The object's chunks, reporting progress to Temporal as they pass."""
+        moved = 0
+        async for chunk in provider.read(ref.bucket, ref.key):
+            moved += len(chunk)
+            activity.heartbeat(moved)
+            yield chunk

@@ -1,7 +1,8 @@
-"""file_upload_workflow: fingerprint, scan and store an uploaded file."""
+"""file_upload_workflow: check, scan, store and process an uploaded file."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -11,33 +12,57 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from ferry.activities.database import (
+        DatabaseActivities,
+        FileProcessedInput,
+        FileProcessingInput,
+        FileRejectedInput,
+        TenantRecord,
+        TenantRef,
+        ThumbnailInfo,
+        UploadCheckInput,
+        UploadRefusal,
+    )
     from ferry.activities.events import EventActivities, OutboundEvent
+    from ferry.activities.media import (
+        Analysis,
+        AnalysisRequest,
+        MediaActivities,
+        Metadata,
+        MetadataRequest,
+        ThumbnailRequest,
+        ThumbnailSet,
+        Validation,
+        ValidationRequest,
+    )
     from ferry.activities.scan import ScanActivities, ScanResult
     from ferry.activities.storage import Fingerprint, MoveRequest, StorageActivities, StorageRef
+    from ferry.db.enums import RejectionReason
     from ferry.producers.ids import event_id_for
 
 WORKFLOW = "file_upload_workflow"
 SOURCE = "ferry.file-upload"
 QUARANTINE_BUCKET = "ferry-quarantine"
 
+PERMANENT = [
+    "ObjectNotFound", "UnknownProvider", "InvalidKey", "TenantNotFound", "FileNotFound",
+    "InvalidTransition", "CorruptFile", "ModelMissing",
+]  # fmt: skip
 STORAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["ObjectNotFound", "UnknownProvider", "InvalidKey"],
+    non_retryable_error_types=PERMANENT,
 )
 SCAN_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["ObjectNotFound", "ScanLimitExceeded"],
+    non_retryable_error_types=[*PERMANENT, "ScanLimitExceeded"],
 )
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), non_retryable_error_types=PERMANENT)
 
 
 def workflow_id(tenant_id: str, file_id: str) -> str:
     return f"file-upload/{tenant_id}/{file_id}"
-
-
-def tenant_bucket(tenant_id: str) -> str:
-    return f"ferry-{tenant_id}"
 
 
 @dataclass
@@ -54,6 +79,8 @@ class FileUploadInput:
     uploaded_by: str
     sha256: str | None = None
     correlation_id: str | None = None
+    # How long AI analysis may take before the upload goes on without it.
+    analysis_deadline_seconds: float = 60.0
 
 
 @dataclass
@@ -66,26 +93,43 @@ class FileUploadResult:
     reason: str | None = None
     detail: str | None = None
     signature: str | None = None
+    thumbnails: list[ThumbnailInfo] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    analysis: dict[str, str] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
 
 
 class Rejection(Exception):
     """Ends the upload as rejected: not a failure of the workflow."""
 
-    def __init__(self, reason: str, detail: str, signature: str | None = None) -> None:
+    def __init__(self, reason: RejectionReason, detail: str, signature: str | None = None) -> None:
         super().__init__(detail)
         self.reason, self.detail, self.signature = reason, detail, signature
 
 
+_REFUSALS = {
+    UploadRefusal.TOO_LARGE: RejectionReason.TOO_LARGE,
+    UploadRefusal.QUOTA_EXCEEDED: RejectionReason.QUOTA_EXCEEDED,
+    # A suspended tenant may not add files; the contract has no reason of its
+    # own for that, and "the tenant may not take more files now" is the closest.
+    UploadRefusal.TENANT_INACTIVE: RejectionReason.QUOTA_EXCEEDED,
+}
+
+
 @workflow.defn(name=WORKFLOW)
 class FileUploadWorkflow:
-    """Turns one uploaded object into a processed file or a rejected one.
+    """Turns one uploaded object into a processed file, or a rejected one in quarantine.
 
-    Steps: fingerprint (SHA-256, size, sniffed type, streamed), scan with clamd
-    (failing closed), then move the original into the tenant's bucket and emit
-    `file.processed`; or move it to quarantine and emit `file.rejected`.
+    Steps: record the file as processing; check the tenant's plan and quota;
+    fingerprint (size and SHA-256 against the announced ones); scan with clamd,
+    failing closed; validate the content (type sniffed against declared type and
+    extension, pixel count, integrity); move the original into the tenant's bucket; then in
+    parallel thumbnails, metadata and AI analysis (analysis races a deadline and
+    is recorded as `timed_out` when late); record the result and emit
+    `file.processed`. Any rejection moves the object to the quarantine bucket,
+    records it and emits `file.rejected`.
 
-    Queries: `progress` (the current stage).
+    Queries: `progress` (the current stage). Current details show the stage.
     """
 
     def __init__(self) -> None:
@@ -101,28 +145,95 @@ class FileUploadWorkflow:
 
     @workflow.run
     async def run(self, upload: FileUploadInput) -> FileUploadResult:
+        self._enter("recording")
+        tenant = await self._tenant(upload.tenant_id)
+        await self._db(
+            DatabaseActivities.record_file_processing,
+            FileProcessingInput(
+                tenant_id=upload.tenant_id,
+                file_id=upload.file_id,
+                filename=upload.filename,
+                declared_content_type=upload.declared_content_type,
+                size_bytes=upload.size_bytes,
+                storage=upload.storage,
+                uploaded_by=upload.uploaded_by,
+                sha256=upload.sha256,
+                event_id=upload.event_id,
+            ),
+        )
+        try:
+            await self._check_plan(upload)
+            await self._fingerprint(upload)
+            # Scan before judging the content: an infected file is reported as
+            # infected whatever its type or name.
+            self._enter("scanning")
+            scan = await self._scan(upload.storage)
+            if not scan.clean:
+                raise Rejection(
+                    RejectionReason.INFECTED, f"clamd found {scan.signature}", scan.signature
+                )
+            validation = await self._validate(upload, tenant)
+        except Rejection as rejection:
+            return await self._reject(upload, rejection)
+        return await self._accept(upload, tenant, validation)
+
+    async def _tenant(self, tenant_id: str) -> TenantRecord:
+        lookup = await self._db(DatabaseActivities.get_tenant, TenantRef(tenant_id))
+        if not lookup.found or lookup.tenant is None:
+            raise ApplicationError(f"unknown tenant {tenant_id!r}", type="TenantNotFound")
+        tenant: TenantRecord = lookup.tenant
+        return tenant
+
+    async def _check_plan(self, upload: FileUploadInput) -> None:
+        """The tenant's status, per-file limit and quota."""
+        self._enter("checking plan")
+        check = await self._db(
+            DatabaseActivities.check_upload, UploadCheckInput(upload.tenant_id, upload.size_bytes)
+        )
+        if not check.allowed:
+            assert check.refusal is not None
+            raise Rejection(_REFUSALS[check.refusal], check.detail or str(check.refusal))
+
+    async def _validate(self, upload: FileUploadInput, tenant: TenantRecord) -> Validation:
+        """Type (sniffed vs declared vs extension), size and integrity of the content."""
+        self._enter("validating")
+        validation: Validation = await workflow.execute_activity_method(
+            MediaActivities.validate_upload,
+            ValidationRequest(
+                source=upload.storage,
+                filename=upload.filename,
+                declared_content_type=upload.declared_content_type,
+                size_bytes=upload.size_bytes,
+                max_file_bytes=tenant.max_file_bytes,
+            ),
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=STORAGE_RETRY,
+        )
+        if not validation.ok:
+            assert validation.reason is not None
+            raise Rejection(RejectionReason(validation.reason), validation.detail)
+        return validation
+
+    async def _fingerprint(self, upload: FileUploadInput) -> None:
+        """The stored bytes are the ones announced: size and, when given, SHA-256."""
         self._enter("fingerprinting")
         fingerprint: Fingerprint = await workflow.execute_activity_method(
             StorageActivities.fingerprint,
             upload.storage,
-            start_to_close_timeout=timedelta(minutes=15),
+            start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=STORAGE_RETRY,
         )
-        try:
-            if upload.sha256 and upload.sha256.lower() != fingerprint.sha256:
-                raise Rejection("corrupt", "the bytes do not match the declared SHA-256")
-            self._enter("scanning")
-            scan = await self._scan(upload.storage)
-            if not scan.clean:
-                raise Rejection("infected", f"clamd found {scan.signature}", scan.signature)
-        except Rejection as rejection:
-            return await self._reject(upload, fingerprint, rejection)
-        return await self._accept(upload, fingerprint)
+        if upload.sha256 and upload.sha256.lower() != fingerprint.sha256:
+            raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
+        if fingerprint.size_bytes != upload.size_bytes:
+            detail = f"{fingerprint.size_bytes} bytes stored, {upload.size_bytes} declared"
+            raise Rejection(RejectionReason.CORRUPT, detail)
 
     async def _scan(self, ref: StorageRef) -> ScanResult:
         try:
-            return await workflow.execute_activity_method(
+            result: ScanResult = await workflow.execute_activity_method(
                 ScanActivities.scan,
                 ref,
                 start_to_close_timeout=timedelta(minutes=30),
@@ -132,49 +243,142 @@ class FileUploadWorkflow:
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "ScanLimitExceeded":
-                raise Rejection("scan_failed", cause.message) from err
+                raise Rejection(RejectionReason.SCAN_FAILED, cause.message) from err
             raise
+        return result
 
-    async def _accept(self, upload: FileUploadInput, fingerprint: Fingerprint) -> FileUploadResult:
+    async def _accept(
+        self, upload: FileUploadInput, tenant: TenantRecord, validation: Validation
+    ) -> FileUploadResult:
         self._enter("storing")
         stored = await self._move(
-            upload.storage, tenant_bucket(upload.tenant_id), f"files/{upload.file_id}/original"
+            upload.storage,
+            tenant.storage_bucket,
+            f"files/{upload.file_id}/original",
+            provider=str(tenant.storage_provider),
         )
+        self._enter("processing")
+        thumbnails, metadata, analysis = await asyncio.gather(
+            self._thumbnails(stored, upload.file_id),
+            self._metadata(stored),
+            self._analysis(stored, validation.content_type, upload.analysis_deadline_seconds),
+        )
+        public = {"filename": upload.filename, **metadata.public}
+        processed = FileProcessedInput(
+            tenant_id=upload.tenant_id,
+            file_id=upload.file_id,
+            sha256=metadata.sha256,
+            size_bytes=metadata.size_bytes,
+            content_type=validation.content_type,
+            storage=stored,
+            thumbnails=thumbnails,
+            metadata=public,
+            analysis=analysis,
+        )
+        self._enter("recording result")
+        await self._db(DatabaseActivities.record_file_processed, processed)
         self._enter("publishing")
         event_id = await self._emit(
             upload,
             "file.processed",
             file_id=upload.file_id,
-            sha256=fingerprint.sha256,
-            size_bytes=fingerprint.size_bytes,
-            content_type=fingerprint.content_type,
+            sha256=metadata.sha256,
+            size_bytes=metadata.size_bytes,
+            content_type=validation.content_type,
             storage={"provider": stored.provider, "bucket": stored.bucket, "key": stored.key},
-            thumbnails=[],
-            metadata={"filename": upload.filename, "uploaded_by": upload.uploaded_by},
-            analysis={},
+            thumbnails=[
+                {
+                    "name": t.name,
+                    "key": t.key,
+                    "width": t.width,
+                    "height": t.height,
+                    "content_type": t.content_type,
+                }
+                for t in thumbnails
+            ],
+            metadata=public,
+            analysis=analysis,
         )
         self._enter("processed")
         return FileUploadResult(
             status="processed",
             storage=stored,
-            sha256=fingerprint.sha256,
-            size_bytes=fingerprint.size_bytes,
-            content_type=fingerprint.content_type,
+            sha256=metadata.sha256,
+            size_bytes=metadata.size_bytes,
+            content_type=validation.content_type,
+            thumbnails=thumbnails,
+            metadata=public,
+            analysis=analysis,
             events=[event_id],
         )
 
-    async def _reject(
-        self, upload: FileUploadInput, fingerprint: Fingerprint, rejection: Rejection
-    ) -> FileUploadResult:
+    async def _thumbnails(self, stored: StorageRef, file_id: str) -> list[ThumbnailInfo]:
+        made: ThumbnailSet = await workflow.execute_activity_method(
+            MediaActivities.make_thumbnails,
+            ThumbnailRequest(source=stored, bucket=stored.bucket, file_id=file_id),
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=STORAGE_RETRY,
+        )
+        return [
+            ThumbnailInfo(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
+            for t in made.thumbnails
+        ]
+
+    async def _metadata(self, stored: StorageRef) -> Metadata:
+        metadata: Metadata = await workflow.execute_activity_method(
+            MediaActivities.extract_metadata,
+            MetadataRequest(source=stored),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=STORAGE_RETRY,
+        )
+        return metadata
+
+    async def _analysis(
+        self, stored: StorageRef, content_type: str, deadline_seconds: float
+    ) -> dict[str, str]:
+        """AI analysis raced against a timer: late or failed, the upload goes on without it."""
+        handle = workflow.start_activity_method(
+            MediaActivities.analyse_content,
+            AnalysisRequest(source=stored, content_type=content_type),
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=PERMANENT),
+        )
+        try:
+            await workflow.wait_condition(handle.done, timeout=deadline_seconds)
+        except TimeoutError:
+            handle.cancel()
+            return {"status": "timed_out", "deadline_seconds": f"{deadline_seconds:g}"}
+        try:
+            analysis: Analysis = handle.result()
+        except ActivityError as err:
+            return {"status": "failed", "detail": str(err.cause or err)}
+        return analysis.as_map()
+
+    async def _reject(self, upload: FileUploadInput, rejection: Rejection) -> FileUploadResult:
         self._enter("quarantining")
         stored = await self._move(
             upload.storage, QUARANTINE_BUCKET, f"quarantine/{upload.tenant_id}/{upload.file_id}"
+        )
+        await self._db(
+            DatabaseActivities.record_file_rejected,
+            FileRejectedInput(
+                tenant_id=upload.tenant_id,
+                file_id=upload.file_id,
+                reason=rejection.reason,
+                detail=rejection.detail,
+                signature=rejection.signature,
+                storage=stored,
+                quarantined=True,
+            ),
         )
         event_id = await self._emit(
             upload,
             "file.rejected",
             file_id=upload.file_id,
-            reason=rejection.reason,
+            reason=str(rejection.reason),
             detail=rejection.detail,
             signature=rejection.signature,
         )
@@ -182,21 +386,30 @@ class FileUploadWorkflow:
         return FileUploadResult(
             status="rejected",
             storage=stored,
-            sha256=fingerprint.sha256,
-            size_bytes=fingerprint.size_bytes,
-            content_type=fingerprint.content_type,
-            reason=rejection.reason,
+            reason=str(rejection.reason),
             detail=rejection.detail,
             signature=rejection.signature,
             events=[event_id],
         )
 
-    async def _move(self, source: StorageRef, bucket: str, key: str) -> StorageRef:
-        return await workflow.execute_activity_method(
+    async def _move(
+        self, source: StorageRef, bucket: str, key: str, provider: str | None = None
+    ) -> StorageRef:
+        moved: StorageRef = await workflow.execute_activity_method(
             StorageActivities.move,
-            MoveRequest(source=source, bucket=bucket, key=key),
+            MoveRequest(source=source, bucket=bucket, key=key, provider=provider),
             start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=2),
             retry_policy=STORAGE_RETRY,
+        )
+        return moved
+
+    async def _db(self, activity: Any, request: Any) -> Any:
+        return await workflow.execute_activity_method(
+            activity,
+            request,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DB_RETRY,
         )
 
     async def _emit(self, upload: FileUploadInput, event_type: str, **fields: Any) -> str:

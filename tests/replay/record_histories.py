@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ferry.activities.storage import StorageRef
 from ferry.config import get_settings
-from ferry.demo import EICAR, stage_upload
+from ferry.db import create_engine, create_sessionmaker
+from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
 from ferry.storage import LocalStorage
 from ferry.worker import connect, file_worker
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
@@ -22,12 +23,15 @@ HISTORIES = Path(__file__).parent / "histories"
 TENANT = "replay"
 
 
-async def record_upload(name: str, filename: str, data: bytes) -> None:
+async def record_upload(name: str, filename: str, content_type: str, data: bytes) -> None:
     settings = get_settings()
     client = await connect(settings)
+    engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
+    await ensure_tenant(create_sessionmaker(engine), TENANT)
+    await engine.dispose()
     storage = LocalStorage(settings.local_storage_root)
     event = await stage_upload(
-        storage, settings.ingest_bucket, TENANT, filename, "text/plain", data
+        storage, settings.ingest_bucket, TENANT, filename, content_type, data
     )
     queue = f"record-{uuid.uuid4().hex[:8]}"
     upload = FileUploadInput(
@@ -35,7 +39,7 @@ async def record_upload(name: str, filename: str, data: bytes) -> None:
         tenant_id=TENANT,
         file_id=event["file_id"],
         filename=filename,
-        declared_content_type="text/plain",
+        declared_content_type=content_type,
         size_bytes=len(data),
         storage=StorageRef(**event["storage"]),
         uploaded_by="recorder",
@@ -56,8 +60,11 @@ async def record_upload(name: str, filename: str, data: bytes) -> None:
 
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
-    await record_upload("file_upload_processed", "notes.txt", b"recorded for replay\n")
-    await record_upload("file_upload_infected", "notes.txt", EICAR)
+    await record_upload("file_upload_processed", "poster.png", "image/png", DEMO_FILES[0][2])
+    await record_upload("file_upload_infected", "notes.txt", "text/plain", EICAR)
+    await record_upload(
+        "file_upload_invalid_type", "poster.pdf", "application/pdf", DEMO_FILES[0][2]
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ wall time; the real activities are exercised in tests/integration.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from typing import Any
@@ -16,9 +17,34 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from ferry.activities.database import (
+    FileProcessedInput,
+    FileProcessingInput,
+    FileProcessingResult,
+    FileRecord,
+    FileRejectedInput,
+    TenantLookup,
+    TenantRecord,
+    TenantRef,
+    UploadCheck,
+    UploadCheckInput,
+    UploadRefusal,
+)
 from ferry.activities.events import OutboundEvent, PublishedEvent
+from ferry.activities.media import (
+    Analysis,
+    AnalysisRequest,
+    Metadata,
+    MetadataRequest,
+    Thumbnail,
+    ThumbnailRequest,
+    ThumbnailSet,
+    Validation,
+    ValidationRequest,
+)
 from ferry.activities.scan import ScanResult
 from ferry.activities.storage import Fingerprint, MoveRequest, StorageRef
+from ferry.db.enums import FileState, RejectionReason, StorageProvider, TenantPlan, TenantStatus
 from ferry.producers import event_id_for
 from ferry.workflows.file_upload import FileUploadInput, FileUploadResult, FileUploadWorkflow
 
@@ -28,13 +54,36 @@ SHA = "ab" * 32
 class FakeActivities:
     """Records what the workflow asked for; the scan's behaviour is set per test."""
 
-    def __init__(self, scan_outcomes: list[ScanResult | Exception]) -> None:
+    def __init__(
+        self,
+        scan_outcomes: list[ScanResult | Exception],
+        validation: Validation | None = None,
+        analysis_delay: float = 0.0,
+        check: UploadCheck | None = None,
+    ) -> None:
         self.scan_outcomes = scan_outcomes
+        self.validation = validation or Validation(ok=True, content_type="image/png")
+        self.analysis_delay = analysis_delay
+        self.check = check or UploadCheck(allowed=True)
         self.calls: Counter[str] = Counter()
         self.moves: list[MoveRequest] = []
         self.events: list[dict[str, Any]] = []
+        self.recorded: list[Any] = []
 
     def activities(self) -> list[Any]:
+        @activity.defn(name="get_tenant")
+        async def get_tenant(ref: TenantRef) -> TenantLookup:
+            return TenantLookup(found=True, tenant=TENANT)
+
+        @activity.defn(name="record_file_processing")
+        async def processing(request: FileProcessingInput) -> FileProcessingResult:
+            self.calls["processing"] += 1
+            return FileProcessingResult(file=a_file(request.file_id), created=True)
+
+        @activity.defn(name="check_upload")
+        async def check_upload(request: UploadCheckInput) -> UploadCheck:
+            return self.check
+
         @activity.defn(name="fingerprint_object")
         async def fingerprint(ref: StorageRef) -> Fingerprint:
             self.calls["fingerprint"] += 1
@@ -48,17 +97,82 @@ class FakeActivities:
                 raise outcome
             return outcome
 
+        @activity.defn(name="validate_upload")
+        async def validate(request: ValidationRequest) -> Validation:
+            self.calls["validate"] += 1
+            return self.validation
+
         @activity.defn(name="move_object")
         async def move(request: MoveRequest) -> StorageRef:
             self.moves.append(request)
-            return StorageRef(request.source.provider, request.bucket, request.key)
+            return StorageRef(
+                request.provider or request.source.provider, request.bucket, request.key
+            )
+
+        @activity.defn(name="make_thumbnails")
+        async def thumbnails(request: ThumbnailRequest) -> ThumbnailSet:
+            key = f"files/{request.file_id}/thumbnails/thumb-256.webp"
+            return ThumbnailSet([Thumbnail("thumb-256.webp", key, 256, 160, "image/webp")])
+
+        @activity.defn(name="extract_metadata")
+        async def metadata(request: MetadataRequest) -> Metadata:
+            return Metadata(SHA, 1234, "image/png", width=640, height=400, public={"width": "640"})
+
+        @activity.defn(name="analyse_content")
+        async def analyse(request: AnalysisRequest) -> Analysis:
+            # Heartbeats let the workflow's cancellation reach this slow "model".
+            for _ in range(int(self.analysis_delay * 10)):
+                activity.heartbeat()
+                await asyncio.sleep(0.1)
+            return Analysis(nsfw=False, language="en")
+
+        @activity.defn(name="record_file_processed")
+        async def processed(request: FileProcessedInput) -> FileRecord:
+            self.recorded.append(request)
+            return a_file(request.file_id, FileState.PROCESSED)
+
+        @activity.defn(name="record_file_rejected")
+        async def rejected(request: FileRejectedInput) -> FileRecord:
+            self.recorded.append(request)
+            return a_file(request.file_id, FileState.REJECTED)
 
         @activity.defn(name="publish_event")
         async def publish(event: OutboundEvent) -> PublishedEvent:
             self.events.append(event.fields)
             return PublishedEvent("ferry.file-events.v1", 0, len(self.events))
 
-        return [fingerprint, scan, move, publish]
+        return [
+            get_tenant, processing, check_upload, fingerprint, scan, validate, move,
+            thumbnails, metadata, analyse, processed, rejected, publish,
+        ]  # fmt: skip
+
+
+def a_file(file_id: str, state: FileState = FileState.PROCESSING) -> FileRecord:
+    return FileRecord(
+        tenant_id="acme",
+        file_id=file_id,
+        state=state,
+        filename="cat.png",
+        declared_content_type="image/png",
+        size_bytes=1234,
+        uploaded_by="u-1",
+        storage=StorageRef("local", "ferry-ingest", f"tenants/acme/uploads/{file_id}/cat.png"),
+    )
+
+
+TENANT = TenantRecord(
+    tenant_id="acme",
+    name="Acme",
+    plan=TenantPlan.FREE,
+    status=TenantStatus.ACTIVE,
+    region="local",
+    admin_email="admin@acme.example",
+    storage_provider=StorageProvider.LOCAL,
+    storage_bucket="ferry-acme",
+    quota_bytes=10**9,
+    quota_files=1000,
+    max_file_bytes=10**8,
+)
 
 
 def upload(sha256: str | None = SHA) -> FileUploadInput:
@@ -204,3 +318,67 @@ async def test_a_missing_object_fails_the_workflow_with_a_clear_error(
         else:
             raise AssertionError("the workflow should have failed")
     assert fakes.events == []
+
+
+async def test_late_analysis_is_recorded_as_timed_out_and_the_upload_completes(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)], analysis_delay=600)
+    request = upload()
+    request.analysis_deadline_seconds = 30
+
+    result = await run(time_skipping_env, fakes, request)
+
+    assert result.status == "processed"
+    assert result.analysis == {"status": "timed_out", "deadline_seconds": "30"}
+    assert fakes.events[0]["analysis"]["status"] == "timed_out"
+    assert fakes.events[0]["thumbnails"][0]["name"] == "thumb-256.webp"
+
+
+async def test_thumbnails_metadata_and_analysis_reach_the_event_and_the_database(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+
+    result = await run(time_skipping_env, fakes, upload())
+
+    [recorded] = fakes.recorded
+    assert isinstance(recorded, FileProcessedInput)
+    assert recorded.analysis == {"status": "ok", "nsfw": "false", "language": "en"}
+    assert recorded.metadata["width"] == "640"
+    assert [t.name for t in recorded.thumbnails] == ["thumb-256.webp"]
+    assert result.analysis == recorded.analysis
+
+
+async def test_invalid_content_is_rejected_after_a_clean_scan(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    invalid = Validation(
+        ok=False,
+        content_type="image/png",
+        reason=RejectionReason.INVALID_TYPE,
+        detail="declared application/pdf but the content is image/png",
+    )
+    fakes = FakeActivities([ScanResult(clean=True)], validation=invalid)
+
+    result = await run(time_skipping_env, fakes, upload())
+
+    assert (result.status, result.reason) == ("rejected", "invalid_type")
+    assert fakes.calls["scan"] == 1
+    assert fakes.moves[0].bucket == "ferry-quarantine"
+    [recorded] = fakes.recorded
+    assert isinstance(recorded, FileRejectedInput) and recorded.quarantined
+
+
+async def test_an_upload_over_quota_is_rejected_before_it_is_read(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    refused = UploadCheck(
+        allowed=False, refusal=UploadRefusal.QUOTA_EXCEEDED, detail="5 of 5 GiB used"
+    )
+    fakes = FakeActivities([], check=refused)
+
+    result = await run(time_skipping_env, fakes, upload())
+
+    assert (result.status, result.reason) == ("rejected", "quota_exceeded")
+    assert fakes.calls["fingerprint"] == 0 and fakes.calls["scan"] == 0
