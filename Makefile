@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FERRY := $(BIN)/ferry
 
-.PHONY: setup up down status run test test-unit lint format clean-stack bench-ingest
+.PHONY: setup up down status run test test-unit lint format clean-stack bench-ingest bench-upload
 
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
@@ -38,6 +38,9 @@ format:
 
 bench-ingest: up  ## what the bridge costs on top of Temporal (prints a table, writes JSON)
 	@$(BIN)/python bench/ingest.py
+
+bench-upload: up  ## the whole upload workflow: small files/s, one 1 GiB file, thumbnails
+	@$(BIN)/python bench/upload.py
 
 clean-stack:      ## stop the stack and wipe its data
 	@$(FERRY) stack reset --yes

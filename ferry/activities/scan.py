@@ -18,6 +18,15 @@ from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 LIMIT_SIGNATURE_PREFIX = "Heuristics.Limits.Exceeded"
 
 
+HEARTBEAT_SECONDS = 5.0
+
+
+async def _heartbeat_every(seconds: float, reader: _StreamReader) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        activity.heartbeat(reader.consumed)
+
+
 @dataclass
 class ScanResult:
     clean: bool
@@ -66,6 +75,10 @@ class ScanActivities:
         """Stream the object to clamd. Errors raise, so Temporal retries; never 'clean'."""
         provider = self._providers[ref.provider]
         reader = _StreamReader(provider.read(ref.bucket, ref.key), asyncio.get_running_loop())
+        # clamd gives its verdict only after the whole stream: keep telling
+        # Temporal that this attempt is alive meanwhile, so a short heartbeat
+        # timeout still detects a dead worker quickly.
+        ticker = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS, reader))
         try:
             result = await asyncio.to_thread(self._scan, reader)
         except ObjectNotFound:
@@ -77,6 +90,8 @@ class ScanActivities:
         except (pyclamd.ConnectionError, OSError) as exc:
             # clamd down or the connection broke: retryable, the file stays unscanned.
             raise ApplicationError(f"clamd unavailable: {exc}", type="ScannerUnavailable") from exc
+        finally:
+            ticker.cancel()
         if result is None:
             return ScanResult(clean=True)
         status, detail = result.get("stream", ("ERROR", "no result for the stream"))

@@ -237,7 +237,9 @@ class FileUploadWorkflow:
                 ScanActivities.scan,
                 ref,
                 start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=2),
+                # The scan heartbeats every few seconds: a dead worker's attempt
+                # is retried on another within half a minute.
+                heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=SCAN_RETRY,
             )
         except ActivityError as err:

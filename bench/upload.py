@@ -1,0 +1,255 @@
+"""Upload benchmark: the whole file_upload_workflow on the local stack.
+
+Measures
+  (a) files per second through the whole workflow for a mix of small JPEGs,
+      PNGs and PDFs (fingerprint, scan, validation, move, thumbnails, metadata,
+      analysis, database, event);
+  (b) the time and the worker's peak RSS for one 1 GiB file;
+  (c) the thumbnail stage's rate on large JPEGs with and without Pillow's
+      draft mode.
+The worker runs as its own process (`ferry worker`) so its memory is its own.
+Prints a table and writes bench/results/upload.json. Run: `make bench-upload`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+from pypdf import PdfWriter
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client
+
+from ferry.activities.media import MediaActivities, ThumbnailRequest
+from ferry.activities.storage import StorageRef
+from ferry.config import Settings, get_settings
+from ferry.db import TenantPlan, create_engine, create_sessionmaker
+from ferry.demo import ensure_tenant
+from ferry.storage import LocalStorage
+from ferry.worker import connect
+from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
+
+RESULTS = Path(__file__).parent / "results"
+GIB = 1024**3
+console = Console()
+
+
+def jpeg(width: int, height: int, seed: int) -> bytes:
+    image = Image.effect_noise((width, height), 40 + seed % 20).convert("RGB")
+    ImageDraw.Draw(image).text((20, 20), f"Ferry {seed}", fill="white")
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def png(seed: int) -> bytes:
+    image = Image.new("RGB", (800, 600), (seed * 7 % 255, 120, 200))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def pdf() -> bytes:
+    writer = PdfWriter()
+    for _ in range(3):
+        writer.add_blank_page(width=612, height=792)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+class WorkerProcess:
+    def __init__(self, queue: str) -> None:
+        env = {**os.environ, "FERRY_FILES_TASK_QUEUE": queue}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ferry.cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def stage(
+    storage: LocalStorage, settings: Settings, tenant: str, name: str, chunks: AsyncIterator[bytes]
+) -> tuple[str, str]:
+    file_id = str(uuid.uuid4())
+    key = f"tenants/{tenant}/uploads/{file_id}/{name}"
+    info = await storage.write(settings.ingest_bucket, key, chunks)
+    return file_id, f"{key}|{info.size}"
+
+
+async def one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def run_uploads(
+    client: Client,
+    queue: str,
+    tenant: str,
+    staged: list[tuple[str, str, str, str]],
+    settings: Settings,
+) -> list[Any]:
+    handles = []
+    for file_id, name, content_type, key_size in staged:
+        key, size = key_size.split("|")
+        upload = FileUploadInput(
+            event_id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            file_id=file_id,
+            filename=name,
+            declared_content_type=content_type,
+            size_bytes=int(size),
+            storage=StorageRef("local", settings.ingest_bucket, key),
+            uploaded_by="bench",
+        )
+        handles.append(
+            await client.start_workflow(
+                FileUploadWorkflow.run,
+                upload,
+                id=f"file-upload/{tenant}/{file_id}",
+                task_queue=queue,
+            )
+        )
+    return list(await asyncio.gather(*(h.result() for h in handles)))
+
+
+async def big_file(storage: LocalStorage, settings: Settings, tenant: str) -> tuple[str, str]:
+    async def chunks() -> AsyncIterator[bytes]:
+        block = os.urandom(1024 * 1024)
+        for i in range(GIB // len(block)):
+            # Vary every block so nothing downstream can deduplicate it.
+            yield i.to_bytes(8, "little") + block[8:]
+
+    return await stage(storage, settings, tenant, "disk-image.bin.txt", chunks())
+
+
+async def thumbnail_rate(count: int, draft: bool) -> float:
+    with tempfile.TemporaryDirectory() as root:
+        storage = LocalStorage(Path(root))
+        await storage.create_bucket("bench")
+        media = MediaActivities({"local": storage})
+        sources = []
+        for i in range(count):
+            key = f"src/{i}.jpg"
+            await storage.write("bench", key, one(jpeg(4000, 3000, i)))
+            sources.append(StorageRef("local", "bench", key))
+        began = time.perf_counter()
+        for i, source in enumerate(sources):
+            await media.make_thumbnails(
+                ThumbnailRequest(source=source, bucket="bench", file_id=f"f{i}", draft=draft)
+            )
+        return count / (time.perf_counter() - began)
+
+
+async def main(small: int, with_big: bool) -> dict[str, Any]:
+    settings = get_settings()
+    client = await connect(settings)
+    storage = LocalStorage(settings.local_storage_root)
+    await storage.create_bucket(settings.ingest_bucket)
+    tenant = f"bench-up-{uuid.uuid4().hex[:8]}"
+    engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
+    await ensure_tenant(create_sessionmaker(engine), tenant, TenantPlan.ENTERPRISE)
+    await engine.dispose()
+    results: dict[str, Any] = {"small_files": small}
+
+    if with_big:
+        console.print("(b) one 1 GiB file through the whole workflow, on a fresh worker…")
+        queue = f"bench-up-{uuid.uuid4().hex[:8]}"
+        worker = WorkerProcess(queue)
+        file_id, key_size = await big_file(storage, settings, tenant)
+        began = time.perf_counter()
+        [result] = await run_uploads(
+            client, queue, tenant, [(file_id, "disk-image.bin.txt", "text/plain", key_size)],
+            settings,
+        )  # fmt: skip
+        results["big_file_seconds"] = time.perf_counter() - began
+        results["big_file_status"] = f"{result.status} {result.reason or ''}".strip()
+        results["big_file_worker_peak_rss_mb"] = worker.peak_rss_mb()
+        worker.stop()
+
+    console.print(f"(a) {small} small JPEGs, PNGs and PDFs through the whole workflow…")
+    queue = f"bench-up-{uuid.uuid4().hex[:8]}"
+    worker = WorkerProcess(queue)
+    staged = []
+    for i in range(small):
+        kind = i % 3
+        name, content_type, data = (
+            (f"photo-{i}.jpg", "image/jpeg", jpeg(1600, 1200, i)),
+            (f"chart-{i}.png", "image/png", png(i)),
+            (f"doc-{i}.pdf", "application/pdf", pdf()),
+        )[kind]
+        file_id, key_size = await stage(storage, settings, tenant, name, one(data))
+        staged.append((file_id, name, content_type, key_size))
+    began = time.perf_counter()
+    outcomes = await run_uploads(client, queue, tenant, staged, settings)
+    elapsed = time.perf_counter() - began
+    results["small_files_per_s"] = small / elapsed
+    results["small_processed"] = sum(o.status == "processed" for o in outcomes)
+    results["small_worker_peak_rss_mb"] = worker.peak_rss_mb()
+    worker.stop()
+
+    console.print("(c) thumbnails of 4000x3000 JPEGs, with and without draft mode…")
+    results["thumbnails_per_s_draft"] = await thumbnail_rate(10, draft=True)
+    results["thumbnails_per_s_no_draft"] = await thumbnail_rate(10, draft=False)
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    table = Table("measure", "value", "goal", title="Ferry upload benchmark")
+    table.add_row(
+        "(a) small files through the workflow",
+        f"{results['small_files_per_s']:.1f} files/s ({results['small_processed']} processed)",
+        "≥ 20 /s",
+    )
+    table.add_row("    worker peak RSS", f"{results['small_worker_peak_rss_mb']:.0f} MB", "")
+    if "big_file_seconds" in results:
+        table.add_row(
+            "(b) one 1 GiB file",
+            f"{results['big_file_seconds']:.1f} s ({results['big_file_status']})",
+            "< 60 s",
+        )
+        table.add_row(
+            "    worker peak RSS", f"{results['big_file_worker_peak_rss_mb']:.0f} MB", "< 300 MB"
+        )
+    table.add_row("(c) thumbnails, draft mode", f"{results['thumbnails_per_s_draft']:.1f} /s", "")
+    table.add_row("    without draft mode", f"{results['thumbnails_per_s_no_draft']:.1f} /s", "")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=60)
+    parser.add_argument("--no-big", action="store_true", help="skip the 1 GiB file")
+    args = parser.parse_args()
+    outcome = asyncio.run(main(args.small, not args.no_big))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "upload.json").write_text(json.dumps(outcome, indent=2))
+    report(outcome)
+    console.print(f"written to {RESULTS / 'upload.json'}")

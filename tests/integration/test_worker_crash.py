@@ -1,0 +1,116 @@
+"""A worker killed in the middle of a scan: another worker finishes the upload, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from ferry.config import Settings
+from ferry.consumers.tail import TopicFollower
+from ferry.storage import LocalStorage
+from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow, StorageRef
+
+pytestmark = pytest.mark.stack
+
+SIZE = 256 * 1024 * 1024
+
+
+def worker_process(task_queue: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "FERRY_FILES_TASK_QUEUE": task_queue}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ferry.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_a_worker_killed_during_the_scan_is_replaced_and_the_upload_completes_once(
+    client: Client,
+    settings: Settings,
+    local_storage: LocalStorage,
+    file_events: TopicFollower,
+    workers: list[subprocess.Popen[bytes]],
+    tenant: str,
+) -> None:
+    file_id = str(uuid.uuid4())
+    key = f"tenants/{tenant}/uploads/{file_id}/backup.txt"
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        line = b"an ordinary log line that clamd will read to the end\n"
+        block = line * (1024 * 1024 // len(line) + 1)
+        for _ in range(SIZE // (1024 * 1024)):
+            yield block[: 1024 * 1024]
+
+    await local_storage.create_bucket(settings.ingest_bucket)
+    await local_storage.write(settings.ingest_bucket, key, chunks())
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    workers.append(worker_process(queue))
+    upload = FileUploadInput(
+        event_id=str(uuid.uuid4()),
+        tenant_id=tenant,
+        file_id=file_id,
+        filename="backup.txt",
+        declared_content_type="text/plain",
+        size_bytes=SIZE,
+        storage=StorageRef("local", settings.ingest_bucket, key),
+        uploaded_by="u-1",
+    )
+    handle = await client.start_workflow(
+        FileUploadWorkflow.run, upload, id=f"file-upload/{tenant}/{file_id}", task_queue=queue
+    )
+
+    async with asyncio.timeout(120):
+        while True:
+            pending = (await handle.describe()).raw_description.pending_activities
+            if any(
+                p.activity_type.name == "scan_object"
+                and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                for p in pending
+            ):
+                break
+            await asyncio.sleep(0.1)
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait()
+    workers.append(worker_process(queue))
+
+    result = await asyncio.wait_for(handle.result(), 240)
+
+    assert result.status == "processed"
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    history = await handle.fetch_history()
+    scans = [
+        e for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "scan_object"
+    ]  # fmt: skip
+    assert len(scans) == 1  # one scan activity, retried by Temporal on the new worker
+    [started] = [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.activity_task_started_event_attributes.scheduled_event_id == scans[0].event_id
+    ]
+    assert started.attempt == 2
+    events = await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=30)
+    assert [e["event_type"] for e in events] == ["file.processed"]
+    with pytest.raises(TimeoutError):
+        await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=5)
