@@ -65,8 +65,9 @@ async def ensure_tenant(
     sessionmaker: async_sessionmaker[AsyncSession],
     tenant_id: str,
     plan: TenantPlan = TenantPlan.FREE,
+    provider: StorageProvider = StorageProvider.LOCAL,
 ) -> str:
-    """An active tenant with local storage, as provisioning leaves one (idempotent).
+    """An active tenant, as provisioning leaves one (idempotent).
 
     The demo and the benchmarks write it directly; in the running system
     `tenant_provisioning_workflow` does this and more.
@@ -77,7 +78,7 @@ async def ensure_tenant(
             plan=plan,
             region="local",
             admin_email=f"admin@{tenant_id}.example",
-            storage_provider=StorageProvider.LOCAL,
+            storage_provider=provider,
             storage_bucket=f"ferry-{tenant_id}",
         )
         await db.tenants.set_status(TenantStatus.ACTIVE)

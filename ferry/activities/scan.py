@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyclamd
@@ -60,10 +62,14 @@ class ScanActivities:
 
     def __init__(
         self, clamd_host: str, clamd_port: int, providers: Mapping[str, StorageProvider],
-        timeout: float = 600.0,
+        timeout: float = 600.0, max_scans: int = 4,
     ) -> None:  # fmt: skip
         self._host, self._port, self._timeout = clamd_host, clamd_port, timeout
         self._providers = dict(providers)
+        # Scans block a thread for their whole length while the object's chunks
+        # are read on the event loop (which uses the default pool for file I/O):
+        # scans get threads of their own, so they can never starve those reads.
+        self._threads = ThreadPoolExecutor(max_workers=max_scans, thread_name_prefix="clamd")
 
     def _scan(self, reader: _StreamReader) -> dict[str, tuple[str, str]] | None:
         clamd = pyclamd.ClamdNetworkSocket(self._host, self._port, timeout=self._timeout)
@@ -80,7 +86,10 @@ class ScanActivities:
         # timeout still detects a dead worker quickly.
         ticker = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS, reader))
         try:
-            result = await asyncio.to_thread(self._scan, reader)
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                self._threads, contextvars.copy_context().run, self._scan, reader
+            )
         except ObjectNotFound:
             raise ApplicationError(
                 f"object {ref.bucket}/{ref.key} not found",

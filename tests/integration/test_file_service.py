@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 import zipfile
 import zlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
-from ferry.db import FileState, tenant_scope
-from ferry.demo import EICAR, stage_upload
+from ferry.db import FileState, StorageProvider, tenant_scope
+from ferry.demo import EICAR, ensure_tenant, stage_upload
 from ferry.producers import EventPublisher
-from ferry.storage import LocalStorage
+from ferry.storage import LocalStorage, providers_from_env
 
 pytestmark = pytest.mark.stack
 
@@ -200,3 +203,65 @@ async def test_a_decompression_bomb_is_rejected_as_corrupt(upload: Any) -> None:
     assert len(data) < 200_000
     _, rejected = await upload("bomb.png", "image/png", data)
     assert (rejected["event_type"], rejected["reason"]) == ("file.rejected", "corrupt")
+
+
+@pytest.mark.parametrize(
+    ("ingest", "home"),
+    [("s3", StorageProvider.AZURE), ("gcs", StorageProvider.S3), ("azure", StorageProvider.GCS)],
+)
+async def test_an_upload_in_one_cloud_lands_in_the_tenants_bucket_in_another(
+    bridge: Bridge,
+    publisher: EventPublisher,
+    file_events: TopicFollower,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    ingest: str,
+    home: StorageProvider,
+) -> None:
+    tenant = await ensure_tenant(sessionmaker, f"t-{uuid.uuid4().hex[:12]}", provider=home)
+    providers = providers_from_env(settings.local_storage_root)
+    try:
+        source, target = providers[ingest], providers[str(home)]
+        await source.create_bucket(settings.ingest_bucket)
+        data = png()
+        file_id = str(uuid.uuid4())
+        key = f"tenants/{tenant}/uploads/{file_id}/chart.png"
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        await source.write(settings.ingest_bucket, key, chunks())
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "file.uploaded",
+            "occurred_at": datetime.now(UTC),
+            "tenant_id": tenant,
+            "correlation_id": None,
+            "source": "test",
+            "file_id": file_id,
+            "filename": "chart.png",
+            "declared_content_type": "image/png",
+            "size_bytes": len(data),
+            "storage": {"provider": ingest, "bucket": settings.ingest_bucket, "key": key},
+            "sha256": None,
+            "uploaded_by": "u-1",
+        }
+        await publisher.publish(event, topic=UPLOADS)
+        [processed] = await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=120)
+
+        assert processed["event_type"] == "file.processed"
+        assert processed["storage"] == {
+            "provider": str(home),
+            "bucket": f"ferry-{tenant}",
+            "key": f"files/{file_id}/original",
+        }
+        stored = b"".join(
+            [c async for c in target.read(f"ferry-{tenant}", f"files/{file_id}/original")]
+        )
+        assert stored == data
+        assert await source.head(settings.ingest_bucket, key) is None
+        for thumb in processed["thumbnails"]:
+            assert await target.head(f"ferry-{tenant}", thumb["key"]) is not None
+    finally:
+        for provider in providers.values():
+            await provider.close()
