@@ -27,7 +27,7 @@ from ferry.db import (
     create_sessionmaker,
     tenant_scope,
 )
-from ferry.producers import EventPublisher
+from ferry.producers import EventPublisher, inbound_topic_for
 from ferry.storage import LocalStorage
 from ferry.worker import connect, file_worker
 
@@ -136,7 +136,7 @@ async def run_demo(
             for name, ctype, data in DEMO_FILES
         ]
         for event in events:
-            await publisher.publish(event, topic="ferry.uploads.v1")
+            await publisher.publish(event, topic=inbound_topic_for(event["event_type"]))
         out.print(f"published {len(events)} uploads to ferry.uploads.v1; waiting for outcomes…")
         names = {e["file_id"]: e["filename"] for e in events}
         outcomes = await results.wait_for(lambda e: e.get("file_id") in names, len(events), 180)

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ferry.consumers.bridge import DLQ_TOPIC
 from ferry.consumers.tail import decode_record
 from ferry.producers import EventPublisher
 
-DLQ_TOPIC = "ferry.dlq.v1"
 FERRY_HEADERS = (
     "ferry-error",
     "ferry-source-topic",
