@@ -132,6 +132,11 @@ class MediaLimits:
     ocr_text_chars: int = 2000
     ocr_language: str = "eng"
     ocr_max_side: int = 2000
+    # OCR (the costliest step) runs only on images that look like text on a
+    # background: at least this share of pixels within one narrow band of
+    # brightness (pages, screenshots, slides, signs). Photos and noise are
+    # skipped. 0 runs OCR on every image.
+    ocr_background_share: float = 0.35
     ocr_timeout_seconds: float = 30.0
     moderation_max_side: int = 640
     # A detection of an `EXPOSED_CLASSES` label at or above this score makes `nsfw` true.
@@ -611,7 +616,21 @@ def _analysis_images(
     return moderation, ocr
 
 
+def looks_like_text(image: Image.Image, background_share: float) -> bool:
+    """A cheap guess: does one band of brightness cover `background_share` of the image?"""
+    if background_share <= 0:
+        return True
+    # Point sampling: averaging would smooth noise into a false "background".
+    sample = image.convert("L").resize((256, 256), Image.Resampling.NEAREST)
+    histogram = sample.histogram()
+    total = sum(histogram)
+    window = max(sum(histogram[start : start + 16]) for start in range(0, 256 - 15))
+    return total > 0 and window / total >= background_share
+
+
 def _ocr(image: Image.Image, limits: MediaLimits) -> str | None:
+    if not looks_like_text(image, limits.ocr_background_share):
+        return None
     try:
         text = pytesseract.image_to_string(
             image, lang=limits.ocr_language, timeout=limits.ocr_timeout_seconds

@@ -33,6 +33,7 @@ from ferry.activities.media import (
     Validation,
     ValidationRequest,
     detect_language,
+    looks_like_text,
 )
 from ferry.activities.storage import StorageRef
 from ferry.db.enums import RejectionReason
@@ -660,3 +661,15 @@ def test_results_round_trip_through_temporals_converter() -> None:
         converter.from_payloads(converter.to_payloads([values[0]]), [Validation])[0].reason,
         RejectionReason,
     )
+
+
+def test_ocr_is_attempted_on_text_like_images_and_skipped_on_photos() -> None:
+    page = Image.new("RGB", (800, 400), "white")
+    ImageDraw.Draw(page).text((40, 150), "Quarterly report", fill="black")
+    noise = Image.effect_noise((800, 400), 60).convert("RGB")
+    gradient = Image.linear_gradient("L").resize((800, 400)).convert("RGB")
+
+    assert looks_like_text(page, 0.35)
+    assert not looks_like_text(noise, 0.35)
+    assert not looks_like_text(gradient, 0.35)
+    assert looks_like_text(noise, 0.0)  # 0: always OCR
