@@ -32,14 +32,13 @@ from typing import Any
 
 import httpx
 import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client
 
-from ferry.config import Settings, get_settings
+from ferry.config import get_settings
 from ferry.consumers.bridge import INBOUND_TOPICS
+from ferry.consumers.offsets import start_group_at_end
 from ferry.consumers.routes import ROUTES
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
@@ -92,27 +91,6 @@ async def raw_start_rate(client: Client, queue: str, count: int, concurrency: in
     began = time.perf_counter()
     await asyncio.gather(*(start(e) for e in events))
     return count / (time.perf_counter() - began)
-
-
-async def start_group_at_end(settings: Settings, group: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(INBOUND_TOPICS))
-    finally:
-        await admin.close()
-    partitions = [
-        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
-    ]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.commit(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
 
 
 class BridgeProcess:
@@ -260,7 +238,7 @@ async def main(count: int, concurrency: int, latency_seconds: float) -> dict[str
         console.print(f"(a) {count} raw starts, {concurrency} concurrent…")
         results["raw_starts_per_s"] = await raw_start_rate(client, queue, count, concurrency)
 
-        await start_group_at_end(settings, group)
+        await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
         async with EventPublisher(settings.kafka_bootstrap) as publisher:
             console.print(f"(b) a backlog of {count} records through the bridge…")
             await publish_uploads(publisher, count)

@@ -42,19 +42,15 @@ from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.notifications import NotificationError, normalise
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
 from ferry.producers import EventPublisher
+from ferry.producers.ids import INBOUND_TOPIC
 from ferry.schemas import EventDecodeError, decode
 
 log = logging.getLogger(__name__)
 
 DLQ_TOPIC = "ferry.dlq.v1"
 NOTIFICATIONS_TOPIC = "ferry.storage-notifications.v1"
-INBOUND_TOPICS = (
-    "ferry.uploads.v1",
-    "ferry.storage-notifications.v1",
-    "ferry.file-commands.v1",
-    "ferry.tenants.v1",
-    "ferry.billing.v1",
-)
+# Every topic upstream services publish to, and the bucket notifications.
+INBOUND_TOPICS = (*dict.fromkeys(INBOUND_TOPIC.values()), NOTIFICATIONS_TOPIC)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 TENANT_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")

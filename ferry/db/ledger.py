@@ -89,14 +89,3 @@ class EventLedger:
             for tenant_id, rows in by_tenant.items():
                 await conn.execute(SET_TENANT, {"tenant_id": tenant_id})
                 await conn.execute(_MARK, rows)
-
-    async def mark(self, tenant_id: str, consumer: str, event_id: str, event_type: str) -> None:
-        params = {
-            "tenant_id": validate_tenant_id(tenant_id),
-            "consumer": consumer,
-            "event_id": event_id,
-            "event_type": event_type,
-        }
-        async with self._engine.begin() as conn:
-            await conn.execute(SET_TENANT, params)
-            await conn.execute(_MARK, params)

@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 
 from ferry.config import Settings
 from ferry.consumers.bridge import INBOUND_TOPICS, NOTIFICATIONS_TOPIC, Bridge
 from ferry.consumers.dlq import read_dead_letters, replay
+from ferry.consumers.offsets import committed_offsets, start_group_at_end
 from ferry.consumers.service import bridge_client, bridge_config
 from ferry.db.ledger import EventLedger
 from ferry.demo import stage_upload
@@ -34,41 +34,6 @@ from ferry.storage import LocalStorage
 pytestmark = pytest.mark.stack
 
 UPLOADS = "ferry.uploads.v1"
-
-
-async def _partitions(settings: Settings, topics: tuple[str, ...]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-
-
-async def start_group_at_end(settings: Settings, group: str) -> None:
-    """Commit a new group's offsets at the end of every inbound topic (skip older records)."""
-    partitions = await _partitions(settings, INBOUND_TOPICS)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.commit(ends)
-    finally:
-        await consumer.stop()
-
-
-async def committed(settings: Settings, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items()}
 
 
 async def workflow_ids(client: Client, tenant: str) -> list[str]:
@@ -147,7 +112,7 @@ async def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     tenant: str,
 ) -> None:
     group = f"test-kill-{uuid.uuid4().hex[:8]}"
-    await start_group_at_end(settings, group)
+    await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
     events = await staged_uploads(local_storage, settings, tenant, 150)
     expected = {f"file-upload/{tenant}/{e['file_id']}" for e in events}
 
@@ -182,7 +147,7 @@ async def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(
         await consumer.stop()
 
         async def caught_up() -> bool:
-            return (await committed(settings, group)).get(tp, -1) >= end
+            return (await committed_offsets(settings.kafka_bootstrap, group)).get(tp, -1) >= end
 
         await wait_until(caught_up, 60)
         async with httpx.AsyncClient() as http:
@@ -301,7 +266,7 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
 ) -> None:
     client = await bridge_client(settings)
     group = f"test-outage-{uuid.uuid4().hex[:8]}"
-    await start_group_at_end(settings, group)
+    await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
     queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # the workflows need only to start
     config = bridge_config(settings, group_id=group, max_in_flight=4)
     config.task_queues = dict.fromkeys(config.task_queues, queue)
@@ -309,7 +274,7 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     await asyncio.wait_for(bridge.ready.wait(), 60)
-    before = await committed(settings, group)
+    before = await committed_offsets(settings.kafka_bootstrap, group)
     try:
         await asyncio.to_thread(stack.stop_service, "temporal")
         events = []
@@ -335,7 +300,7 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
             await publisher.publish(event, topic=UPLOADS)
             events.append(event)
         await asyncio.sleep(5)
-        assert await committed(settings, group) == before
+        assert await committed_offsets(settings.kafka_bootstrap, group) == before
         assert bridge.counts["started"] == 0
         assert bridge.metrics.paused._value.get() == 1  # backpressure: partitions paused
 
@@ -348,7 +313,9 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
         tp = TopicPartition(UPLOADS, (await publisher.publish(events[0], topic=UPLOADS)).partition)
 
         async def committed_past() -> bool:
-            return (await committed(settings, group)).get(tp, -1) > before.get(tp, -1)
+            return (await committed_offsets(settings.kafka_bootstrap, group)).get(
+                tp, -1
+            ) > before.get(tp, -1)
 
         await wait_until(committed_past, 30)
         assert set(await workflow_ids(client, tenant)) == {
@@ -444,7 +411,9 @@ async def test_an_event_the_ledger_has_seen_starts_nothing_even_if_temporal_forg
     [event] = await staged_uploads(local_storage, settings, tenant, 1)
     assert own_bridge.retention is not None
     event["occurred_at"] = datetime.now(UTC) - own_bridge.retention
-    await ledger.mark(tenant, own_bridge.config.group_id, event["event_id"], "file.uploaded")
+    await ledger.mark_many(
+        own_bridge.config.group_id, [(tenant, event["event_id"], "file.uploaded")]
+    )
     duplicates = own_bridge.counts["duplicate"]
     await publisher.publish(event, topic=UPLOADS)
 
