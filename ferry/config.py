@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     quarantine_bucket: str = "ferry-quarantine"
     max_in_flight: int = Field(default=256, ge=1)
     bridge_metrics_port: int = 9464  # 0: no metrics endpoint
+    # The usage meter's faust app: its consumer group and the prefix of its changelog topics.
+    meter_app_id: str = "ferry-meter"
+
+    # The tenant workflows' clocks, read by the `tenant_policy` activity as a workflow starts.
+    tenant_usage_interval_seconds: float = Field(default=3600.0, gt=0)
+    tenant_deletion_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    payment_timeout_seconds: float = Field(default=24 * 3600.0, gt=0)
 
     @property
     def clamd_host_port(self) -> tuple[str, int]:

@@ -29,7 +29,7 @@ from ferry.db import (
 )
 from ferry.producers import EventPublisher, inbound_topic_for
 from ferry.storage import LocalStorage
-from ferry.worker import connect, file_worker
+from ferry.worker import connect, ferry_worker
 
 DEMO_TENANT = "demo"
 # The EICAR test string, split so that no scanner flags this source file.
@@ -122,7 +122,7 @@ async def run_demo(
     await ensure_tenant(create_sessionmaker(engine), DEMO_TENANT)
     storage = LocalStorage(settings.local_storage_root)
     async with (
-        file_worker(client, settings),
+        ferry_worker(client, settings),
         EventPublisher(settings.kafka_bootstrap) as publisher,
         TopicFollower(settings.kafka_bootstrap, "ferry.file-events.v1") as results,
     ):

@@ -1,10 +1,11 @@
-"""The worker: settings → clients → activity classes → `Worker`. The one place that wires them."""
+"""The worker: settings → clients → activity classes → `Worker`s. The one place that wires them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.service import RetryConfig
@@ -15,13 +16,24 @@ from ferry.activities.events import EventActivities
 from ferry.activities.media import MediaActivities
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import StorageActivities
+from ferry.activities.tenants import TenantPolicyActivities
 from ferry.config import Settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
 from ferry.workflows.file_upload import FileUploadWorkflow
+from ferry.workflows.tenant_monitoring import TenantMonitoringWorkflow
+from ferry.workflows.tenant_provisioning import TenantProvisioningWorkflow
+from ferry.workflows.tenant_upgrade import TenantPlanChangeWorkflow, TenantUpgradeWorkflow
 
-WORKFLOWS = [FileUploadWorkflow]
+FILE_WORKFLOWS: list[type] = [FileUploadWorkflow]
+TENANT_WORKFLOWS: list[type] = [
+    TenantProvisioningWorkflow,
+    TenantMonitoringWorkflow,
+    TenantUpgradeWorkflow,
+    TenantPlanChangeWorkflow,
+]
+WORKFLOWS = FILE_WORKFLOWS + TENANT_WORKFLOWS
 
 
 async def connect(
@@ -42,11 +54,19 @@ def storage_providers(settings: Settings) -> dict[str, StorageProvider]:
 
 
 @contextlib.asynccontextmanager
-async def file_worker(
-    client: Client, settings: Settings, task_queue: str | None = None
-) -> AsyncIterator[Worker]:
-    """A running worker for the file workflows and their activities."""
-    providers = storage_providers(settings)
+async def ferry_worker(
+    client: Client,
+    settings: Settings,
+    task_queue: str | None = None,
+    providers: Mapping[str, StorageProvider] | None = None,
+) -> AsyncIterator[list[Worker]]:
+    """Running workers for Ferry's workflows and activities.
+
+    By default one worker per task queue of the settings (file workflows on one,
+    tenant workflows on the other); with `task_queue`, one worker that runs
+    everything there. `providers` replaces the storage providers of the environment.
+    """
+    providers = dict(providers) if providers is not None else storage_providers(settings)
     host, port = settings.clamd_host_port
     engine = create_engine(settings.database_url.get_secret_value())
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
@@ -55,20 +75,36 @@ async def file_worker(
         events = EventActivities(publisher)
         database = DatabaseActivities(create_sessionmaker(engine))
         media = MediaActivities(providers)
-        worker = Worker(
-            client,
-            task_queue=task_queue or settings.files_task_queue,
-            workflows=WORKFLOWS,
-            activities=[
-                storage.fingerprint, storage.move, scan.scan, events.publish,
-                media.validate_upload, media.make_thumbnails, media.extract_metadata,
-                media.analyse_content, *database.activities(),
-            ],
-            max_concurrent_activities=32,
-        )  # fmt: skip
+        tenants = TenantPolicyActivities(settings, list(providers))
+        activities: list[Any] = [
+            storage.fingerprint, storage.move, storage.create_bucket, storage.delete_bucket,
+            storage.measure, storage.delete_prefix, scan.scan, events.publish,
+            media.validate_upload, media.make_thumbnails, media.extract_metadata,
+            media.analyse_content, tenants.policy, *database.activities(),
+        ]  # fmt: skip
+        queues = (
+            {task_queue: WORKFLOWS}
+            if task_queue
+            else {
+                settings.files_task_queue: FILE_WORKFLOWS,
+                settings.tenants_task_queue: TENANT_WORKFLOWS,
+            }
+        )
+        workers = [
+            Worker(
+                client,
+                task_queue=queue,
+                workflows=workflows,
+                activities=activities,
+                max_concurrent_activities=32,
+            )
+            for queue, workflows in queues.items()
+        ]
         try:
-            async with worker:
-                yield worker
+            async with contextlib.AsyncExitStack() as running:
+                for worker in workers:
+                    await running.enter_async_context(worker)
+                yield workers
         finally:
             await engine.dispose()
             for provider in providers.values():
@@ -76,7 +112,7 @@ async def file_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the worker until `stop` is set."""
+    """Run the workers until `stop` is set."""
     client = await connect(settings)
-    async with file_worker(client, settings):
+    async with ferry_worker(client, settings):
         await stop.wait()

@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ferry.activities.sniff import sniff_content_type
-from ferry.storage import ObjectNotFound, StorageProvider
+from ferry.storage import InvalidKey, ObjectNotFound, StorageProvider
 
 
 @dataclass
@@ -39,6 +39,29 @@ class MoveRequest:
     bucket: str
     key: str
     provider: str | None = None
+
+
+@dataclass
+class BucketRequest:
+    """A bucket (a container on Azure, a directory locally) on one provider."""
+
+    provider: str
+    bucket: str
+
+
+@dataclass
+class PrefixRequest:
+    """The objects under `prefix` in a bucket on one provider."""
+
+    provider: str
+    bucket: str
+    prefix: str
+
+
+@dataclass
+class ObjectCount:
+    objects: int
+    bytes: int
 
 
 class StorageActivities:
@@ -112,3 +135,59 @@ class StorageActivities:
             moved += len(chunk)
             activity.heartbeat(moved)
             yield chunk
+
+    # Whole buckets and prefixes: a tenant's life rather than one file's.
+
+    @activity.defn(name="create_bucket")
+    async def create_bucket(self, request: BucketRequest) -> BucketRequest:
+        """Create the bucket; one that exists already is left as it is."""
+        provider = self._provider(request.provider)
+        try:
+            await provider.create_bucket(request.bucket)
+        except InvalidKey as exc:
+            raise ApplicationError(str(exc), type="InvalidKey", non_retryable=True) from None
+        return request
+
+    @activity.defn(name="delete_bucket")
+    async def delete_bucket(self, request: BucketRequest) -> ObjectCount:
+        """Delete the bucket and everything in it; a missing bucket is already deleted."""
+        removed = await self._count(request.provider, request.bucket, "")
+        provider = self._provider(request.provider)
+        try:
+            await provider.delete_bucket(request.bucket, force=True)
+        except InvalidKey as exc:
+            raise ApplicationError(str(exc), type="InvalidKey", non_retryable=True) from None
+        return removed
+
+    @activity.defn(name="measure_prefix")
+    async def measure(self, request: PrefixRequest) -> ObjectCount:
+        """How many objects, and how many bytes, are under the prefix."""
+        return await self._count(request.provider, request.bucket, request.prefix)
+
+    @activity.defn(name="delete_prefix")
+    async def delete_prefix(self, request: PrefixRequest) -> ObjectCount:
+        """Delete every object under the prefix, page by page; a repeat finds none left."""
+        provider = self._provider(request.provider)
+        removed = ObjectCount(0, 0)
+        while True:
+            page = await provider.list(request.bucket, request.prefix)
+            if not page.items:
+                return removed
+            for item in page.items:
+                await provider.delete(item.bucket, item.key)
+                removed.objects += 1
+                removed.bytes += item.size
+            activity.heartbeat(removed.objects)
+
+    async def _count(self, provider_name: str, bucket: str, prefix: str) -> ObjectCount:
+        provider = self._provider(provider_name)
+        counted = ObjectCount(0, 0)
+        token: str | None = None
+        while True:
+            page = await provider.list(bucket, prefix, page_token=token)
+            counted.objects += len(page.items)
+            counted.bytes += sum(item.size for item in page.items)
+            activity.heartbeat(counted.objects)
+            if page.next_token is None:
+                return counted
+            token = page.next_token

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 
 from ferry.activities.storage import StorageRef
 from ferry.workflows import (
@@ -23,11 +23,9 @@ from ferry.workflows import (
     tenant_provisioning,
     tenant_upgrade,
 )
+from ferry.workflows.common import search_attributes
 
 Event = dict[str, Any]
-
-TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
-FILE_ID = SearchAttributeKey.for_keyword("FileId")
 
 
 class Action(StrEnum):
@@ -57,10 +55,7 @@ class Route:
     tenant_must_exist: bool = True
 
     def search_attributes(self, event: Event) -> TypedSearchAttributes:
-        pairs = [SearchAttributePair(TENANT_ID, str(event["tenant_id"]))]
-        if event.get("file_id"):
-            pairs.append(SearchAttributePair(FILE_ID, str(event["file_id"])))
-        return TypedSearchAttributes(pairs)
+        return search_attributes(str(event["tenant_id"]), event.get("file_id"))
 
 
 def _upload(e: Event) -> file_upload.FileUploadInput:

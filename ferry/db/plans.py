@@ -35,3 +35,17 @@ def limits_for(plan: TenantPlan) -> PlanLimits:
 def is_upgrade(from_plan: TenantPlan, to_plan: TenantPlan) -> bool:
     """True when `to_plan` is a bigger plan than `from_plan`."""
     return PLAN_ORDER.index(TenantPlan(to_plan)) > PLAN_ORDER.index(TenantPlan(from_plan))
+
+
+# What each plan costs a month, in minor units of `CURRENCY`; an upgrade is charged the difference.
+CURRENCY = "EUR"
+PLAN_PRICE_MINOR: dict[TenantPlan, int] = {
+    TenantPlan.FREE: 0,
+    TenantPlan.PRO: 29_00,
+    TenantPlan.ENTERPRISE: 499_00,
+}
+
+
+def upgrade_price(from_plan: TenantPlan, to_plan: TenantPlan) -> int:
+    """The charge for moving from one plan to a bigger one, in minor units."""
+    return PLAN_PRICE_MINOR[TenantPlan(to_plan)] - PLAN_PRICE_MINOR[TenantPlan(from_plan)]

@@ -27,7 +27,9 @@ OUTBOUND_TOPIC = {
         ),
         TENANT_EVENTS,
     ),
-    "billing.charge_requested": "ferry.billing-commands.v1",
+    **dict.fromkeys(
+        ("billing.charge_requested", "billing.refund_requested"), "ferry.billing-commands.v1"
+    ),
     "notification.requested": "ferry.notifications.v1",
 }  # fmt: skip
 

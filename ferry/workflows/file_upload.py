@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         UploadCheckInput,
         UploadRefusal,
     )
-    from ferry.activities.events import EventActivities, OutboundEvent
     from ferry.activities.media import (
         Analysis,
         AnalysisRequest,
@@ -38,27 +37,16 @@ with workflow.unsafe.imports_passed_through():
     from ferry.activities.scan import ScanActivities, ScanResult
     from ferry.activities.storage import Fingerprint, MoveRequest, StorageActivities, StorageRef
     from ferry.db.enums import RejectionReason
-    from ferry.producers.ids import event_id_for
+    from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit
 
 WORKFLOW = "file_upload_workflow"
 SOURCE = "ferry.file-upload"
 QUARANTINE_BUCKET = "ferry-quarantine"
-
-PERMANENT = [
-    "ObjectNotFound", "UnknownProvider", "InvalidKey", "TenantNotFound", "FileNotFound",
-    "InvalidTransition", "CorruptFile", "ModelMissing",
-]  # fmt: skip
-STORAGE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=PERMANENT,
-)
 SCAN_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=[*PERMANENT, "ScanLimitExceeded"],
 )
-DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), non_retryable_error_types=PERMANENT)
 
 
 def workflow_id(tenant_id: str, file_id: str) -> str:
@@ -407,26 +395,13 @@ class FileUploadWorkflow:
         return moved
 
     async def _db(self, activity: Any, request: Any) -> Any:
-        return await workflow.execute_activity_method(
-            activity,
-            request,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DB_RETRY,
-        )
+        return await call_db(activity, request)
 
     async def _emit(self, upload: FileUploadInput, event_type: str, **fields: Any) -> str:
-        event_id = event_id_for(workflow.info().workflow_id, event_type)
-        envelope = {
-            "event_id": event_id,
-            "event_type": event_type,
-            "occurred_at": int(workflow.now().timestamp() * 1000),
-            "tenant_id": upload.tenant_id,
-            "correlation_id": upload.correlation_id or upload.event_id,
-            "source": SOURCE,
-        }
-        await workflow.execute_activity_method(
-            EventActivities.publish,
-            OutboundEvent(fields={**envelope, **fields}),
-            start_to_close_timeout=timedelta(minutes=1),
+        return await emit(
+            event_type,
+            tenant_id=upload.tenant_id,
+            source=SOURCE,
+            correlation_id=upload.correlation_id or upload.event_id,
+            **fields,
         )
-        return event_id

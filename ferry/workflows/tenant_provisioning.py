@@ -1,14 +1,61 @@
-"""tenant_provisioning_workflow: its input (the workflow itself is built on it)."""
+"""tenant_provisioning_workflow: a new tenant's rows, bucket and monitoring, or none of them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from ferry.activities.database import (
+        CreateTenantInput,
+        DatabaseActivities,
+        TenantRef,
+        TenantStatusInput,
+    )
+    from ferry.activities.storage import BucketRequest, StorageActivities
+    from ferry.activities.tenants import TenantPolicy, TenantPolicyActivities
+    from ferry.db.enums import StorageProvider, TenantPlan, TenantStatus
+    from ferry.workflows import tenant_monitoring
+    from ferry.workflows.common import PERMANENT, call_db, emit, failure_detail, search_attributes
+    from ferry.workflows.tenant_monitoring import MonitoringInput, TenantMonitoringWorkflow
 
 WORKFLOW = "tenant_provisioning_workflow"
+SOURCE = "ferry.tenant-provisioning"
+# A tenant slug (CONTRACT §2), short enough that `ferry-{slug}` is a valid bucket name.
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,56}")
+WELCOME_TEMPLATE = "tenant-welcome"
+
+# Provisioning is interactive: a step that keeps failing is given up within
+# seconds, its siblings are undone and the requester is told why.
+SETUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=5,
+    non_retryable_error_types=PERMANENT,
+)
 
 
 def workflow_id(tenant_id: str) -> str:
     return f"tenant-provisioning/{tenant_id}"
+
+
+def bucket_for(tenant_id: str) -> str:
+    """The tenant's own bucket, container or directory (CONTRACT §6)."""
+    return f"ferry-{tenant_id}"
 
 
 @dataclass
@@ -23,3 +70,227 @@ class TenantCreation:
     admin_email: str
     storage_provider: str  # local | s3 | gcs | azure
     correlation_id: str | None = None
+    # The tenant service's settings; read from the worker's when not given.
+    policy: TenantPolicy | None = None
+
+
+@dataclass
+class ProvisioningResult:
+    status: str  # provisioned | failed
+    tenant_id: str
+    bucket: str
+    provider: str
+    detail: str | None = None
+    compensated: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+class ProvisioningFailed(Exception):
+    """Ends the provisioning as failed (after compensation): not a failure of the workflow."""
+
+
+@workflow.defn(name=WORKFLOW)
+class TenantProvisioningWorkflow:
+    """Creates a tenant: validate; then, in parallel, the database side (tenant row with
+    its plan's quotas, admin user and membership) and the storage side (the tenant's
+    bucket); activate; start the tenant's monitoring workflow (a child that outlives
+    this one); request a welcome notification; emit `tenant.provisioned`.
+
+    Each step that finished (or timed out, and so may have finished) registers its
+    compensation; any failure runs them in reverse and emits
+    `tenant.provisioning_failed` with the reason. An existing tenant is never
+    touched: the request fails before anything is created.
+
+    Queries: `progress` (the current stage). Current details show the stage.
+    """
+
+    def __init__(self) -> None:
+        self._stage = "received"
+        self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+
+    @workflow.query
+    def progress(self) -> str:
+        return self._stage
+
+    def _enter(self, stage: str) -> None:
+        self._stage = stage
+        workflow.set_current_details(f"stage: {stage}")
+
+    @workflow.run
+    async def run(self, request: TenantCreation) -> ProvisioningResult:
+        bucket = bucket_for(request.tenant_id)
+        try:
+            self._enter("validating")
+            await self._validate(request)
+            policy = request.policy or await self._policy()
+            self._enter("creating database rows and bucket")
+            await self._set_up(request, bucket)
+            self._enter("activating")
+            await call_db(
+                DatabaseActivities.set_tenant_status,
+                TenantStatusInput(request.tenant_id, TenantStatus.ACTIVE),
+            )
+            self._enter("starting monitoring")
+            await self._start_monitoring(request, policy)
+        except ProvisioningFailed as failed:
+            return await self._fail(request, bucket, str(failed))
+        self._enter("welcoming")
+        welcome = await self._emit(
+            request,
+            "notification.requested",
+            channel="email",
+            recipient=request.admin_email,
+            template=WELCOME_TEMPLATE,
+            params={"tenant_id": request.tenant_id, "name": request.name, "plan": request.plan},
+        )
+        provisioned = await self._emit(
+            request,
+            "tenant.provisioned",
+            plan=request.plan,
+            storage={"provider": request.storage_provider, "bucket": bucket},
+            detail=None,
+        )
+        self._enter("provisioned")
+        return ProvisioningResult(
+            "provisioned",
+            request.tenant_id,
+            bucket,
+            request.storage_provider,
+            events=[welcome, provisioned],
+        )
+
+    async def _validate(self, request: TenantCreation) -> None:
+        # The event's schema allows no other plan or provider; a request that names one
+        # did not come through Kafka, and no event could report on it.
+        if request.plan not in set(TenantPlan) or request.storage_provider not in set(
+            StorageProvider
+        ):
+            raise ApplicationError(
+                f"unknown plan {request.plan!r} or provider {request.storage_provider!r}",
+                type="InvalidRequest",
+                non_retryable=True,
+            )
+        problems = []
+        if not SLUG.fullmatch(request.tenant_id):
+            problems.append(f"tenant id {request.tenant_id!r} is not a slug of 2 to 57 characters")
+        if not request.name.strip():
+            problems.append("the tenant has no name")
+        if "@" not in request.admin_email:
+            problems.append("the admin e-mail address is not an address")
+        if problems:
+            raise ProvisioningFailed("; ".join(problems))
+        lookup = await call_db(DatabaseActivities.get_tenant, TenantRef(request.tenant_id))
+        if lookup.found:
+            raise ProvisioningFailed(f"tenant {request.tenant_id!r} exists already")
+
+    async def _policy(self) -> TenantPolicy:
+        policy: TenantPolicy = await workflow.execute_local_activity_method(
+            TenantPolicyActivities.policy, start_to_close_timeout=timedelta(seconds=10)
+        )
+        return policy
+
+    async def _set_up(self, request: TenantCreation, bucket: str) -> None:
+        """The database side and the storage side, in parallel; both or neither."""
+        storage = BucketRequest(request.storage_provider, bucket)
+        tenant = TenantRef(request.tenant_id)
+        rows = workflow.execute_activity_method(
+            DatabaseActivities.create_tenant,
+            CreateTenantInput(
+                tenant_id=request.tenant_id,
+                name=request.name,
+                plan=TenantPlan(request.plan),
+                region=request.region,
+                admin_email=request.admin_email,
+                storage_provider=StorageProvider(request.storage_provider),
+                storage_bucket=bucket,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=SETUP_RETRY,
+        )
+        created = workflow.execute_activity_method(
+            StorageActivities.create_bucket,
+            storage,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SETUP_RETRY,
+        )
+        outcomes = await asyncio.gather(rows, created, return_exceptions=True)
+        steps = (
+            ("database", "tenant rows", DatabaseActivities.delete_tenant_rows, tenant),
+            ("storage", "bucket", StorageActivities.delete_bucket, storage),
+        )
+        failures = []
+        for (side, what, undo, undo_request), outcome in zip(steps, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ActivityError):
+                raise outcome
+            if isinstance(outcome, ActivityError):
+                failures.append(f"{side} failed: {failure_detail(outcome)}")
+            # A step that timed out may have done its work: it is undone like a finished one.
+            if not isinstance(outcome, ActivityError) or _timed_out(outcome):
+                self._undo_with(what, undo, undo_request)
+        if failures:
+            raise ProvisioningFailed("; ".join(failures))
+
+    async def _start_monitoring(self, request: TenantCreation, policy: TenantPolicy) -> None:
+        """The tenant's monitoring workflow: a child that lives on after this workflow ends."""
+        try:
+            await workflow.start_child_workflow(
+                TenantMonitoringWorkflow.run,
+                MonitoringInput(request.tenant_id, policy),
+                id=tenant_monitoring.workflow_id(request.tenant_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=search_attributes(request.tenant_id),
+                static_summary=f"monitoring of tenant {request.tenant_id}",
+            )
+        except WorkflowAlreadyStartedError as err:
+            raise ProvisioningFailed("the tenant's monitoring workflow is running already") from err
+
+    def _undo_with(self, what: str, activity: Any, request: Any) -> None:
+        async def undo() -> Any:
+            return await workflow.execute_activity_method(
+                activity,
+                request,
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=30), non_retryable_error_types=PERMANENT
+                ),
+            )
+
+        self._compensations.append((what, undo))
+
+    async def _fail(self, request: TenantCreation, bucket: str, detail: str) -> ProvisioningResult:
+        self._enter("compensating")
+        undone = []
+        for what, undo in reversed(self._compensations):
+            await undo()
+            undone.append(what)
+        failed = await self._emit(
+            request,
+            "tenant.provisioning_failed",
+            plan=request.plan,
+            storage={"provider": request.storage_provider, "bucket": bucket},
+            detail=detail,
+        )
+        self._enter(f"failed: {detail}")
+        return ProvisioningResult(
+            "failed",
+            request.tenant_id,
+            bucket,
+            request.storage_provider,
+            detail=detail,
+            compensated=undone,
+            events=[failed],
+        )
+
+    async def _emit(self, request: TenantCreation, event_type: str, **fields: Any) -> str:
+        return await emit(
+            event_type,
+            tenant_id=request.tenant_id,
+            source=SOURCE,
+            correlation_id=request.correlation_id or request.event_id,
+            **fields,
+        )
+
+
+def _timed_out(err: ActivityError) -> bool:
+    return isinstance(err.cause, TimeoutError)

@@ -20,7 +20,7 @@ from ferry.db.migrate import alembic_config, upgrade
 from ferry.demo import ensure_tenant
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
-from ferry.worker import connect, file_worker
+from ferry.worker import connect, ferry_worker
 
 pytestmark = pytest.mark.stack
 
@@ -43,7 +43,7 @@ async def publisher(settings: Settings) -> AsyncIterator[EventPublisher]:
 
 @pytest.fixture(scope="session")
 async def worker(client: Client, settings: Settings, task_queue: str) -> AsyncIterator[None]:
-    async with file_worker(client, settings, task_queue):
+    async with ferry_worker(client, settings, task_queue):
         yield
 
 

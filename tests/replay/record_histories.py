@@ -16,7 +16,7 @@ from ferry.config import get_settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
 from ferry.storage import LocalStorage
-from ferry.worker import connect, file_worker
+from ferry.worker import connect, ferry_worker
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -45,7 +45,7 @@ async def record_upload(name: str, filename: str, content_type: str, data: bytes
         uploaded_by="recorder",
         sha256=event["sha256"],
     )
-    async with file_worker(client, settings, queue):
+    async with ferry_worker(client, settings, queue):
         handle = await client.start_workflow(
             FileUploadWorkflow.run,
             upload,

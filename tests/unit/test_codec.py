@@ -43,6 +43,8 @@ EXPECTED_TYPES = {
     *"tenant.upgraded tenant.upgrade_failed tenant.usage_reported tenant.quota_exceeded".split(),
     *"tenant.suspended tenant.reactivated tenant.deleted billing.charge_requested".split(),
     "notification.requested",
+    # An addition to CONTRACT §4: the compensation of a charge for an upgrade that failed.
+    "billing.refund_requested",
 }
 ENVELOPE = ["event_id", "event_type", "occurred_at", "tenant_id", "correlation_id", "source"]
 

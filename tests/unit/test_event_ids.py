@@ -34,6 +34,8 @@ OUTBOUND = {
     "tenant.deleted": "ferry.tenant-events.v1",
     "billing.charge_requested": "ferry.billing-commands.v1",
     "notification.requested": "ferry.notifications.v1",
+    # Added to the contract: the refund that compensates a failed upgrade.
+    "billing.refund_requested": "ferry.billing-commands.v1",
 }
 
 # CONTRACT §3: what upstream services publish to Ferry, and where.

@@ -1,0 +1,88 @@
+"""What Ferry's workflows share: retry policies, database calls, events, search attributes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from ferry.activities.events import EventActivities, OutboundEvent
+    from ferry.producers.ids import event_id_for
+
+TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+FILE_ID = SearchAttributeKey.for_keyword("FileId")
+
+# Error types no retry can fix: the activity fails at once and the workflow decides.
+PERMANENT = [
+    "ObjectNotFound", "UnknownProvider", "InvalidKey", "TenantNotFound", "FileNotFound",
+    "InvalidTransition", "CorruptFile", "ModelMissing",
+]  # fmt: skip
+STORAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=PERMANENT,
+)
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), non_retryable_error_types=PERMANENT)
+
+
+def search_attributes(tenant_id: str, file_id: str | None = None) -> TypedSearchAttributes:
+    """`TenantId` and, where there is one, `FileId` (CONTRACT §5)."""
+    pairs = [SearchAttributePair(TENANT_ID, tenant_id)]
+    if file_id:
+        pairs.append(SearchAttributePair(FILE_ID, file_id))
+    return TypedSearchAttributes(pairs)
+
+
+async def call_db(activity: Any, request: Any, retry: RetryPolicy = DB_RETRY) -> Any:
+    """One database activity: a short transaction, retried until it is done."""
+    return await workflow.execute_activity_method(
+        activity, request, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
+    )
+
+
+async def emit(
+    event_type: str,
+    *,
+    tenant_id: str,
+    source: str,
+    correlation_id: str | None,
+    sequence: int = 0,
+    **fields: Any,
+) -> str:
+    """Publish one event with its deterministic ID (CONTRACT §2); returns the ID.
+
+    `sequence` tells apart the events of one type that one workflow emits more than once.
+    """
+    event_id = event_id_for(workflow.info().workflow_id, event_type, sequence)
+    envelope = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "occurred_at": int(workflow.now().timestamp() * 1000),
+        "tenant_id": tenant_id,
+        "correlation_id": correlation_id,
+        "source": source,
+    }
+    await workflow.execute_activity_method(
+        EventActivities.publish,
+        OutboundEvent(fields={**envelope, **fields}),
+        start_to_close_timeout=timedelta(minutes=1),
+    )
+    return event_id
+
+
+def failure_detail(err: BaseException) -> str:
+    """The readable reason at the bottom of an activity or child workflow failure."""
+    while isinstance(err, ActivityError | ChildWorkflowError) and err.cause is not None:
+        err = err.cause
+    if isinstance(err, ApplicationError):
+        return f"{err.type}: {err.message}" if err.type else err.message
+    return str(err)
