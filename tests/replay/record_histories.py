@@ -8,18 +8,29 @@ this file. Re-record when a workflow changes on purpose, in the same commit.
 from __future__ import annotations
 
 import asyncio
+import json
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
 
 from ferry.activities.storage import StorageRef
-from ferry.config import get_settings
+from ferry.activities.tenants import TenantPolicy
+from ferry.config import Settings, get_settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
 from ferry.storage import LocalStorage
 from ferry.worker import connect, ferry_worker
+from ferry.workflows import tenant_monitoring, tenant_upgrade
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
+from ferry.workflows.tenant_monitoring import LifecycleRequest, UsageUpdate
+from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
+from ferry.workflows.tenant_upgrade import PaymentResult, TenantUpgradeWorkflow, UpgradeRequest
 
 HISTORIES = Path(__file__).parent / "histories"
+IDS = HISTORIES / "ids.json"
 TENANT = "replay"
 
 
@@ -58,6 +69,131 @@ async def record_upload(name: str, filename: str, content_type: str, data: bytes
     print(f"recorded {name}: {len(history.events)} events")
 
 
+async def save(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """The history as JSON, and its workflow ID in `ids.json` (a replay needs the same ID)."""
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    ids = json.loads(IDS.read_text()) if IDS.exists() else {}
+    ids[name] = handle.id
+    IDS.write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+def creation(tenant: str, policy: TenantPolicy) -> TenantCreation:
+    return TenantCreation(
+        event_id=str(uuid.uuid4()),
+        tenant_id=tenant,
+        name=f"Tenant {tenant}",
+        plan="free",
+        region="local",
+        admin_email=f"owner@{tenant}.example",
+        storage_provider="local",
+        policy=policy,
+    )
+
+
+async def provision(client: Client, queue: str, tenant: str, policy: TenantPolicy) -> Any:
+    return await client.start_workflow(
+        TenantProvisioningWorkflow.run,
+        creation(tenant, policy),
+        id=f"tenant-provisioning/{tenant}",
+        task_queue=queue,
+    )
+
+
+async def until_stage(handle: WorkflowHandle[Any, Any], stage: str) -> None:
+    while (await handle.query("state"))["stage"] != stage:
+        await asyncio.sleep(0.1)
+
+
+async def record_tenant_life(client: Client, settings: Settings, queue: str) -> None:
+    """A tenant's whole life: provisioned, measured, over quota, suspended, deleted."""
+    tenant = f"replay-{uuid.uuid4().hex[:8]}"
+    policy = TenantPolicy(
+        usage_interval_seconds=1,
+        deletion_grace_seconds=2,
+        providers=["local"],
+        ingest_bucket=settings.ingest_bucket,
+        quarantine_bucket=settings.quarantine_bucket,
+        history_limit=60,
+    )
+    provisioning = await provision(client, queue, tenant, policy)
+    await provisioning.result()
+    await save(provisioning, "tenant_provisioning_provisioned")
+    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
+    first_run = (await monitoring.describe()).run_id
+    await monitoring.signal(tenant_monitoring.USAGE_SIGNAL, UsageUpdate("usage-1", 1, 10**13))
+    while (await monitoring.describe()).run_id == first_run:
+        await asyncio.sleep(0.5)
+    await save(client.get_workflow_handle(monitoring.id, run_id=first_run), "tenant_monitoring_run")
+    for action in ("suspend", "reactivate", "delete"):
+        await monitoring.signal(
+            tenant_monitoring.LIFECYCLE_SIGNAL, LifecycleRequest(action, action, "recorder")
+        )
+    await monitoring.result()
+    await save(monitoring, "tenant_monitoring_deleted")
+
+
+async def record_upgrades(client: Client, settings: Settings, queue: str) -> None:
+    tenant = f"replay-{uuid.uuid4().hex[:8]}"
+    policy = TenantPolicy(payment_timeout_seconds=2, providers=["local"])
+    await (await provision(client, queue, tenant, policy)).result()
+
+    async def upgrade(upgrade_id: str, to_plan: str, payment: PaymentResult | None) -> Any:
+        handle = await client.start_workflow(
+            TenantUpgradeWorkflow.run,
+            UpgradeRequest(
+                event_id=str(uuid.uuid4()),
+                tenant_id=tenant,
+                upgrade_id=upgrade_id,
+                from_plan="free",
+                to_plan=to_plan,
+                requested_by="recorder",
+                policy=policy,
+            ),
+            id=tenant_upgrade.workflow_id(tenant, upgrade_id),
+            task_queue=queue,
+        )
+        await until_stage(handle, "awaiting payment")
+        if payment is not None:
+            await handle.signal(tenant_upgrade.PAYMENT_SIGNAL, payment)
+            await handle.signal(tenant_upgrade.PAYMENT_SIGNAL, payment)
+        await handle.result()
+        return handle
+
+    failed = PaymentResult("pay-failed", "p-1", succeeded=False, reason="card declined")
+    await save(await upgrade("declined", "pro", failed), "tenant_upgrade_payment_failed")
+    await save(await upgrade("unanswered", "pro", None), "tenant_upgrade_timed_out")
+    paid = PaymentResult("pay-ok", "p-2", succeeded=True, amount_minor=2900, currency="EUR")
+    upgraded = await upgrade("paid", "pro", paid)
+    await save(upgraded, "tenant_upgrade_upgraded")
+    await save(client.get_workflow_handle(f"{upgraded.id}/apply"), "tenant_plan_change_applied")
+
+
+async def record_failed_provisioning(client: Client, settings: Settings) -> None:
+    """Provisioning on a worker whose local storage cannot create directories."""
+    with tempfile.TemporaryDirectory() as scratch:
+        blocker = Path(scratch) / "not-a-directory"
+        blocker.write_text("")
+        queue = f"record-{uuid.uuid4().hex[:8]}"
+        providers: dict[str, Any] = {"local": LocalStorage(blocker / "storage")}
+        async with ferry_worker(client, settings, queue, providers=providers):
+            tenant = f"replay-{uuid.uuid4().hex[:8]}"
+            handle = await provision(client, queue, tenant, TenantPolicy())
+            await handle.result()
+    await save(handle, "tenant_provisioning_failed")
+
+
+async def record_tenants() -> None:
+    settings = get_settings()
+    client = await connect(settings)
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    async with ferry_worker(client, settings, queue):
+        await record_tenant_life(client, settings, queue)
+        await record_upgrades(client, settings, queue)
+    await record_failed_provisioning(client, settings)
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     await record_upload("file_upload_processed", "poster.png", "image/png", DEMO_FILES[0][2])
@@ -65,6 +201,7 @@ async def main() -> None:
     await record_upload(
         "file_upload_invalid_type", "poster.pdf", "application/pdf", DEMO_FILES[0][2]
     )
+    await record_tenants()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,19 @@ from temporalio.worker import Replayer
 
 from ferry.worker import WORKFLOWS
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORY_DIR = Path(__file__).parent / "histories"
+# Each history's workflow ID (child workflow IDs derive from it); the file's name otherwise.
+IDS: dict[str, str] = json.loads((HISTORY_DIR / "ids.json").read_text())
+HISTORIES = sorted(p for p in HISTORY_DIR.glob("*.json") if p.name != "ids.json")
+
+
+def _history(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(IDS.get(path.stem, path.stem), path.read_text())
 
 
 def test_every_workflow_has_a_recorded_history() -> None:
     recorded = {
-        WorkflowHistory.from_json(p.stem, p.read_text())
-        .events[0]
-        .workflow_execution_started_event_attributes.workflow_type.name
+        _history(p).events[0].workflow_execution_started_event_attributes.workflow_type.name
         for p in HISTORIES
     }
     registered = {wf.__temporal_workflow_definition.name for wf in WORKFLOWS}  # type: ignore[attr-defined]
@@ -26,5 +32,5 @@ def test_every_workflow_has_a_recorded_history() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = _history(path)
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
