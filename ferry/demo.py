@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -114,23 +115,58 @@ async def stage_upload(
     }
 
 
+async def _provision_demo_tenant(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    publisher: EventPublisher,
+    tenant_events: TopicFollower,
+    out: Console,
+) -> None:
+    """Provision the demo tenant through Kafka and its workflow, unless it exists."""
+    async with tenant_scope(sessionmaker, DEMO_TENANT) as db:
+        if await db.tenants.get() is not None:
+            return
+    request: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "tenant.creation_requested",
+        "occurred_at": datetime.now(UTC),
+        "tenant_id": DEMO_TENANT,
+        "correlation_id": None,
+        "source": "ferry.demo",
+        "name": "Demo tenant",
+        "plan": "free",
+        "region": "local",
+        "admin_email": "owner@demo.example",
+        "storage_provider": "local",
+    }
+    started = time.perf_counter()
+    await publisher.publish(request, topic=inbound_topic_for(request["event_type"]))
+    [outcome] = await tenant_events.wait_for(
+        lambda e: e["tenant_id"] == DEMO_TENANT and e["event_type"].startswith("tenant.provision"),
+        timeout=60,
+    )
+    if outcome["event_type"] != "tenant.provisioned":
+        raise RuntimeError(f"the demo tenant was not provisioned: {outcome['detail']}")
+    out.print(f"provisioned tenant {DEMO_TENANT!r} in {time.perf_counter() - started:.2f} s")
+
+
 async def run_demo(
     settings: Settings, stop: asyncio.Event, keep_running: bool, out: Console
 ) -> None:
     client = await connect(settings)
     engine = create_engine(settings.database_url.get_secret_value(), pool_size=2)
-    await ensure_tenant(create_sessionmaker(engine), DEMO_TENANT)
     storage = LocalStorage(settings.local_storage_root)
     async with (
         ferry_worker(client, settings),
         EventPublisher(settings.kafka_bootstrap) as publisher,
         TopicFollower(settings.kafka_bootstrap, "ferry.file-events.v1") as results,
+        TopicFollower(settings.kafka_bootstrap, "ferry.tenant-events.v1") as tenant_events,
     ):
         bridge = Bridge(
             client, publisher, settings.kafka_bootstrap, bridge_config(settings),
             ledger=event_ledger(settings),
         )  # fmt: skip
         bridge_task = asyncio.create_task(bridge.run(stop))
+        await _provision_demo_tenant(create_sessionmaker(engine), publisher, tenant_events, out)
         events = [
             await stage_upload(storage, settings.ingest_bucket, DEMO_TENANT, name, ctype, data)
             for name, ctype, data in DEMO_FILES
