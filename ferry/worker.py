@@ -21,12 +21,13 @@ from ferry.config import Settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
+from ferry.workflows.file_sharing import FileSharingWorkflow
 from ferry.workflows.file_upload import FileUploadWorkflow
 from ferry.workflows.tenant_monitoring import TenantMonitoringWorkflow
 from ferry.workflows.tenant_provisioning import TenantProvisioningWorkflow
 from ferry.workflows.tenant_upgrade import TenantPlanChangeWorkflow, TenantUpgradeWorkflow
 
-FILE_WORKFLOWS: list[type] = [FileUploadWorkflow]
+FILE_WORKFLOWS: list[type] = [FileUploadWorkflow, FileSharingWorkflow]
 TENANT_WORKFLOWS: list[type] = [
     TenantProvisioningWorkflow,
     TenantMonitoringWorkflow,
@@ -77,8 +78,9 @@ async def ferry_worker(
         media = MediaActivities(providers)
         tenants = TenantPolicyActivities(settings, list(providers))
         activities: list[Any] = [
-            storage.fingerprint, storage.move, storage.create_bucket, storage.delete_bucket,
-            storage.measure, storage.delete_prefix, scan.scan, events.publish,
+            storage.fingerprint, storage.move, storage.sign_url, storage.create_bucket,
+            storage.delete_bucket, storage.measure, storage.delete_prefix, scan.scan,
+            events.publish,
             media.validate_upload, media.make_thumbnails, media.extract_metadata,
             media.analyse_content, tenants.policy, *database.activities(),
         ]  # fmt: skip

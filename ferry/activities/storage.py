@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -39,6 +40,14 @@ class MoveRequest:
     bucket: str
     key: str
     provider: str | None = None
+
+
+@dataclass
+class SignRequest:
+    """A URL that downloads `ref` with a plain GET for `expires_seconds`."""
+
+    ref: StorageRef
+    expires_seconds: int
 
 
 @dataclass
@@ -135,6 +144,21 @@ class StorageActivities:
             moved += len(chunk)
             activity.heartbeat(moved)
             yield chunk
+
+    @activity.defn(name="sign_url")
+    async def sign_url(self, request: SignRequest) -> str:
+        """A signed download URL from the object's provider (never logged: it is a secret)."""
+        ref = request.ref
+        provider = self._provider(ref.provider)
+        if await provider.head(ref.bucket, ref.key) is None:
+            raise ApplicationError(
+                f"object {ref.bucket}/{ref.key} not found on {ref.provider}",
+                type="ObjectNotFound",
+                non_retryable=True,
+            )
+        return await provider.signed_url(
+            ref.bucket, ref.key, timedelta(seconds=request.expires_seconds)
+        )
 
     # Whole buckets and prefixes: a tenant's life rather than one file's.
 
