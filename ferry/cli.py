@@ -114,6 +114,17 @@ def consume() -> None:
 
 
 @app.command()
+def meter() -> None:
+    """Run the usage meter: per-tenant totals from the file events, sent to monitoring."""
+    from ferry.config import get_settings
+    from ferry.meter import run_meter
+
+    settings = get_settings()
+    console.print(f"metering from {settings.kafka_bootstrap} as app {settings.meter_app_id}")
+    _run_until_signalled(lambda stop: run_meter(settings, stop))
+
+
+@app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="A JSON file with one event, or a list of events.")],
     topic: Annotated[str | None, typer.Option(help="Override the event's inbound topic.")] = None,

@@ -1,0 +1,159 @@
+"""The usage meter: a faust app from `ferry.file-events.v1` to the tenants' monitoring workflows.
+
+Every `file.processed` event adds one file and its `size_bytes` to the
+tenant's totals, kept in a faust table (in memory, restored from its
+changelog topic on start). After each change the meter signals the tenant's
+`tenant_monitoring_workflow` with the new totals. Totals, not increments,
+so a signal that is lost (the meter stopped between the table write and the
+signal) is made good by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from ferry.config import Settings
+from ferry.consumers.service import WAIT_FOR_TEMPORAL
+from ferry.meter.usage import TenantUsage
+from ferry.producers.ids import FILE_EVENTS
+from ferry.schemas import EventDecodeError, decode
+from ferry.worker import connect
+from ferry.workflows.tenant_monitoring import USAGE_SIGNAL, workflow_id
+
+log = logging.getLogger(__name__)
+
+COUNTED_EVENT_TYPE = "file.processed"
+TABLE_NAME = "tenant-usage"
+
+Headers = Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None
+
+
+def broker_url(bootstrap: str) -> str:
+    """faust's broker URL for a Kafka bootstrap list (`host:port[,host:port...]`)."""
+    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
+
+
+def content_type_of(headers: Headers) -> bytes | None:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return next((value for key, value in pairs if key == "content-type"), None)
+
+
+async def topic_partitions(bootstrap: str, topic: str) -> int:
+    """How many partitions `topic` has; the table's changelog must have as many."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] or not described["partitions"]:
+        raise LookupError(f"no topic {topic!r} on the broker")
+    return len(described["partitions"])
+
+
+def create_app(settings: Settings, partitions: int, datadir: Path) -> faust.App:
+    """The faust app: no web server, tables in memory, a new group reads from the start."""
+    return faust.App(
+        settings.meter_app_id,
+        broker=broker_url(settings.kafka_bootstrap),
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        autodiscover=False,
+        topic_partitions=partitions,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        # On stop and on rebalance, do not wait for the event in hand: its signal may
+        # be waiting for Temporal. It is not committed, so it is read again and the
+        # table's event IDs drop it if it was counted.
+        stream_wait_empty=False,
+    )
+
+
+class UsageMeter:
+    """Counts processed files per tenant and signals the tenant's monitoring workflow.
+
+    One agent with concurrency 1 reads the file events; the table
+    `tenant-usage` maps a tenant to its `TenantUsage` (as JSON). Records are
+    keyed by tenant, so the table is co-partitioned with the topic.
+    """
+
+    def __init__(self, app: faust.App, client: Client, topic: str = FILE_EVENTS) -> None:
+        self.app = app
+        self.client = client
+        self.topic = app.topic(
+            topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        self.table = app.Table(
+            TABLE_NAME,
+            default=dict,
+            key_type=str,
+            help="Files and bytes processed per tenant, and the last event IDs counted.",
+        )
+        self.agent = app.agent(self.topic, name="ferry.meter.usage", concurrency=1)(self._consume)
+
+    async def _consume(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self.handle(event.value, event.message.headers)
+
+    async def handle(self, value: bytes | None, headers: Headers) -> TenantUsage | None:
+        """Count one record; the tenant's new totals, or None if nothing changed.
+
+        Called from the agent: faust writes a table change to the changelog
+        partition of the event being processed.
+        """
+        try:
+            event = decode(value or b"", content_type_of(headers))
+        except EventDecodeError as exc:
+            log.warning("skipping an undecodable record on %s: %s", self.topic, exc)
+            return None
+        if event["event_type"] != COUNTED_EVENT_TYPE:
+            return None
+        tenant_id, event_id = str(event["tenant_id"]), str(event["event_id"])
+        usage = TenantUsage.from_json(self.table[tenant_id]).count(
+            event_id, int(event["size_bytes"])
+        )
+        if usage is None:
+            log.debug("event %s of tenant %s was already counted", event_id, tenant_id)
+            return None
+        self.table[tenant_id] = usage.to_json()
+        await self.signal(tenant_id, usage, event_id)
+        return usage
+
+    async def signal(self, tenant_id: str, usage: TenantUsage, source_event_id: str) -> None:
+        """Send the totals to the tenant's monitoring workflow, if it is running."""
+        handle = self.client.get_workflow_handle(workflow_id(tenant_id))
+        try:
+            await handle.signal(USAGE_SIGNAL, usage.update(tenant_id, source_event_id))
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # No monitoring workflow, or it has closed (the tenant was deleted).
+            log.debug("no running monitoring workflow for tenant %s: %s", tenant_id, exc)
+
+
+async def run_meter(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the usage meter until `stop` is set.
+
+    While Temporal is unreachable a signal waits (the client retries it), and
+    so does the agent: the meter falls behind, then catches up.
+    """
+    client = await connect(settings, retry_config=WAIT_FOR_TEMPORAL)
+    partitions = await topic_partitions(settings.kafka_bootstrap, FILE_EVENTS)
+    with tempfile.TemporaryDirectory(prefix="ferry-meter-") as datadir:
+        app = create_app(settings, partitions, Path(datadir))
+        UsageMeter(app, client)
+        await app.start()
+        try:
+            await stop.wait()
+        finally:
+            await app.stop()
