@@ -21,6 +21,10 @@ stack_app = typer.Typer(help="The local stack of real services.", no_args_is_hel
 app.add_typer(stack_app, name="stack")
 dlq_app = typer.Typer(help="The dead-letter topic, ferry.dlq.v1.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+migration_app = typer.Typer(
+    help="File migrations between buckets and providers.", no_args_is_help=True
+)
+app.add_typer(migration_app, name="migration")
 app.add_typer(db_app, name="db", help="Database migrations (Alembic), run as the owner role.")
 console = Console()
 
@@ -167,6 +171,30 @@ def tail(
             console.print_json(json.dumps(record, default=str))
 
     _run_until_signalled(main)
+
+
+@migration_app.command("watch")
+def migration_watch(
+    migration: Annotated[
+        str,
+        typer.Argument(
+            help="The workflow ID, file-migration/TENANT/MIGRATION, or TENANT/MIGRATION."
+        ),
+    ],
+) -> None:
+    """Show a running migration's progress (files and bytes) as a live progress bar."""
+    from ferry.config import get_settings
+    from ferry.watch import describe, migration_workflow_id, watch_migration
+    from ferry.worker import connect
+
+    async def main() -> None:
+        client = await connect(get_settings())
+        workflow_id = migration_workflow_id(migration)
+        status, progress = await watch_migration(client, workflow_id, console)
+        name = status.name.lower() if status else "unknown"
+        console.print(f"{workflow_id}: {progress.phase} ({name}); {describe(progress)}")
+
+    asyncio.run(main())
 
 
 @dlq_app.command("list")

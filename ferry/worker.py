@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from ferry.activities.database import DatabaseActivities
 from ferry.activities.events import EventActivities
 from ferry.activities.media import MediaActivities
+from ferry.activities.migration import MigrationActivities
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import StorageActivities
 from ferry.activities.tenants import TenantPolicyActivities
@@ -21,13 +22,14 @@ from ferry.config import Settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
+from ferry.workflows.file_migration import FileMigrationWorkflow
 from ferry.workflows.file_sharing import FileSharingWorkflow
 from ferry.workflows.file_upload import FileUploadWorkflow
 from ferry.workflows.tenant_monitoring import TenantMonitoringWorkflow
 from ferry.workflows.tenant_provisioning import TenantProvisioningWorkflow
 from ferry.workflows.tenant_upgrade import TenantPlanChangeWorkflow, TenantUpgradeWorkflow
 
-FILE_WORKFLOWS: list[type] = [FileUploadWorkflow, FileSharingWorkflow]
+FILE_WORKFLOWS: list[type] = [FileUploadWorkflow, FileSharingWorkflow, FileMigrationWorkflow]
 TENANT_WORKFLOWS: list[type] = [
     TenantProvisioningWorkflow,
     TenantMonitoringWorkflow,
@@ -77,12 +79,14 @@ async def ferry_worker(
         database = DatabaseActivities(create_sessionmaker(engine))
         media = MediaActivities(providers)
         tenants = TenantPolicyActivities(settings, list(providers))
+        migration = MigrationActivities(providers)
         activities: list[Any] = [
             storage.fingerprint, storage.move, storage.sign_url, storage.create_bucket,
             storage.delete_bucket, storage.measure, storage.delete_prefix, scan.scan,
-            events.publish,
-            media.validate_upload, media.make_thumbnails, media.extract_metadata,
-            media.analyse_content, tenants.policy, *database.activities(),
+            events.publish, migration.list_objects, migration.copy_objects,
+            migration.delete_objects, media.validate_upload, media.make_thumbnails,
+            media.extract_metadata, media.analyse_content, tenants.policy,
+            *database.activities(),
         ]  # fmt: skip
         queues = (
             {task_queue: WORKFLOWS}

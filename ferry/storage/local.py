@@ -88,7 +88,7 @@ class LocalStorage:
         path = self._path(bucket, key)
         try:
             stat = await asyncio.to_thread(path.stat)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         if not S_ISREG(stat.st_mode):
             return None
@@ -107,7 +107,9 @@ class LocalStorage:
         return ObjectInfo(dst_bucket, dst_key, dst.stat().st_size)
 
     async def delete(self, bucket: str, key: str) -> None:
-        await asyncio.to_thread(self._path(bucket, key).unlink, missing_ok=True)
+        # A key below something that is not a directory cannot exist: it is deleted already.
+        with contextlib.suppress(NotADirectoryError):
+            await asyncio.to_thread(self._path(bucket, key).unlink, missing_ok=True)
 
     async def list(
         self,

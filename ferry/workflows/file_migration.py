@@ -1,10 +1,53 @@
-"""file_migration_workflow: its input (the workflow itself is built on it)."""
+"""file_migration_workflow: move a tenant's objects to another bucket or provider, verified."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from ferry.activities.database import (
+        DatabaseActivities,
+        FinishMigrationInput,
+        MigrationItem,
+        MigrationItemsInput,
+        MigrationItemsQuery,
+        MigrationProgressRecord,
+        RollbackMigrationInput,
+        StartMigrationInput,
+    )
+    from ferry.activities.migration import (
+        CopyBatch,
+        CopyResult,
+        DeleteBatch,
+        ListedObject,
+        Listing,
+        ListRequest,
+        MigrationActivities,
+    )
+    from ferry.activities.storage import BucketRequest
+    from ferry.db.enums import MigrationItemState, MigrationState
+    from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit, failure_detail
 
 WORKFLOW = "file_migration_workflow"
+SOURCE = "ferry.file-migration"
+# Copy batches running at once; a batch is `batch_size` objects.
+MAX_BATCHES_IN_FLIGHT = 4
+# Continue as new before the history passes this many events.
+HISTORY_LIMIT = 2_000
+# A batch that keeps failing is given up after these attempts; the migration rolls back.
+COPY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=4,
+    non_retryable_error_types=PERMANENT,
+)
 
 
 def workflow_id(tenant_id: str, migration_id: str) -> str:
@@ -15,6 +58,24 @@ def workflow_id(tenant_id: str, migration_id: str) -> str:
 class BucketRef:
     provider: str
     bucket: str
+
+
+@dataclass
+class MigrationProgress:
+    """Where the migration is; carried across continue-as-new and shown by the `progress` query."""
+
+    phase: str = "starting"  # starting | listing | copying | cleaning up | completed | rolled back
+    page_token: str | None = None  # listing: the next page of the source
+    after_key: str | None = None  # copying: the last source key handed out
+    files_total: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    bytes_done: int = 0
+    files_failed: int = 0
+    # Objects written to the target, and objects found there already verified.
+    written: int = 0
+    skipped: int = 0
+    runs: int = 1
 
 
 @dataclass
@@ -30,3 +91,309 @@ class MigrationRequest:
     batch_size: int = 100
     delete_source: bool = False
     correlation_id: str | None = None
+    # Set by the workflow itself when it continues as new.
+    progress: MigrationProgress | None = None
+    history_limit: int = HISTORY_LIMIT
+
+
+@dataclass
+class MigrationResult:
+    status: str  # completed | rolled_back | refused
+    progress: MigrationProgress
+    detail: str | None = None
+    events: list[str] = field(default_factory=list)
+
+
+@workflow.defn(name=WORKFLOW)
+class FileMigrationWorkflow:
+    """Copies every object under a prefix from one bucket to another, possibly on another
+    provider, and points the tenant's files at the copies.
+
+    First it lists the source in pages and records each object as pending (the
+    totals of the progress). Then it copies the pending objects in batches of
+    `batch_size`, at most four batches at once; each copy is verified by SHA-256
+    before the database points at it, and objects already verified are skipped,
+    so a resumed or repeated migration writes nothing twice. With `delete_source`,
+    the source objects go once the whole migration is verified. The run continues
+    as new before its history grows large.
+
+    If a batch fails past its retry policy, the migration rolls back: files point
+    at the source again, the copies are deleted, and `file.migration_failed` says
+    `rolled_back: true`.
+
+    Queries: `progress`. Current details show files and bytes done of the total.
+    """
+
+    def __init__(self) -> None:
+        self._progress = MigrationProgress()
+
+    @workflow.query
+    def progress(self) -> MigrationProgress:
+        return self._progress
+
+    def _show(self, phase: str | None = None) -> None:
+        p = self._progress
+        if phase is not None:
+            p.phase = phase
+        workflow.set_current_details(
+            f"{p.phase}: {p.files_done} of {p.files_total} files, "
+            f"{p.bytes_done} of {p.bytes_total} bytes"
+        )
+
+    @workflow.run
+    async def run(self, request: MigrationRequest) -> MigrationResult:
+        source = BucketRequest(request.source.provider, request.source.bucket)
+        target = BucketRequest(request.target.provider, request.target.bucket)
+        refusal = _refusal(request)
+        if refusal is not None:
+            self._show(f"refused: {refusal}")
+            refused = await self._emit(request, "file.migration_failed", False, refusal)
+            return MigrationResult("refused", self._progress, refusal, [refused])
+        if request.progress is None:
+            await call_db(
+                DatabaseActivities.start_file_migration,
+                StartMigrationInput(
+                    tenant_id=request.tenant_id,
+                    migration_id=request.migration_id,
+                    source_provider=source.provider,
+                    source_bucket=source.bucket,
+                    target_provider=target.provider,
+                    target_bucket=target.bucket,
+                    prefix=request.prefix,
+                    batch_size=request.batch_size,
+                    delete_source=request.delete_source,
+                ),
+            )
+            self._progress.phase = "listing"
+        else:
+            self._progress = request.progress
+        try:
+            if self._progress.phase == "listing":
+                await self._list(request, source)
+            if self._progress.phase == "copying":
+                await self._copy(request, source, target)
+        except ActivityError as err:
+            return await self._roll_back(request, target, failure_detail(err))
+        if request.delete_source:
+            await self._delete_verified(request, source)
+        await call_db(
+            DatabaseActivities.finish_file_migration,
+            FinishMigrationInput(request.tenant_id, request.migration_id, MigrationState.COMPLETED),
+        )
+        self._show("completed")
+        completed = await self._emit(request, "file.migration_completed", False, None)
+        return MigrationResult("completed", self._progress, events=[completed])
+
+    async def _list(self, request: MigrationRequest, source: BucketRequest) -> None:
+        """Record every source object as pending: the totals the progress counts towards."""
+        p = self._progress
+        while True:
+            self._show("listing")
+            listing: Listing = await workflow.execute_activity_method(
+                MigrationActivities.list_objects,
+                ListRequest(source, request.prefix or "", p.page_token, page_size=1000),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=STORAGE_RETRY,
+            )
+            if listing.objects:
+                await self._record(request, [_pending(o) for o in listing.objects])
+            p.page_token = listing.next_token
+            if p.page_token is None:
+                p.phase = "copying"
+                return
+            self._continue_if_long(request)
+
+    async def _copy(
+        self, request: MigrationRequest, source: BucketRequest, target: BucketRequest
+    ) -> None:
+        """Copy the pending objects in batches, a bounded number at once."""
+        p = self._progress
+        while True:
+            self._show("copying")
+            page = await call_db(
+                DatabaseActivities.list_migration_items,
+                MigrationItemsQuery(
+                    request.tenant_id,
+                    request.migration_id,
+                    states=[MigrationItemState.PENDING, MigrationItemState.COPIED],
+                    after_key=p.after_key,
+                    limit=request.batch_size * MAX_BATCHES_IN_FLIGHT,
+                ),
+            )
+            if not page.items:
+                return
+            objects = [ListedObject(i.source_key, i.size_bytes or 0, i.file_id) for i in page.items]
+            batches = [
+                objects[at : at + request.batch_size]
+                for at in range(0, len(objects), request.batch_size)
+            ]
+            # Write-ahead: whatever happens next, a rollback knows these may be in the target.
+            await self._record(request, [_in_flight(o) for o in objects])
+            results = await asyncio.gather(
+                *(self._copy_batch(source, target, batch) for batch in batches),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, CopyResult):
+                    await self._record(request, [_verified(o) for o in result.objects])
+                    p.written += result.written
+                    p.skipped += len(result.objects) - result.written
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
+            p.after_key = page.items[-1].source_key
+            if page.next_after_key is None:
+                return
+            self._continue_if_long(request)
+
+    async def _copy_batch(
+        self, source: BucketRequest, target: BucketRequest, objects: list[ListedObject]
+    ) -> CopyResult:
+        result: CopyResult = await workflow.execute_activity_method(
+            MigrationActivities.copy_objects,
+            CopyBatch(source, target, objects),
+            start_to_close_timeout=timedelta(hours=2),
+            # Heartbeats come with every chunk: a dead worker's batch moves on within 20 s.
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=COPY_RETRY,
+        )
+        return result
+
+    async def _record(self, request: MigrationRequest, items: list[MigrationItem]) -> None:
+        progress: MigrationProgressRecord = await call_db(
+            DatabaseActivities.record_migration_items,
+            MigrationItemsInput(request.tenant_id, request.migration_id, items),
+        )
+        p = self._progress
+        p.files_total, p.bytes_total = progress.files_total, progress.bytes_total
+        p.files_done, p.bytes_done = progress.files_done, progress.bytes_done
+        p.files_failed = progress.files_failed
+
+    def _continue_if_long(self, request: MigrationRequest) -> None:
+        info = workflow.info()
+        if (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= request.history_limit
+        ):
+            self._progress.runs += 1
+            workflow.continue_as_new(_carry(request, self._progress))
+
+    async def _delete_verified(self, request: MigrationRequest, source: BucketRequest) -> None:
+        """The sources of verified copies, once the whole migration is verified."""
+        self._show("cleaning up")
+        await self._delete_items(request, source, MigrationItemState.VERIFIED)
+
+    async def _roll_back(
+        self, request: MigrationRequest, target: BucketRequest, detail: str
+    ) -> MigrationResult:
+        """Files point at the source again; every copy in the target is deleted."""
+        self._show("rolling back")
+        await call_db(
+            DatabaseActivities.rollback_file_migration,
+            RollbackMigrationInput(request.tenant_id, request.migration_id, detail),
+        )
+        await self._delete_items(request, target, MigrationItemState.ROLLED_BACK)
+        self._progress.files_done = self._progress.bytes_done = 0
+        self._show("rolled back")
+        failed = await self._emit(request, "file.migration_failed", True, detail)
+        return MigrationResult("rolled_back", self._progress, detail, [failed])
+
+    async def _delete_items(
+        self, request: MigrationRequest, bucket: BucketRequest, state: MigrationItemState
+    ) -> None:
+        after: str | None = None
+        while True:
+            page = await call_db(
+                DatabaseActivities.list_migration_items,
+                MigrationItemsQuery(
+                    request.tenant_id, request.migration_id, [state], after, limit=1000
+                ),
+            )
+            # Verified items' sources (after a migration), or rolled-back items' copies.
+            keys = [
+                (item.source_key if state == MigrationItemState.VERIFIED else item.target_key)
+                or item.source_key
+                for item in page.items
+            ]
+            if keys:
+                await workflow.execute_activity_method(
+                    MigrationActivities.delete_objects,
+                    DeleteBatch(bucket, keys),
+                    start_to_close_timeout=timedelta(minutes=30),
+                    heartbeat_timeout=timedelta(minutes=1),
+                    retry_policy=STORAGE_RETRY,
+                )
+            after = page.next_after_key
+            if after is None:
+                return
+
+    async def _emit(
+        self, request: MigrationRequest, event_type: str, rolled_back: bool, detail: str | None
+    ) -> str:
+        p = self._progress
+        return await emit(
+            event_type,
+            tenant_id=request.tenant_id,
+            source=SOURCE,
+            correlation_id=request.correlation_id or request.event_id,
+            migration_id=request.migration_id,
+            files_moved=p.files_done,
+            bytes_moved=p.bytes_done,
+            files_failed=p.files_failed,
+            rolled_back=rolled_back,
+            detail=detail,
+        )
+
+
+def _refusal(request: MigrationRequest) -> str | None:
+    """Why the request may not run: a tenant migrates only its own buckets."""
+    own = f"ferry-{request.tenant_id}"
+    for side, ref in (("source", request.source), ("target", request.target)):
+        if ref.bucket != own and not ref.bucket.startswith(f"{own}-"):
+            return f"the {side} bucket {ref.bucket!r} is not the tenant's ({own} or {own}-*)"
+    if (request.source.provider, request.source.bucket) == (
+        request.target.provider,
+        request.target.bucket,
+    ):
+        return "the source and the target are the same bucket"
+    if request.batch_size < 1:
+        return "batch_size must be at least 1"
+    return None
+
+
+def _pending(listed: ListedObject) -> MigrationItem:
+    return MigrationItem(
+        listed.key, MigrationItemState.PENDING, file_id=listed.file_id, size_bytes=listed.size
+    )
+
+
+def _in_flight(listed: ListedObject) -> MigrationItem:
+    return MigrationItem(
+        listed.key, MigrationItemState.COPIED, file_id=listed.file_id, size_bytes=listed.size
+    )
+
+
+def _verified(copied: Any) -> MigrationItem:
+    return MigrationItem(
+        copied.key,
+        MigrationItemState.VERIFIED,
+        file_id=copied.file_id,
+        size_bytes=copied.size,
+        sha256=copied.sha256,
+    )
+
+
+def _carry(request: MigrationRequest, progress: MigrationProgress) -> MigrationRequest:
+    return MigrationRequest(
+        event_id=request.event_id,
+        tenant_id=request.tenant_id,
+        migration_id=request.migration_id,
+        source=request.source,
+        target=request.target,
+        prefix=request.prefix,
+        batch_size=request.batch_size,
+        delete_source=request.delete_source,
+        correlation_id=request.correlation_id,
+        progress=progress,
+        history_limit=request.history_limit,
+    )
