@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     tenant_usage_interval_seconds: float = Field(default=3600.0, gt=0)
     tenant_deletion_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
     payment_timeout_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # Where a file goes when its tenant's provider keeps failing: the first configured
+    # provider of this list other than the tenant's own (comma-separated).
+    storage_failover_order: str = "s3,gcs,azure,local"
 
     @property
     def clamd_host_port(self) -> tuple[str, int]:

@@ -1,4 +1,4 @@
-"""The tenant service's settings, handed to its workflows by an activity.
+"""The tenant and storage settings, handed to workflows by an activity.
 
 Workflows cannot read the environment; they ask once, when they start, and
 the answer is recorded in their history (so a replay sees the same values).
@@ -27,6 +27,11 @@ class TenantPolicy:
     ingest_bucket: str = "ferry-ingest"
     quarantine_bucket: str = "ferry-quarantine"
     history_limit: int = HISTORY_LIMIT
+    # Providers to fail over to, in order, when a tenant's own provider keeps failing.
+    failover_order: list[str] = field(default_factory=list)
+
+    def failover_for(self, primary: str) -> list[str]:
+        return [p for p in self.failover_order if p != primary]
 
 
 class TenantPolicyActivities:
@@ -38,6 +43,11 @@ class TenantPolicyActivities:
             providers=sorted(providers),
             ingest_bucket=settings.ingest_bucket,
             quarantine_bucket=settings.quarantine_bucket,
+            failover_order=[
+                name
+                for name in (p.strip() for p in settings.storage_failover_order.split(","))
+                if name in providers
+            ],
         )
 
     @activity.defn(name="tenant_policy")

@@ -36,12 +36,20 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.activities.scan import ScanActivities, ScanResult
     from ferry.activities.storage import Fingerprint, MoveRequest, StorageActivities, StorageRef
+    from ferry.activities.tenants import TenantPolicy, TenantPolicyActivities
     from ferry.db.enums import RejectionReason
     from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit
 
 WORKFLOW = "file_upload_workflow"
 SOURCE = "ferry.file-upload"
 QUARANTINE_BUCKET = "ferry-quarantine"
+# A tenant's provider that still fails after these attempts is failed over.
+PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=4,
+    non_retryable_error_types=PERMANENT,
+)
 SCAN_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=1),
@@ -241,12 +249,7 @@ class FileUploadWorkflow:
         self, upload: FileUploadInput, tenant: TenantRecord, validation: Validation
     ) -> FileUploadResult:
         self._enter("storing")
-        stored = await self._move(
-            upload.storage,
-            tenant.storage_bucket,
-            f"files/{upload.file_id}/original",
-            provider=str(tenant.storage_provider),
-        )
+        stored = await self._store_original(upload, tenant)
         self._enter("processing")
         thumbnails, metadata, analysis = await asyncio.gather(
             self._thumbnails(stored, upload.file_id),
@@ -301,6 +304,34 @@ class FileUploadWorkflow:
             analysis=analysis,
             events=[event_id],
         )
+
+    async def _store_original(self, upload: FileUploadInput, tenant: TenantRecord) -> StorageRef:
+        """Into the tenant's bucket on its provider; if that provider keeps failing, on the
+        next configured one (the database records where the file is, and reads follow it)."""
+        key, primary = f"files/{upload.file_id}/original", str(tenant.storage_provider)
+        try:
+            return await self._move(
+                upload.storage, tenant.storage_bucket, key, primary, PROVIDER_RETRY
+            )
+        except ActivityError as err:
+            if _permanent(err):
+                raise
+            failure = err
+        policy: TenantPolicy = await workflow.execute_local_activity_method(
+            TenantPolicyActivities.policy, start_to_close_timeout=timedelta(seconds=10)
+        )
+        for provider in policy.failover_for(primary):
+            self._enter(f"storing: {primary} failed, trying {provider}")
+            workflow.logger.warning("%s failed for %s; failing over to %s", primary, key, provider)
+            try:
+                return await self._move(
+                    upload.storage, tenant.storage_bucket, key, provider, PROVIDER_RETRY
+                )
+            except ActivityError as err:
+                if _permanent(err):
+                    raise
+                failure = err
+        raise failure
 
     async def _thumbnails(self, stored: StorageRef, file_id: str) -> list[ThumbnailInfo]:
         made: ThumbnailSet = await workflow.execute_activity_method(
@@ -383,14 +414,19 @@ class FileUploadWorkflow:
         )
 
     async def _move(
-        self, source: StorageRef, bucket: str, key: str, provider: str | None = None
+        self,
+        source: StorageRef,
+        bucket: str,
+        key: str,
+        provider: str | None = None,
+        retry: RetryPolicy = STORAGE_RETRY,
     ) -> StorageRef:
         moved: StorageRef = await workflow.execute_activity_method(
             StorageActivities.move,
             MoveRequest(source=source, bucket=bucket, key=key, provider=provider),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=STORAGE_RETRY,
+            retry_policy=retry,
         )
         return moved
 
@@ -405,3 +441,9 @@ class FileUploadWorkflow:
             correlation_id=upload.correlation_id or upload.event_id,
             **fields,
         )
+
+
+def _permanent(err: ActivityError) -> bool:
+    """A failure no other provider would fix (the source object is gone, a bad key...)."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type in PERMANENT
