@@ -11,6 +11,7 @@ import asyncio
 import json
 import tempfile
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
 from ferry.storage import LocalStorage
 from ferry.worker import connect, ferry_worker
-from ferry.workflows import tenant_monitoring, tenant_upgrade
+from ferry.workflows import file_migration, file_sharing, tenant_monitoring, tenant_upgrade
+from ferry.workflows.file_migration import BucketRef, FileMigrationWorkflow, MigrationRequest
+from ferry.workflows.file_sharing import FileSharingWorkflow, ShareRequest, ShareRevocation
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
 from ferry.workflows.tenant_monitoring import LifecycleRequest, UsageUpdate
 from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
@@ -184,6 +187,91 @@ async def record_failed_provisioning(client: Client, settings: Settings) -> None
     await save(handle, "tenant_provisioning_failed")
 
 
+async def record_files(client: Client, settings: Settings, queue: str) -> None:
+    """Shares (expired, revoked, refused) and migrations (completed, rolled back)."""
+    tenant = f"replay-{uuid.uuid4().hex[:8]}"
+    await (await provision(client, queue, tenant, TenantPolicy(providers=["local"]))).result()
+    storage = LocalStorage(settings.local_storage_root)
+    event = await stage_upload(
+        storage, settings.ingest_bucket, tenant, "poster.png", "image/png", DEMO_FILES[0][2]
+    )
+    upload = FileUploadInput(
+        event_id=event["event_id"],
+        tenant_id=tenant,
+        file_id=event["file_id"],
+        filename="poster.png",
+        declared_content_type="image/png",
+        size_bytes=event["size_bytes"],
+        storage=StorageRef(**event["storage"]),
+        uploaded_by="recorder",
+    )
+    await client.execute_workflow(
+        FileUploadWorkflow.run,
+        upload,
+        id=f"file-upload/{tenant}/{upload.file_id}",
+        task_queue=queue,
+    )
+
+    async def share(
+        name: str, revoke: bool = False, shared_by: str = f"owner@{tenant}.example", **fields: Any
+    ) -> None:
+        request = ShareRequest(
+            event_id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            share_id=name,
+            file_id=upload.file_id,
+            shared_by=shared_by,
+            grantee_type="public_link",
+            permission="download",
+            expires_at=datetime.now(UTC) + timedelta(seconds=2),
+            **fields,
+        )
+        handle = await client.start_workflow(
+            FileSharingWorkflow.run,
+            request,
+            id=file_sharing.workflow_id(tenant, name),
+            task_queue=queue,
+        )
+        if revoke:
+            while (await handle.query("status")).startswith(("checking", "recording", "signing")):
+                await asyncio.sleep(0.05)
+            await handle.signal(
+                file_sharing.REVOKE_SIGNAL, ShareRevocation("revoke-1", name, "recorder")
+            )
+        await handle.result()
+        await save(handle, f"file_sharing_{name}")
+
+    await share("expired", notify=True, grantee="partner@example.com")
+    await share("revoked", revoke=True)
+    await share("refused", shared_by="stranger@example.com")
+
+    async def migrate(name: str, target: str, target_bucket: str) -> None:
+        request = MigrationRequest(
+            event_id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            migration_id=name,
+            source=BucketRef("local", f"ferry-{tenant}"),
+            target=BucketRef(target, target_bucket),
+            batch_size=2,
+            history_limit=30,
+        )
+        handle = await client.start_workflow(
+            FileMigrationWorkflow.run,
+            request,
+            id=file_migration.workflow_id(tenant, name),
+            task_queue=queue,
+        )
+        await handle.result()
+        await save(handle, f"file_migration_{name}")
+
+    await migrate("completed", "s3", f"ferry-{tenant}")
+    # The target's volume refuses one of the objects: the migration rolls back.
+    blocker = Path(settings.local_storage_root) / f"ferry-{tenant}-broken" / "files"
+    blocker.mkdir(parents=True)
+    (blocker / upload.file_id).write_text("in the way")
+    await migrate("rolled_back", "local", f"ferry-{tenant}-broken")
+
+
 async def record_tenants() -> None:
     settings = get_settings()
     client = await connect(settings)
@@ -191,6 +279,7 @@ async def record_tenants() -> None:
     async with ferry_worker(client, settings, queue):
         await record_tenant_life(client, settings, queue)
         await record_upgrades(client, settings, queue)
+        await record_files(client, settings, queue)
     await record_failed_provisioning(client, settings)
 
 
