@@ -15,6 +15,8 @@ from pypdf import PdfWriter
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
@@ -28,9 +30,12 @@ from ferry.db import (
     create_sessionmaker,
     tenant_scope,
 )
+from ferry.meter import run_meter
 from ferry.producers import EventPublisher, inbound_topic_for
 from ferry.storage import LocalStorage
 from ferry.worker import connect, ferry_worker
+from ferry.workflows import tenant_monitoring
+from ferry.workflows.tenant_monitoring import MonitoringState
 
 DEMO_TENANT = "demo"
 # The EICAR test string, split so that no scanner flags this source file.
@@ -149,6 +154,25 @@ async def _provision_demo_tenant(
     out.print(f"provisioned tenant {DEMO_TENANT!r} in {time.perf_counter() - started:.2f} s")
 
 
+async def _show_usage(client: Client, processed: int, out: Console) -> None:
+    """The tenant's usage as its monitoring workflow sees it, once the meter has counted."""
+    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(DEMO_TENANT))
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                state = await monitoring.query("state", result_type=MonitoringState)
+                if state.files >= processed:
+                    break
+                await asyncio.sleep(0.2)
+    except (TimeoutError, RPCError):
+        out.print("the demo tenant's usage is not known yet (is its monitoring workflow running?)")
+        return
+    out.print(
+        f"usage of tenant {DEMO_TENANT!r} (usage meter → {monitoring.id}): "
+        f"{state.files} files, {state.bytes} bytes of {state.quota_bytes}, plan {state.plan}"
+    )
+
+
 async def run_demo(
     settings: Settings, stop: asyncio.Event, keep_running: bool, out: Console
 ) -> None:
@@ -166,6 +190,7 @@ async def run_demo(
             ledger=event_ledger(settings),
         )  # fmt: skip
         bridge_task = asyncio.create_task(bridge.run(stop))
+        meter_task = asyncio.create_task(run_meter(settings, stop))
         await _provision_demo_tenant(create_sessionmaker(engine), publisher, tenant_events, out)
         events = [
             await stage_upload(storage, settings.ingest_bucket, DEMO_TENANT, name, ctype, data)
@@ -191,14 +216,18 @@ async def run_demo(
                     outcome["detail"],
                 )
         out.print(table)
+        processed = sum(1 for o in outcomes if o["event_type"] == "file.processed")
+        await _show_usage(client, processed, out)
         ui = f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
         out.print(f"Temporal UI: {ui}")
         if keep_running:
             out.print(
-                "worker and bridge keep running; publish more with `ferry publish`. Ctrl-C stops."
+                "worker, bridge and usage meter keep running; publish more with"
+                " `ferry publish`. Ctrl-C stops."
             )
             await stop.wait()
         else:
             stop.set()
         await bridge_task
+        await meter_task
     await engine.dispose()

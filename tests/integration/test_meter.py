@@ -21,11 +21,22 @@ from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from ferry.activities.tenants import TenantPolicy
 from ferry.config import Settings
+from ferry.consumers.bridge import Bridge
+from ferry.demo import stage_upload
 from ferry.meter.app import topic_partitions
 from ferry.producers import EventPublisher, event_id_for
 from ferry.producers.ids import FILE_EVENTS
-from ferry.workflows.tenant_monitoring import USAGE_SIGNAL, WORKFLOW, UsageUpdate, workflow_id
+from ferry.storage import LocalStorage
+from ferry.workflows.tenant_monitoring import (
+    USAGE_SIGNAL,
+    WORKFLOW,
+    MonitoringState,
+    UsageUpdate,
+    workflow_id,
+)
+from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
 
 pytestmark = pytest.mark.stack
 
@@ -254,3 +265,47 @@ async def test_the_totals_survive_a_restart_of_the_meter(
 
     updates = await received(probe, lambda u: len(u) >= 2, meter)
     assert updates == [usage(before, 1, 4_096), usage(after, 2, 4_608)]
+
+
+async def test_a_real_upload_moves_the_real_monitoring_workflows_usage_within_seconds(
+    meter: MeterProcess,
+    bridge: Bridge,
+    publisher: EventPublisher,
+    client: Client,
+    task_queue: str,
+    settings: Settings,
+    local_storage: LocalStorage,
+) -> None:
+    """The whole path: upload → file.processed → meter → tenant_monitoring_workflow."""
+    tenant = f"m-{uuid.uuid4().hex[:12]}"
+    provisioned = await client.execute_workflow(
+        TenantProvisioningWorkflow.run,
+        TenantCreation(
+            event_id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            name=f"Tenant {tenant}",
+            plan="free",
+            region="eu-west",
+            admin_email=f"owner@{tenant}.example",
+            storage_provider="local",
+            # A measurement only every hour: what the state shows next comes from the meter.
+            policy=TenantPolicy(usage_interval_seconds=3600),
+        ),
+        id=f"tenant-provisioning/{tenant}",
+        task_queue=task_queue,
+    )
+    assert provisioned.status == "provisioned"
+    data = b"metered bytes\n" * 700
+    upload = await stage_upload(
+        local_storage, settings.ingest_bucket, tenant, "metered.txt", "text/plain", data
+    )
+    await publisher.publish(upload, topic="ferry.uploads.v1")
+
+    monitoring = client.get_workflow_handle(workflow_id(tenant))
+    async with asyncio.timeout(60):
+        while True:
+            state = await monitoring.query("state", result_type=MonitoringState)
+            if state.files >= 1:
+                break
+            await asyncio.sleep(0.2)
+    assert (state.files, state.bytes) == (1, len(data)), meter.output()
