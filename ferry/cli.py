@@ -128,6 +128,36 @@ def meter() -> None:
     _run_until_signalled(lambda stop: run_meter(settings, stop))
 
 
+@app.command("codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    origin: Annotated[
+        list[str] | None, typer.Option(help="An origin allowed by CORS (the UI's); repeatable.")
+    ] = None,
+    keys_file: Annotated[
+        Path | None, typer.Option(help="Read FERRY_PAYLOAD_KEYS from this file instead.")
+    ] = None,
+) -> None:
+    """Serve /encode and /decode for the Temporal UI (payloads shown decrypted)."""
+    from ferry.codec import EncryptionCodec
+    from ferry.codec_server import serve
+    from ferry.config import get_settings
+
+    settings = get_settings()
+    if keys_file is not None:
+        spec = keys_file.read_text().strip()
+    elif settings.payload_keys is not None:
+        spec = settings.payload_keys.get_secret_value()
+    else:
+        console.print("[red]no payload keys: set FERRY_PAYLOAD_KEYS or pass --keys-file[/red]")
+        raise typer.Exit(1)
+    origins = origin or [settings.temporal_ui_url]
+    codec = EncryptionCodec.from_spec(spec)
+    console.print(f"codec endpoint on http://{host}:{port} for {', '.join(origins)}")
+    _run_until_signalled(lambda stop: serve(codec, host, port, origins, stop))
+
+
 @app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="A JSON file with one event, or a list of events.")],

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry_app@127.0.0.1:5432/ferry")
     database_admin_url: SecretStr = SecretStr("postgresql+asyncpg://ferry@127.0.0.1:5432/ferry")
     clamd_address: str = "127.0.0.1:3310"
+    # Payload encryption keys, `key_id:base64key,...`; the first encrypts (ferry/codec.py).
+    payload_keys: SecretStr | None = None
     local_storage_root: Path = Path(".ferry/storage")
 
     files_task_queue: str = "ferry-files"

@@ -18,6 +18,7 @@ from ferry.activities.migration import MigrationActivities
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import StorageActivities
 from ferry.activities.tenants import TenantPolicyActivities
+from ferry.codec import data_converter
 from ferry.config import Settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.producers import EventPublisher
@@ -42,10 +43,12 @@ WORKFLOWS = FILE_WORKFLOWS + TENANT_WORKFLOWS
 async def connect(
     settings: Settings, retry_config: RetryConfig | None = None, lazy: bool = False
 ) -> Client:
-    """A Temporal client as every Ferry process makes it."""
+    """A Temporal client as every Ferry process makes it: payloads encrypted when keys are set."""
+    keys = settings.payload_keys.get_secret_value() if settings.payload_keys else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
+        data_converter=data_converter(keys),
         retry_config=retry_config,
         lazy=lazy,
     )

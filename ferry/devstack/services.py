@@ -255,6 +255,9 @@ class Temporal(Service):
             "TenantId=Keyword",
             "--search-attribute",
             "FileId=Keyword",
+            # The UI shows payloads decrypted through the stack's codec endpoint.
+            "--ui-codec-endpoint",
+            f"http://127.0.0.1:{ctx.port('codec')}",
             "--log-level",
             "warn",
         ]
@@ -566,7 +569,56 @@ class Azurite(Service):
         }
 
 
-SERVICES: tuple[Service, ...] = (Kafka(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite())
+class Codec(Service):
+    """Ferry's codec endpoint, which the Temporal UI calls to decrypt payloads.
+
+    The first start makes the stack's payload key; the env file hands it to
+    every Ferry process (`FERRY_PAYLOAD_KEYS`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("codec", ("codec",), stop_timeout=5.0)
+
+    def keys_file(self, ctx: Context) -> Path:
+        return ctx.data / "codec" / "payload-keys"
+
+    def prepare(self, ctx: Context) -> None:
+        path = self.keys_file(ctx)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            from ferry.codec import new_key_spec
+
+            path.touch(mode=0o600)
+            path.write_text(new_key_spec("k1") + "\n")
+
+    def command(self, ctx: Context) -> list[str]:
+        ui = ctx.port("temporal_ui")
+        return [
+            venv_bin("ferry"),
+            "codec-server",
+            "--port",
+            str(ctx.port("codec")),
+            "--origin",
+            f"http://127.0.0.1:{ui}",
+            "--origin",
+            f"http://localhost:{ui}",
+            "--keys-file",
+            str(self.keys_file(ctx)),
+        ]
+
+    def healthy(self, ctx: Context) -> bool:
+        return http_status(ctx.port("codec"), "/health") == 200
+
+    def env(self, ctx: Context) -> Mapping[str, str]:
+        return {
+            "FERRY_PAYLOAD_KEYS": self.keys_file(ctx).read_text().strip(),
+            "FERRY_CODEC_ENDPOINT": f"http://{self.address(ctx)}",
+        }
+
+
+SERVICES: tuple[Service, ...] = (
+    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite()
+)  # fmt: skip
 
 PREFERRED_PORTS = {
     "kafka": 19092,
@@ -575,6 +627,7 @@ PREFERRED_PORTS = {
     "temporal_ui": 18233,
     "temporal_http": 17243,
     "temporal_metrics": 17253,
+    "codec": 18234,
     "postgres": 15432,
     "clamd": 13310,
     "s3": 15000,

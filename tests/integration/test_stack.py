@@ -25,6 +25,7 @@ def test_every_service_answers(stack: Stack) -> None:
     statuses = stack.status()
     assert {s.name for s in statuses} == {
         "kafka",
+        "codec",
         "temporal",
         "postgres",
         "clamd",

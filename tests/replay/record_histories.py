@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from replay_keys import REPLAY_KEYS
 from temporalio.client import Client, WorkflowHandle
 
 from ferry.activities.storage import StorageRef
@@ -32,6 +34,8 @@ from ferry.workflows.tenant_monitoring import LifecycleRequest, UsageUpdate
 from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
 from ferry.workflows.tenant_upgrade import PaymentResult, TenantUpgradeWorkflow, UpgradeRequest
 
+# Recorded with a key every machine has, so that the histories replay anywhere.
+os.environ["FERRY_PAYLOAD_KEYS"] = REPLAY_KEYS
 HISTORIES = Path(__file__).parent / "histories"
 IDS = HISTORIES / "ids.json"
 TENANT = "replay"

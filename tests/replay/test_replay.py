@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from replay_keys import REPLAY_KEYS
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from ferry.codec import data_converter
 from ferry.worker import WORKFLOWS
 
 HISTORY_DIR = Path(__file__).parent / "histories"
@@ -33,4 +35,5 @@ def test_every_workflow_has_a_recorded_history() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = _history(path)
-    await Replayer(workflows=WORKFLOWS).replay_workflow(history)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(REPLAY_KEYS))
+    await replayer.replay_workflow(history)
