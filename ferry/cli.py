@@ -29,6 +29,18 @@ app.add_typer(db_app, name="db", help="Database migrations (Alembic), run as the
 console = Console()
 
 
+def _logging(console_format: bool = False) -> None:
+    """Structured, redacted logs for a long-running command (ferry/logs.py)."""
+    import logging
+
+    from ferry.config import get_settings
+    from ferry.logs import configure_logging
+
+    settings = get_settings()
+    json = settings.log_format == "json" and not console_format
+    configure_logging(settings, json=json, level=logging.getLevelName(settings.log_level.upper()))
+
+
 def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `main(stop)`; SIGINT or SIGTERM sets `stop` so it can finish cleanly."""
 
@@ -98,6 +110,7 @@ def stack_reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] 
 @app.command()
 def worker() -> None:
     """Run the Temporal worker for Ferry's workflows and activities."""
+    _logging()
     from ferry.config import get_settings
     from ferry.worker import run_worker
 
@@ -109,6 +122,7 @@ def worker() -> None:
 @app.command()
 def consume() -> None:
     """Run the Kafka → Temporal bridge on Ferry's inbound topics."""
+    _logging()
     from ferry.config import get_settings
     from ferry.consumers.service import run_bridge
 
@@ -120,6 +134,7 @@ def consume() -> None:
 @app.command()
 def meter() -> None:
     """Run the usage meter: per-tenant totals from the file events, sent to monitoring."""
+    _logging()
     from ferry.config import get_settings
     from ferry.meter import run_meter
 
@@ -140,6 +155,7 @@ def codec_server(
     ] = None,
 ) -> None:
     """Serve /encode and /decode for the Temporal UI (payloads shown decrypted)."""
+    _logging()
     from ferry.codec import EncryptionCodec
     from ferry.codec_server import serve
     from ferry.config import get_settings
@@ -277,6 +293,7 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Keep running until Ctrl-C.")] = True,
 ) -> None:
     """Run the worker and the bridge, publish demo uploads and show their outcomes."""
+    _logging(console_format=True)
     from ferry.config import get_settings
     from ferry.demo import run_demo
 

@@ -41,6 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.notifications import NotificationError, normalise
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
+from ferry.logs import bind
 from ferry.producers import EventPublisher
 from ferry.producers.ids import INBOUND_TOPIC
 from ferry.schemas import EventDecodeError, decode
@@ -238,6 +239,7 @@ class Bridge:
     async def _handle_after(
         self, previous: asyncio.Task[None] | None, tp: TopicPartition, record: Record
     ) -> None:
+        bind(topic=tp.topic, partition=tp.partition, offset=record.offset)
         if previous is not None:
             await asyncio.wait([previous])
             # If the record before this one of the same key did not finish, neither
@@ -374,6 +376,7 @@ class Bridge:
         if self.ledger is None:
             return await self._deliver(route, event)
         tenant, event_id = event["tenant_id"], event["event_id"]
+        bind(tenant_id=tenant, event_id=event_id, workflow_id=route.workflow_id(event))
         check = await self.ledger.check(
             tenant, self.config.group_id, event_id,
             known_tenant=self._tenant_cached(tenant),
