@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     quarantine_bucket: str = "ferry-quarantine"
     max_in_flight: int = Field(default=256, ge=1)
     bridge_metrics_port: int = 9464  # 0: no metrics endpoint
+    worker_metrics_port: int = 9465  # Temporal's runtime metrics of the worker; 0: none
     log_format: str = "json"  # json | console
     log_level: str = "INFO"
     # The usage meter's faust app: its consumer group and the prefix of its changelog topics.

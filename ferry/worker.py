@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 from temporalio.worker import Worker
 
@@ -23,6 +24,7 @@ from ferry.config import Settings
 from ferry.db import create_engine, create_sessionmaker
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
+from ferry.telemetry import configure_tracing, interceptors, metrics_runtime
 from ferry.workflows.file_migration import FileMigrationWorkflow
 from ferry.workflows.file_sharing import FileSharingWorkflow
 from ferry.workflows.file_upload import FileUploadWorkflow
@@ -41,16 +43,22 @@ WORKFLOWS = FILE_WORKFLOWS + TENANT_WORKFLOWS
 
 
 async def connect(
-    settings: Settings, retry_config: RetryConfig | None = None, lazy: bool = False
+    settings: Settings,
+    retry_config: RetryConfig | None = None,
+    lazy: bool = False,
+    runtime: Runtime | None = None,
 ) -> Client:
-    """A Temporal client as every Ferry process makes it: payloads encrypted when keys are set."""
+    """A Temporal client as every Ferry process makes it: payloads encrypted when keys are
+    set, trace context carried into workflows and activities."""
     keys = settings.payload_keys.get_secret_value() if settings.payload_keys else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(keys),
+        interceptors=interceptors(),
         retry_config=retry_config,
         lazy=lazy,
+        runtime=runtime,
     )
 
 
@@ -121,7 +129,8 @@ async def ferry_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the workers until `stop` is set."""
-    client = await connect(settings)
+    """Run the workers until `stop` is set; Temporal's metrics on `worker_metrics_port`."""
+    configure_tracing("ferry-worker")
+    client = await connect(settings, runtime=metrics_runtime(settings.worker_metrics_port))
     async with ferry_worker(client, settings):
         await stop.wait()

@@ -45,6 +45,7 @@ from ferry.logs import bind
 from ferry.producers import EventPublisher
 from ferry.producers.ids import INBOUND_TOPIC
 from ferry.schemas import EventDecodeError, decode
+from ferry.telemetry import consuming
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,11 @@ class Bridge:
     # -- one record ----------------------------------------------------------
 
     async def handle(self, record: Record) -> Outcome:
-        """Route one record; a record that cannot be routed goes to the DLQ."""
+        """Route one record, in the trace its headers carry; unroutable ones go to the DLQ."""
+        with consuming(record.topic, record.headers):
+            return await self._handle(record)
+
+    async def _handle(self, record: Record) -> Outcome:
         try:
             if record.topic == NOTIFICATIONS_TOPIC:
                 return await self._notification(record)

@@ -14,6 +14,7 @@ from ferry.consumers.routes import Queue
 from ferry.db import create_engine
 from ferry.db.ledger import EventLedger
 from ferry.producers import EventPublisher
+from ferry.telemetry import configure_tracing
 from ferry.worker import connect
 
 # While Temporal is unreachable the bridge waits instead of failing records:
@@ -51,6 +52,7 @@ def event_ledger(settings: Settings) -> EventLedger:
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
+    configure_tracing("ferry-bridge")
     client = await bridge_client(settings)
     metrics = BridgeMetrics()
     if settings.bridge_metrics_port:

@@ -21,7 +21,9 @@ def decode_record(value: bytes | None, headers: Any) -> Event:
     except EventDecodeError as exc:
         event = {"undecodable": str(exc), "raw": (value or b"")[:200].hex()}
     ferry_headers = {
-        k: v.decode(errors="replace") for k, v in headers or () if k.startswith("ferry-")
+        k: v.decode(errors="replace")
+        for k, v in headers or ()
+        if k.startswith("ferry-") or k == "traceparent"
     }
     if ferry_headers:
         event["headers"] = ferry_headers

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from ferry.producers.ids import topic_for
 from ferry.schemas import AVRO_CONTENT_TYPE, encode
+from ferry.telemetry import current_traceparent
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,12 @@ class EventPublisher:
     async def publish(
         self, event: Mapping[str, Any], topic: str | None = None, traceparent: str | None = None
     ) -> Published:
-        """Encode and send one event; returns once the broker has it."""
+        """Encode and send one event; returns once the broker has it.
+
+        The record carries the active trace's `traceparent` unless one is given.
+        """
         topic = topic or topic_for(str(event["event_type"]))
+        traceparent = traceparent or current_traceparent()
         meta = await self._producer.send_and_wait(
             topic,
             value=encode(dict(event)),
