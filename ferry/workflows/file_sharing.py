@@ -195,6 +195,9 @@ class FileSharingWorkflow:
         self._enter("active" + (f" until {expires_at.isoformat()}" if expires_at else ""))
         timeout = None if expires_at is None else (expires_at - workflow.now()).total_seconds()
         try:
+            # Checks retried past a short expiry leave no time to wait: expired at once.
+            if timeout is not None and timeout <= 0:
+                raise TimeoutError
             await workflow.wait_condition(lambda: self._revocation is not None, timeout=timeout)
         except TimeoutError:
             await call_db(
