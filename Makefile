@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FERRY := $(BIN)/ferry
 
-.PHONY: setup up down status run test test-unit lint format clean-stack bench-ingest bench-upload
+.PHONY: setup up down status run test test-unit lint format security clean-stack bench-ingest bench-upload
 
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
@@ -35,6 +35,15 @@ lint: setup
 format:
 	@$(BIN)/ruff format ferry tests bench
 	@$(BIN)/ruff check --fix ferry tests bench
+
+security: setup   ## bandit on ferry/, pip-audit on the dependencies; fails on HIGH findings not in security/allowlist.toml
+	@mkdir -p test-artifacts/security
+	@rm -f test-artifacts/security/bandit.json test-artifacts/security/pip-audit.json
+	@$(BIN)/bandit -r ferry -q -f json -o test-artifacts/security/bandit.json || true
+	@$(BIN)/pip-audit --skip-editable --progress-spinner off -f json \
+		-o test-artifacts/security/pip-audit.json 2>test-artifacts/security/pip-audit.log || true
+	@$(BIN)/python scripts/security.py --allowlist security/allowlist.toml \
+		--bandit test-artifacts/security/bandit.json --pip-audit test-artifacts/security/pip-audit.json
 
 bench-ingest: up  ## what the bridge costs on top of Temporal (prints a table, writes JSON)
 	@$(BIN)/python bench/ingest.py

@@ -16,7 +16,7 @@ say() { printf '\033[1;34msetup:\033[0m %s\n' "$*"; }
 stamp_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
 # 1. Debian packages
-packages=(clamav-daemon clamav-testfiles postgresql tesseract-ocr tesseract-ocr-eng openjdk-17-jre-headless maven nodejs npm)
+packages=(clamav-daemon clamav-testfiles postgresql tesseract-ocr tesseract-ocr-eng openjdk-17-jre-headless maven nodejs npm docker-compose chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -46,7 +46,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PYTHON" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q --upgrade pip setuptools
 fi
 want="$(stamp_of pyproject.toml)"
 if [ "$(cat .venv/.ferry-stamp 2>/dev/null)" != "$want" ]; then
