@@ -79,7 +79,13 @@ class ScanActivities:
     @activity.defn(name="scan_object")
     async def scan(self, ref: StorageRef) -> ScanResult:
         """Stream the object to clamd. Errors raise, so Temporal retries; never 'clean'."""
-        provider = self._providers[ref.provider]
+        provider = self._providers.get(ref.provider)
+        if provider is None:
+            raise ApplicationError(
+                f"storage provider {ref.provider!r} is not configured",
+                type="UnknownProvider",
+                non_retryable=True,
+            )
         reader = _StreamReader(provider.read(ref.bucket, ref.key), asyncio.get_running_loop())
         # clamd gives its verdict only after the whole stream: keep telling
         # Temporal that this attempt is alive meanwhile, so a short heartbeat

@@ -41,6 +41,8 @@ SOURCE = "ferry.file-migration"
 MAX_BATCHES_IN_FLIGHT = 4
 # Continue as new before the history passes this many events.
 HISTORY_LIMIT = 2_000
+# An object the target held already (same SHA-256): a rollback leaves it where it was.
+PRESENT_BEFORE = "in the target before the migration"
 # A batch that keeps failing is given up after these attempts; the migration rolls back.
 COPY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -309,11 +311,13 @@ class FileMigrationWorkflow:
                     request.tenant_id, request.migration_id, [state], after, limit=1000
                 ),
             )
-            # Verified items' sources (after a migration), or rolled-back items' copies.
+            # Verified items' sources (after a migration), or rolled-back items' copies,
+            # but never an object the target held before the migration began.
             keys = [
                 (item.source_key if state == MigrationItemState.VERIFIED else item.target_key)
                 or item.source_key
                 for item in page.items
+                if state == MigrationItemState.VERIFIED or item.detail != PRESENT_BEFORE
             ]
             if keys:
                 await workflow.execute_activity_method(
@@ -380,6 +384,7 @@ def _verified(copied: Any) -> MigrationItem:
         file_id=copied.file_id,
         size_bytes=copied.size,
         sha256=copied.sha256,
+        detail=None if copied.written else PRESENT_BEFORE,
     )
 
 

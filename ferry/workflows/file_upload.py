@@ -214,13 +214,19 @@ class FileUploadWorkflow:
     async def _fingerprint(self, upload: FileUploadInput) -> None:
         """The stored bytes are the ones announced: size and, when given, SHA-256."""
         self._enter("fingerprinting")
-        fingerprint: Fingerprint = await workflow.execute_activity_method(
-            StorageActivities.fingerprint,
-            upload.storage,
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=STORAGE_RETRY,
-        )
+        try:
+            fingerprint: Fingerprint = await workflow.execute_activity_method(
+                StorageActivities.fingerprint,
+                upload.storage,
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=STORAGE_RETRY,
+            )
+        except ActivityError as err:
+            if _failed_with(err, "ObjectNotFound"):
+                where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
+                raise Rejection(RejectionReason.CORRUPT, f"no object at {where}") from err
+            raise
         if upload.sha256 and upload.sha256.lower() != fingerprint.sha256:
             raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
         if fingerprint.size_bytes != upload.size_bytes:
@@ -380,9 +386,15 @@ class FileUploadWorkflow:
 
     async def _reject(self, upload: FileUploadInput, rejection: Rejection) -> FileUploadResult:
         self._enter("quarantining")
-        stored = await self._move(
-            upload.storage, QUARANTINE_BUCKET, f"quarantine/{upload.tenant_id}/{upload.file_id}"
-        )
+        stored: StorageRef | None
+        try:
+            stored = await self._move(
+                upload.storage, QUARANTINE_BUCKET, f"quarantine/{upload.tenant_id}/{upload.file_id}"
+            )
+        except ActivityError as err:
+            if not _failed_with(err, "ObjectNotFound"):
+                raise
+            stored = None  # there was never an object to quarantine
         await self._db(
             DatabaseActivities.record_file_rejected,
             FileRejectedInput(
@@ -392,7 +404,7 @@ class FileUploadWorkflow:
                 detail=rejection.detail,
                 signature=rejection.signature,
                 storage=stored,
-                quarantined=True,
+                quarantined=stored is not None,
             ),
         )
         event_id = await self._emit(
@@ -406,7 +418,7 @@ class FileUploadWorkflow:
         self._enter(f"rejected: {rejection.reason}")
         return FileUploadResult(
             status="rejected",
-            storage=stored,
+            storage=stored or upload.storage,
             reason=str(rejection.reason),
             detail=rejection.detail,
             signature=rejection.signature,
@@ -441,6 +453,11 @@ class FileUploadWorkflow:
             correlation_id=upload.correlation_id or upload.event_id,
             **fields,
         )
+
+
+def _failed_with(err: ActivityError, error_type: str) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == error_type
 
 
 def _permanent(err: ActivityError) -> bool:

@@ -126,10 +126,13 @@ class TenantProvisioningWorkflow:
             self._enter("creating database rows and bucket")
             await self._set_up(request, bucket)
             self._enter("activating")
-            await call_db(
-                DatabaseActivities.set_tenant_status,
-                TenantStatusInput(request.tenant_id, TenantStatus.ACTIVE),
-            )
+            try:
+                await call_db(
+                    DatabaseActivities.set_tenant_status,
+                    TenantStatusInput(request.tenant_id, TenantStatus.ACTIVE),
+                )
+            except ActivityError as err:
+                raise ProvisioningFailed(f"activation failed: {failure_detail(err)}") from err
             self._enter("starting monitoring")
             await self._start_monitoring(request, policy)
         except ProvisioningFailed as failed:

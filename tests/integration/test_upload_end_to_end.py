@@ -229,3 +229,31 @@ async def test_the_dlq_keeps_the_record_unchanged(
     assert headers["content-type"] == b"application/json"
     assert b"InvalidEvent" in headers["ferry-error"]
     assert b"missing required field" in headers["ferry-error"]
+
+
+async def test_an_upload_whose_object_does_not_exist_is_rejected_not_stuck(
+    bridge: Bridge,
+    publisher: EventPublisher,
+    file_events: TopicFollower,
+    local_storage: LocalStorage,
+    settings: Settings,
+    client: Client,
+    tenant: str,
+) -> None:
+    event = await stage_upload(
+        local_storage, settings.ingest_bucket, tenant, "gone.txt", "text/plain", b"soon gone"
+    )
+    await local_storage.delete(settings.ingest_bucket, event["storage"]["key"])
+
+    await publisher.publish(event, topic=UPLOADS)
+    [rejected] = await file_events.wait_for(lambda e: e.get("file_id") == event["file_id"])
+
+    assert rejected["event_type"] == "file.rejected"
+    assert rejected["reason"] == "corrupt"
+    assert (
+        rejected["detail"]
+        == f"no object at local:{settings.ingest_bucket}/{event['storage']['key']}"
+    )
+    handle = client.get_workflow_handle(f"file-upload/{tenant}/{event['file_id']}")
+    assert (await handle.result())["status"] == "rejected"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
