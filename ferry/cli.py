@@ -115,7 +115,8 @@ def worker() -> None:
     from ferry.worker import run_worker
 
     settings = get_settings()
-    console.print(f"worker on {settings.temporal_address}, queue {settings.files_task_queue}")
+    queues = f"{settings.files_task_queue} and {settings.tenants_task_queue}"
+    console.print(f"worker on {settings.temporal_address}, queues {queues}")
     _run_until_signalled(lambda stop: run_worker(settings, stop))
 
 

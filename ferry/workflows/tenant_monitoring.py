@@ -352,7 +352,9 @@ class TenantMonitoringWorkflow:
         """The grace period is over: objects, bucket and rows go, in that order."""
         s = self._state
         workflow.set_current_details("deleting the tenant's data")
-        await self._storage(StorageActivities.delete_bucket, BucketRequest(s.provider, s.bucket))
+        # Its own provider's bucket, and any a failed-over upload wrote on another provider.
+        for provider in [s.provider, *(p for p in policy.providers if p != s.provider)]:
+            await self._storage(StorageActivities.delete_bucket, BucketRequest(provider, s.bucket))
         for provider in policy.providers:
             for bucket, prefix in (
                 (policy.quarantine_bucket, f"quarantine/{self._tenant_id}/"),

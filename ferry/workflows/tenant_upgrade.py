@@ -116,7 +116,8 @@ class TenantPlanChangeWorkflow:
 
 
 class UpgradeFailed(Exception):
-    """Ends the upgrade as failed; `rolled_back` when a compensation ran."""
+    """Ends the upgrade as failed; `rolled_back` when the tenant is back on its old plan
+    after a payment that failed or never came, or after a compensation."""
 
     def __init__(self, detail: str, rolled_back: bool) -> None:
         super().__init__(detail)
@@ -167,10 +168,12 @@ class TenantUpgradeWorkflow:
     @workflow.run
     async def run(self, request: UpgradeRequest) -> UpgradeState:
         self._upgrade_id = request.upgrade_id
+        policy = request.policy or TenantPolicy()
         try:
             self._enter("validating")
             await self._validate(request)
-            policy = request.policy or await self._policy()
+            if request.policy is None:
+                policy = await self._policy()
             payment = await self._charge(request, policy)
             self._enter(f"applying the {request.to_plan} plan")
             await self._apply(request, payment)
@@ -179,6 +182,8 @@ class TenantUpgradeWorkflow:
             self._state.rolled_back = failed.rolled_back
             await self._emit(request, "tenant.upgrade_failed", failed.detail, failed.rolled_back)
             self._enter(f"failed: {failed.detail}")
+            if self._state.payment_request_id is not None and self._state.payment is None:
+                await self._refund_late_payment(request, policy)
             return self._state
         self._state.outcome = "upgraded"
         await self._emit(request, "tenant.upgraded", None, False)
@@ -263,22 +268,50 @@ class TenantUpgradeWorkflow:
         except ChildWorkflowError as err:
             detail = f"applying the plan failed: {failure_detail(err)}"
             self._enter("restoring the old plan")
-            await self._change_plan(request, request.from_plan, "restore")
-            self._state.events.append(
-                await emit(
-                    "billing.refund_requested",
-                    tenant_id=request.tenant_id,
-                    source=SOURCE,
-                    correlation_id=request.correlation_id or request.event_id,
-                    payment_request_id=self._state.payment_request_id,
-                    payment_id=payment.payment_id,
-                    upgrade_id=request.upgrade_id,
-                    amount_minor=payment.amount_minor or self._state.amount_minor,
-                    currency=payment.currency or self._state.currency,
-                    reason=detail,
-                )
-            )
+            try:
+                await self._change_plan(request, request.from_plan, "restore")
+            except ChildWorkflowError as restore:
+                # The money goes back all the same; the plan needs an operator.
+                await self._refund(request, payment, detail)
+                raise UpgradeFailed(
+                    f"{detail}; restoring the {request.from_plan} plan failed too "
+                    f"({failure_detail(restore)}); refunded",
+                    rolled_back=False,
+                ) from restore
+            await self._refund(request, payment, detail)
             raise UpgradeFailed(f"{detail}; the old plan is restored and refunded", True) from err
+
+    async def _refund(self, request: UpgradeRequest, payment: PaymentResult, reason: str) -> None:
+        self._state.events.append(
+            await emit(
+                "billing.refund_requested",
+                tenant_id=request.tenant_id,
+                source=SOURCE,
+                correlation_id=request.correlation_id or request.event_id,
+                payment_request_id=self._state.payment_request_id,
+                payment_id=payment.payment_id,
+                upgrade_id=request.upgrade_id,
+                amount_minor=payment.amount_minor or self._state.amount_minor,
+                currency=payment.currency or self._state.currency,
+                reason=reason,
+            )
+        )
+
+    async def _refund_late_payment(self, request: UpgradeRequest, policy: TenantPolicy) -> None:
+        """After a timeout, a payment may still arrive: for as long again, one that succeeds
+        is refunded (the upgrade has failed and the plan stayed as it was)."""
+        self._enter("failed: refunding any late payment")
+        try:
+            await workflow.wait_condition(
+                lambda: self._state.payment is not None, timeout=policy.payment_timeout_seconds
+            )
+        except TimeoutError:
+            return
+        payment = self._state.payment
+        assert payment is not None
+        if payment.succeeded:
+            await self._refund(request, payment, "the payment arrived after the upgrade timed out")
+        self._enter(f"failed: {self._state.detail}")
 
     async def _change_plan(self, request: UpgradeRequest, plan: str, step: str) -> None:
         await workflow.execute_child_workflow(
