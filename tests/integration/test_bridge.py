@@ -361,7 +361,10 @@ async def test_a_bucket_notification_starts_one_upload_and_a_test_event_is_skipp
     assert len(runs) == 1
     history = await client.get_workflow_handle(runs[0].id).fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
-    [payload] = started.input.payloads
+    # The history holds the input encrypted; the client's codec opens it.
+    codec = client.data_converter.payload_codec
+    assert codec is not None
+    [payload] = await codec.decode(started.input.payloads)
     upload = json.loads(payload.data)
     assert upload["filename"] == "annual report.pdf"
     assert upload["storage"] == {

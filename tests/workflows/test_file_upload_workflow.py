@@ -12,7 +12,6 @@ from collections import Counter
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -286,38 +285,48 @@ async def test_bytes_that_do_not_match_the_declared_checksum_are_corrupt_and_nev
     assert fakes.events[0]["reason"] == "corrupt"
 
 
-async def test_a_missing_object_fails_the_workflow_with_a_clear_error(
+async def test_an_upload_whose_object_is_missing_is_rejected_and_nothing_is_quarantined(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
     fakes = FakeActivities([])
 
-    @activity.defn(name="fingerprint_object")
-    async def missing(ref: StorageRef) -> Fingerprint:
-        raise ApplicationError(
-            f"object {ref.key} not found", type="ObjectNotFound", non_retryable=True
+    def not_found(key: str) -> ApplicationError:
+        return ApplicationError(
+            f"object {key} not found", type="ObjectNotFound", non_retryable=True
         )
 
+    @activity.defn(name="fingerprint_object")
+    async def missing(ref: StorageRef) -> Fingerprint:
+        raise not_found(ref.key)
+
+    @activity.defn(name="move_object")
+    async def nothing_to_move(request: MoveRequest) -> StorageRef:
+        fakes.moves.append(request)
+        raise not_found(request.source.key)
+
     queue = f"wf-{uuid.uuid4().hex[:8]}"
+    replaced = {"fingerprint_object", "move_object"}
     others = [
-        a
-        for a in fakes.activities()
-        if a.__temporal_activity_definition.name != "fingerprint_object"
+        a for a in fakes.activities() if a.__temporal_activity_definition.name not in replaced
     ]
     request = upload()
     async with Worker(time_skipping_env.client, task_queue=queue, workflows=[FileUploadWorkflow],
-                      activities=[missing, *others]):  # fmt: skip
-        try:
-            await time_skipping_env.client.execute_workflow(
-                FileUploadWorkflow.run,
-                request,
-                id=f"file-upload/acme/{request.file_id}",
-                task_queue=queue,
-            )
-        except WorkflowFailureError as err:
-            assert "not found" in str(err.cause.cause)
-        else:
-            raise AssertionError("the workflow should have failed")
-    assert fakes.events == []
+                      activities=[missing, nothing_to_move, *others]):  # fmt: skip
+        result = await time_skipping_env.client.execute_workflow(
+            FileUploadWorkflow.run,
+            request,
+            id=f"file-upload/acme/{request.file_id}",
+            task_queue=queue,
+        )
+
+    assert (result.status, result.reason) == ("rejected", "corrupt")
+    storage = request.storage
+    assert result.detail == f"no object at {storage.provider}:{storage.bucket}/{storage.key}"
+    [recorded] = fakes.recorded
+    assert isinstance(recorded, FileRejectedInput)
+    assert (recorded.storage, recorded.quarantined) == (None, False)
+    assert [e["event_type"] for e in fakes.events] == ["file.rejected"]
+    assert fakes.calls["scan"] == 0
 
 
 async def test_late_analysis_is_recorded_as_timed_out_and_the_upload_completes(
