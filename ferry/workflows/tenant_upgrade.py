@@ -306,6 +306,7 @@ class TenantUpgradeWorkflow:
                 lambda: self._state.payment is not None, timeout=policy.payment_timeout_seconds
             )
         except TimeoutError:
+            self._enter(f"failed: {self._state.detail}")
             return
         payment = self._state.payment
         assert payment is not None
