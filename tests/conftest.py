@@ -40,9 +40,13 @@ def venv_binary(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server, from the installed binary (no download)."""
+    """Temporal's time-skipping test server, from the installed binary (no download).
+
+    One per test module: the server has one clock for everything on it, and a module's
+    skipped years or unfinished activities must not hold up the next module's timers.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_binary("temporal-test-server")
     )
