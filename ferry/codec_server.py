@@ -61,7 +61,6 @@ def codec_app(codec: EncryptionCodec, origins: Sequence[str]) -> web.Application
     app = web.Application(middlewares=[cors])
     app.router.add_post("/encode", endpoint(codec.encode))
     app.router.add_post("/decode", endpoint(codec.decode))
-    app.router.add_route("OPTIONS", "/{tail:.*}", health)
     app.router.add_get("/health", health)
     return app
 

@@ -30,6 +30,7 @@ from ferry.db import (
     MemberRole,
     MigrationItemData,
     MigrationItemState,
+    MigrationProgress,
     MigrationState,
     PermissionReason,
     RejectionReason,
@@ -606,6 +607,13 @@ def _migration(row: m.FileMigration) -> MigrationRecord:
     )
 
 
+def _progress(tenant_id: str, migration_id: str, p: MigrationProgress) -> MigrationProgressRecord:
+    return MigrationProgressRecord(
+        tenant_id, migration_id,
+        p.files_total, p.bytes_total, p.files_done, p.bytes_done, p.files_failed,
+    )  # fmt: skip
+
+
 def _item(row: m.FileMigrationItem) -> MigrationItem:
     return MigrationItem(
         source_key=row.source_key,
@@ -915,15 +923,7 @@ class DatabaseActivities:
         ]
         async with self._scope(request.tenant_id) as db:
             progress = await db.migrations.record_items(request.migration_id, items)
-        return MigrationProgressRecord(
-            request.tenant_id,
-            request.migration_id,
-            progress.files_total,
-            progress.bytes_total,
-            progress.files_done,
-            progress.bytes_done,
-            progress.files_failed,
-        )
+        return _progress(request.tenant_id, request.migration_id, progress)
 
     @activity.defn(name="pending_migration_keys")
     async def pending_migration_keys(self, request: PendingKeysInput) -> PendingKeys:
@@ -951,15 +951,7 @@ class DatabaseActivities:
         async with self._scope(request.tenant_id) as db:
             await db.migrations.require(request.migration_id)
             progress = await db.migrations.progress(request.migration_id)
-        return MigrationProgressRecord(
-            request.tenant_id,
-            request.migration_id,
-            progress.files_total,
-            progress.bytes_total,
-            progress.files_done,
-            progress.bytes_done,
-            progress.files_failed,
-        )
+        return _progress(request.tenant_id, request.migration_id, progress)
 
     @activity.defn(name="finish_file_migration")
     async def finish_file_migration(self, request: FinishMigrationInput) -> MigrationRecord:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ferry.activities.storage import BucketRequest
+from ferry.activities.storage import BucketRequest, provider_named
 from ferry.storage import ObjectNotFound, StorageProvider
 
 # `files/{file_id}/original`: the objects that a file row points at (CONTRACT §6).
@@ -86,14 +86,7 @@ class MigrationActivities:
         self._providers = dict(providers)
 
     def _provider(self, name: str) -> StorageProvider:
-        try:
-            return self._providers[name]
-        except KeyError:
-            raise ApplicationError(
-                f"storage provider {name!r} is not configured",
-                type="UnknownProvider",
-                non_retryable=True,
-            ) from None
+        return provider_named(self._providers, name)
 
     @activity.defn(name="list_objects")
     async def list_objects(self, request: ListRequest) -> Listing:

@@ -12,7 +12,7 @@ import pyclamd
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ferry.activities.storage import StorageRef
+from ferry.activities.storage import StorageRef, provider_named
 from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 
 # clamd reports a file over one of its limits as a "virus" of this family; such a
@@ -79,13 +79,7 @@ class ScanActivities:
     @activity.defn(name="scan_object")
     async def scan(self, ref: StorageRef) -> ScanResult:
         """Stream the object to clamd. Errors raise, so Temporal retries; never 'clean'."""
-        provider = self._providers.get(ref.provider)
-        if provider is None:
-            raise ApplicationError(
-                f"storage provider {ref.provider!r} is not configured",
-                type="UnknownProvider",
-                non_retryable=True,
-            )
+        provider = provider_named(self._providers, ref.provider)
         reader = _StreamReader(provider.read(ref.bucket, ref.key), asyncio.get_running_loop())
         # clamd gives its verdict only after the whole stream: keep telling
         # Temporal that this attempt is alive meanwhile, so a short heartbeat

@@ -73,6 +73,18 @@ class ObjectCount:
     bytes: int
 
 
+def provider_named(providers: Mapping[str, StorageProvider], name: str) -> StorageProvider:
+    """The configured provider of that name; a non-retryable `UnknownProvider` otherwise."""
+    try:
+        return providers[name]
+    except KeyError:
+        raise ApplicationError(
+            f"storage provider {name!r} is not configured",
+            type="UnknownProvider",
+            non_retryable=True,
+        ) from None
+
+
 class StorageActivities:
     """Activities over the configured storage providers, by provider name."""
 
@@ -80,14 +92,7 @@ class StorageActivities:
         self._providers = dict(providers)
 
     def _provider(self, name: str) -> StorageProvider:
-        try:
-            return self._providers[name]
-        except KeyError:
-            raise ApplicationError(
-                f"storage provider {name!r} is not configured",
-                type="UnknownProvider",
-                non_retryable=True,
-            ) from None
+        return provider_named(self._providers, name)
 
     @activity.defn(name="fingerprint_object")
     async def fingerprint(self, ref: StorageRef) -> Fingerprint:

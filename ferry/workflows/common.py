@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.events import EventActivities, OutboundEvent
+    from ferry.activities.tenants import TenantPolicy, TenantPolicyActivities
     from ferry.producers.ids import event_id_for
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
@@ -47,6 +48,14 @@ async def call_db(activity: Any, request: Any, retry: RetryPolicy = DB_RETRY) ->
     return await workflow.execute_activity_method(
         activity, request, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
     )
+
+
+async def tenant_policy() -> TenantPolicy:
+    """The worker's tenant and storage settings, recorded in the history (a local activity)."""
+    policy: TenantPolicy = await workflow.execute_local_activity_method(
+        TenantPolicyActivities.policy, start_to_close_timeout=timedelta(seconds=10)
+    )
+    return policy
 
 
 async def emit(

@@ -36,9 +36,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.activities.scan import ScanActivities, ScanResult
     from ferry.activities.storage import Fingerprint, MoveRequest, StorageActivities, StorageRef
-    from ferry.activities.tenants import TenantPolicy, TenantPolicyActivities
     from ferry.db.enums import RejectionReason
-    from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit
+    from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit, tenant_policy
 
 WORKFLOW = "file_upload_workflow"
 SOURCE = "ferry.file-upload"
@@ -323,9 +322,7 @@ class FileUploadWorkflow:
             if _permanent(err):
                 raise
             failure = err
-        policy: TenantPolicy = await workflow.execute_local_activity_method(
-            TenantPolicyActivities.policy, start_to_close_timeout=timedelta(seconds=10)
-        )
+        policy = await tenant_policy()
         for provider in policy.failover_for(primary):
             self._enter(f"storing: {primary} failed, trying {provider}")
             workflow.logger.warning("%s failed for %s; failing over to %s", primary, key, provider)

@@ -27,10 +27,17 @@ with workflow.unsafe.imports_passed_through():
         TenantStatusInput,
     )
     from ferry.activities.storage import BucketRequest, StorageActivities
-    from ferry.activities.tenants import TenantPolicy, TenantPolicyActivities
+    from ferry.activities.tenants import TenantPolicy
     from ferry.db.enums import StorageProvider, TenantPlan, TenantStatus
     from ferry.workflows import tenant_monitoring
-    from ferry.workflows.common import PERMANENT, call_db, emit, failure_detail, search_attributes
+    from ferry.workflows.common import (
+        PERMANENT,
+        call_db,
+        emit,
+        failure_detail,
+        search_attributes,
+        tenant_policy,
+    )
     from ferry.workflows.tenant_monitoring import MonitoringInput, TenantMonitoringWorkflow
 
 WORKFLOW = "tenant_provisioning_workflow"
@@ -122,7 +129,7 @@ class TenantProvisioningWorkflow:
         try:
             self._enter("validating")
             await self._validate(request)
-            policy = request.policy or await self._policy()
+            policy = request.policy or await tenant_policy()
             self._enter("creating database rows and bucket")
             await self._set_up(request, bucket)
             self._enter("activating")
@@ -185,12 +192,6 @@ class TenantProvisioningWorkflow:
         lookup = await call_db(DatabaseActivities.get_tenant, TenantRef(request.tenant_id))
         if lookup.found:
             raise ProvisioningFailed(f"tenant {request.tenant_id!r} exists already")
-
-    async def _policy(self) -> TenantPolicy:
-        policy: TenantPolicy = await workflow.execute_local_activity_method(
-            TenantPolicyActivities.policy, start_to_close_timeout=timedelta(seconds=10)
-        )
-        return policy
 
     async def _set_up(self, request: TenantCreation, bucket: str) -> None:
         """The database side and the storage side, in parallel; both or neither."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -16,12 +15,19 @@ with workflow.unsafe.imports_passed_through():
         TenantRecord,
         TenantRef,
     )
-    from ferry.activities.tenants import TenantPolicy, TenantPolicyActivities
+    from ferry.activities.tenants import TenantPolicy
     from ferry.db.enums import TenantPlan, TenantStatus
     from ferry.db.plans import CURRENCY, is_upgrade, upgrade_price
     from ferry.producers.ids import event_id_for
     from ferry.workflows import tenant_monitoring
-    from ferry.workflows.common import PERMANENT, call_db, emit, failure_detail, search_attributes
+    from ferry.workflows.common import (
+        PERMANENT,
+        call_db,
+        emit,
+        failure_detail,
+        search_attributes,
+        tenant_policy,
+    )
     from ferry.workflows.dedupe import SeenEvents
 
 WORKFLOW = "tenant_upgrade_workflow"
@@ -173,7 +179,7 @@ class TenantUpgradeWorkflow:
             self._enter("validating")
             await self._validate(request)
             if request.policy is None:
-                policy = await self._policy()
+                policy = await tenant_policy()
             payment = await self._charge(request, policy)
             self._enter(f"applying the {request.to_plan} plan")
             await self._apply(request, payment)
@@ -215,12 +221,6 @@ class TenantUpgradeWorkflow:
                 f"{request.to_plan} is not a bigger plan than {request.from_plan}",
                 rolled_back=False,
             )
-
-    async def _policy(self) -> TenantPolicy:
-        policy: TenantPolicy = await workflow.execute_local_activity_method(
-            TenantPolicyActivities.policy, start_to_close_timeout=timedelta(seconds=10)
-        )
-        return policy
 
     async def _charge(self, request: UpgradeRequest, policy: TenantPolicy) -> PaymentResult:
         """Request the charge and wait for its result, or for the timeout."""
