@@ -12,56 +12,23 @@ import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from upstream import event, owner, provision, send
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
 from ferry.demo import EICAR, stage_upload
-from ferry.producers import EventPublisher, inbound_topic_for
+from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
 from ferry.workflows import file_sharing
-from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
 
 pytestmark = pytest.mark.stack
-
-
-def _event(event_type: str, tenant: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": event_type,
-        "occurred_at": datetime.now(UTC),
-        "tenant_id": tenant,
-        "correlation_id": None,
-        "source": "tests.upstream",
-        **fields,
-    }
-
-
-async def _send(publisher: EventPublisher, event: dict[str, Any]) -> None:
-    await publisher.publish(event, topic=inbound_topic_for(event["event_type"]))
-
-
-def _owner(tenant: str) -> str:
-    return f"owner@{tenant}.example"
 
 
 async def _tenant(client: Client, task_queue: str, provider: str = "local") -> str:
     """A tenant provisioned by its workflow, so that its owner is a member."""
     tenant = f"sh-{uuid.uuid4().hex[:12]}"
-    result = await client.execute_workflow(
-        TenantProvisioningWorkflow.run,
-        TenantCreation(
-            event_id=str(uuid.uuid4()),
-            tenant_id=tenant,
-            name=f"Tenant {tenant}",
-            plan="free",
-            region="eu-west",
-            admin_email=_owner(tenant),
-            storage_provider=provider,
-        ),
-        id=f"tenant-provisioning/{tenant}",
-        task_queue=task_queue,
-    )
+    result = await provision(client, task_queue, tenant, provider=provider)
     assert result.status == "provisioned"
     return tenant
 
@@ -78,7 +45,7 @@ async def _upload(
     upload = await stage_upload(
         local_storage, settings.ingest_bucket, tenant, filename, "text/plain", data
     )
-    await _send(publisher, upload)
+    await send(publisher, upload)
     [outcome] = await file_events.wait_for(
         lambda e: e.get("file_id") == upload["file_id"], timeout=120
     )
@@ -89,7 +56,7 @@ def _share(tenant: str, file_id: str, **fields: Any) -> dict[str, Any]:
     defaults: dict[str, Any] = {
         "share_id": str(uuid.uuid4()),
         "file_id": file_id,
-        "shared_by": _owner(tenant),
+        "shared_by": owner(tenant),
         "grantee_type": "email",
         "grantee": "friend@elsewhere.example",
         "permission": "download",
@@ -97,7 +64,7 @@ def _share(tenant: str, file_id: str, **fields: Any) -> dict[str, Any]:
         "notify": False,
         "message": None,
     }
-    return _event("file.share_requested", tenant, **{**defaults, **fields})
+    return event("file.share_requested", tenant, **{**defaults, **fields})
 
 
 @pytest.fixture
@@ -131,7 +98,7 @@ async def test_a_public_link_downloads_the_file_until_it_expires(
         notify=True,
         message="for Thursday",
     )
-    await _send(publisher, share)
+    await send(publisher, share)
 
     [shared] = await file_events.wait_for(lambda e: e.get("share_id") == share["share_id"])
     assert shared["event_type"] == "file.shared"
@@ -174,33 +141,33 @@ async def test_a_revoked_share_ends_with_file_share_revoked(
     tenant = await _tenant(client, task_queue)
     processed = await _upload(publisher, file_events, local_storage, settings, tenant, b"plans")
     share = _share(tenant, processed["file_id"], expires_at=datetime.now(UTC) + timedelta(days=30))
-    await _send(publisher, share)
+    await send(publisher, share)
     [shared] = await file_events.wait_for(lambda e: e.get("share_id") == share["share_id"])
     assert shared["event_type"] == "file.shared"
     assert shared["url"] is None
 
-    revocation = _event(
+    revocation = event(
         "file.share_revocation_requested",
         tenant,
         share_id=share["share_id"],
-        revoked_by=_owner(tenant),
+        revoked_by=owner(tenant),
     )
-    await _send(publisher, revocation)
-    await _send(publisher, revocation)
+    await send(publisher, revocation)
+    await send(publisher, revocation)
 
     [revoked] = await file_events.wait_for(lambda e: e.get("share_id") == share["share_id"])
     assert revoked["event_type"] == "file.share_revoked"
     assert revoked["grantee"] == "friend@elsewhere.example"
     handle = client.get_workflow_handle(file_sharing.workflow_id(tenant, share["share_id"]))
     outcome = await handle.result()
-    assert (outcome["status"], outcome["detail"]) == ("revoked", f"revoked by {_owner(tenant)}")
+    assert (outcome["status"], outcome["detail"]) == ("revoked", f"revoked by {owner(tenant)}")
 
 
 async def _refused(
     client: Client, publisher: EventPublisher, file_events: TopicFollower, share: dict[str, Any]
 ) -> str:
     """Send the share; it must end refused with nothing on the topic; the reason."""
-    await _send(publisher, share)
+    await send(publisher, share)
     handle = client.get_workflow_handle(
         file_sharing.workflow_id(share["tenant_id"], share["share_id"])
     )

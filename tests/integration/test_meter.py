@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
+from upstream import provision
 
 from ferry.activities.tenants import TenantPolicy
 from ferry.config import Settings
@@ -36,7 +37,6 @@ from ferry.workflows.tenant_monitoring import (
     UsageUpdate,
     workflow_id,
 )
-from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
 
 pytestmark = pytest.mark.stack
 
@@ -278,22 +278,9 @@ async def test_a_real_upload_moves_the_real_monitoring_workflows_usage_within_se
 ) -> None:
     """The whole path: upload → file.processed → meter → tenant_monitoring_workflow."""
     tenant = f"m-{uuid.uuid4().hex[:12]}"
-    provisioned = await client.execute_workflow(
-        TenantProvisioningWorkflow.run,
-        TenantCreation(
-            event_id=str(uuid.uuid4()),
-            tenant_id=tenant,
-            name=f"Tenant {tenant}",
-            plan="free",
-            region="eu-west",
-            admin_email=f"owner@{tenant}.example",
-            storage_provider="local",
-            # A measurement only every hour: what the state shows next comes from the meter.
-            policy=TenantPolicy(usage_interval_seconds=3600),
-        ),
-        id=f"tenant-provisioning/{tenant}",
-        task_queue=task_queue,
-    )
+    # A measurement only every hour: what the state shows next comes from the meter.
+    policy = TenantPolicy(usage_interval_seconds=3600)
+    provisioned = await provision(client, task_queue, tenant, policy=policy)
     assert provisioned.status == "provisioned"
     data = b"metered bytes\n" * 700
     upload = await stage_upload(

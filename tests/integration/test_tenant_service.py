@@ -12,13 +12,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
+from upstream import creation, event, provision, send
 
 from ferry.activities.tenants import TenantPolicy
 from ferry.config import Settings
@@ -26,46 +26,13 @@ from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
 from ferry.db import TenantPlan, TenantStatus, limits_for, tenant_scope
 from ferry.demo import stage_upload
-from ferry.producers import EventPublisher, inbound_topic_for
+from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage, StorageProvider, providers_from_env
 from ferry.worker import ferry_worker
 from ferry.workflows import tenant_monitoring
 from ferry.workflows.tenant_monitoring import MonitoringState, UsageUpdate
-from ferry.workflows.tenant_provisioning import (
-    ProvisioningResult,
-    TenantCreation,
-    TenantProvisioningWorkflow,
-)
 
 pytestmark = pytest.mark.stack
-
-
-def _event(event_type: str, tenant: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": event_type,
-        "occurred_at": datetime.now(UTC),
-        "tenant_id": tenant,
-        "correlation_id": None,
-        "source": "tests.upstream",
-        **fields,
-    }
-
-
-def _creation(tenant: str, provider: str = "local", plan: str = "free") -> dict[str, Any]:
-    return _event(
-        "tenant.creation_requested",
-        tenant,
-        name=f"Tenant {tenant}",
-        plan=plan,
-        region="eu-west",
-        admin_email=f"owner@{tenant}.example",
-        storage_provider=provider,
-    )
-
-
-async def _send(publisher: EventPublisher, event: dict[str, Any]) -> None:
-    await publisher.publish(event, topic=inbound_topic_for(event["event_type"]))
 
 
 def _new_tenant() -> str:
@@ -88,28 +55,6 @@ async def billing_commands(settings: Settings) -> AsyncIterator[TopicFollower]:
 async def notifications(settings: Settings) -> AsyncIterator[TopicFollower]:
     async with TopicFollower(settings.kafka_bootstrap, "ferry.notifications.v1") as follower:
         yield follower
-
-
-async def _provision(
-    client: Client, task_queue: str, tenant: str, policy: TenantPolicy | None = None
-) -> ProvisioningResult:
-    """Provision directly on the test queue, with a policy of the test's choosing."""
-    event = _creation(tenant)
-    return await client.execute_workflow(
-        TenantProvisioningWorkflow.run,
-        TenantCreation(
-            event_id=event["event_id"],
-            tenant_id=tenant,
-            name=event["name"],
-            plan="free",
-            region="eu-west",
-            admin_email=event["admin_email"],
-            storage_provider="local",
-            policy=policy,
-        ),
-        id=f"tenant-provisioning/{tenant}",
-        task_queue=task_queue,
-    )
 
 
 async def _monitoring_state(client: Client, tenant: str) -> MonitoringState:
@@ -150,9 +95,9 @@ async def test_a_tenant_is_provisioned_end_to_end(
     settings: Settings,
 ) -> None:
     tenant = _new_tenant()
-    request = _creation(tenant, provider="azure", plan="pro")
+    request = creation(tenant, provider="azure", plan="pro")
     started = time.perf_counter()
-    await _send(publisher, request)
+    await send(publisher, request)
 
     [provisioned] = await tenant_events.wait_for(
         lambda e: e["tenant_id"] == tenant and e["event_type"].startswith("tenant.provision")
@@ -193,7 +138,7 @@ async def test_a_tenant_is_provisioned_end_to_end(
     assert (state.status, state.plan) == ("active", "pro")
 
     # The same request again is a duplicate, not a second tenant.
-    await _send(publisher, {**request, "event_id": str(uuid.uuid4())})
+    await send(publisher, {**request, "event_id": str(uuid.uuid4())})
     with pytest.raises(TimeoutError):
         await tenant_events.wait_for(
             lambda e: e["tenant_id"] == tenant and e["event_type"].startswith("tenant.provision"),
@@ -224,7 +169,7 @@ async def test_a_provisioning_whose_storage_fails_leaves_nothing_behind(
 ) -> None:
     tenant = _new_tenant()
 
-    result = await _provision(client, broken_storage_queue, tenant)
+    result = await provision(client, broken_storage_queue, tenant)
 
     assert result.status == "failed"
     assert result.detail is not None and result.detail.startswith("storage failed")
@@ -251,8 +196,8 @@ async def test_a_paid_upgrade_changes_the_plan_and_duplicate_payments_change_not
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     tenant = _new_tenant()
-    assert (await _provision(client, task_queue, tenant)).status == "provisioned"
-    upgrade = _event(
+    assert (await provision(client, task_queue, tenant)).status == "provisioned"
+    upgrade = event(
         "tenant.upgrade_requested",
         tenant,
         upgrade_id="up-1",
@@ -260,7 +205,7 @@ async def test_a_paid_upgrade_changes_the_plan_and_duplicate_payments_change_not
         to_plan="pro",
         requested_by="owner",
     )
-    await _send(publisher, upgrade)
+    await send(publisher, upgrade)
 
     [charge] = await billing_commands.wait_for(lambda e: e["tenant_id"] == tenant)
     assert charge["event_type"] == "billing.charge_requested"
@@ -269,7 +214,7 @@ async def test_a_paid_upgrade_changes_the_plan_and_duplicate_payments_change_not
         29_00,
         "EUR",
     )
-    paid = _event(
+    paid = event(
         "billing.payment_succeeded",
         tenant,
         payment_id="pay-1",
@@ -278,11 +223,11 @@ async def test_a_paid_upgrade_changes_the_plan_and_duplicate_payments_change_not
         currency="EUR",
     )
     # The billing system delivers its event twice, then a contradicting late one.
-    await _send(publisher, paid)
-    await _send(publisher, paid)
-    await _send(
+    await send(publisher, paid)
+    await send(publisher, paid)
+    await send(
         publisher,
-        _event(
+        event(
             "billing.payment_failed",
             tenant,
             payment_id="pay-1",
@@ -335,8 +280,8 @@ async def test_a_failed_payment_leaves_the_old_plan(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     tenant = _new_tenant()
-    assert (await _provision(client, task_queue, tenant)).status == "provisioned"
-    upgrade = _event(
+    assert (await provision(client, task_queue, tenant)).status == "provisioned"
+    upgrade = event(
         "tenant.upgrade_requested",
         tenant,
         upgrade_id="up-9",
@@ -344,12 +289,12 @@ async def test_a_failed_payment_leaves_the_old_plan(
         to_plan="enterprise",
         requested_by="owner",
     )
-    await _send(publisher, upgrade)
+    await send(publisher, upgrade)
     [charge] = await billing_commands.wait_for(lambda e: e["tenant_id"] == tenant)
     assert charge["amount_minor"] == 499_00
-    await _send(
+    await send(
         publisher,
-        _event(
+        event(
             "billing.payment_failed",
             tenant,
             payment_id="pay-9",
@@ -380,7 +325,7 @@ async def test_a_tenant_over_quota_has_its_next_upload_rejected(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     tenant = _new_tenant()
-    assert (await _provision(client, task_queue, tenant)).status == "provisioned"
+    assert (await provision(client, task_queue, tenant)).status == "provisioned"
     quota = limits_for(TenantPlan.FREE).quota_bytes
     monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
 
@@ -399,7 +344,7 @@ async def test_a_tenant_over_quota_has_its_next_upload_rejected(
     upload = await stage_upload(
         local_storage, settings.ingest_bucket, tenant, "one-more.txt", "text/plain", b"x" * 100
     )
-    await _send(publisher, upload)
+    await send(publisher, upload)
     [rejected] = await file_events.wait_for(lambda e: e.get("file_id") == upload["file_id"])
     assert rejected["event_type"] == "file.rejected"
     assert rejected["reason"] == "quota_exceeded"
@@ -416,12 +361,12 @@ async def test_a_suspended_tenant_uploads_nothing_until_reactivated(
     settings: Settings,
 ) -> None:
     tenant = _new_tenant()
-    assert (await _provision(client, task_queue, tenant)).status == "provisioned"
+    assert (await provision(client, task_queue, tenant)).status == "provisioned"
 
-    suspension = _event(
+    suspension = event(
         "tenant.suspension_requested", tenant, reason="unpaid invoice", requested_by="billing"
     )
-    await _send(publisher, suspension)
+    await send(publisher, suspension)
     [suspended] = await tenant_events.wait_for(
         lambda e: e["tenant_id"] == tenant and e["event_type"] == "tenant.suspended"
     )
@@ -431,14 +376,14 @@ async def test_a_suspended_tenant_uploads_nothing_until_reactivated(
     upload = await stage_upload(
         local_storage, settings.ingest_bucket, tenant, "while-suspended.txt", "text/plain", b"hi"
     )
-    await _send(publisher, upload)
+    await send(publisher, upload)
     [rejected] = await file_events.wait_for(lambda e: e.get("file_id") == upload["file_id"])
     assert rejected["event_type"] == "file.rejected"
     assert "suspended" in rejected["detail"]
 
-    await _send(
+    await send(
         publisher,
-        _event("tenant.reactivation_requested", tenant, reason="paid", requested_by="billing"),
+        event("tenant.reactivation_requested", tenant, reason="paid", requested_by="billing"),
     )
     [reactivated] = await tenant_events.wait_for(
         lambda e: e["tenant_id"] == tenant and e["event_type"] == "tenant.reactivated"
@@ -447,7 +392,7 @@ async def test_a_suspended_tenant_uploads_nothing_until_reactivated(
     upload = await stage_upload(
         local_storage, settings.ingest_bucket, tenant, "after.txt", "text/plain", b"hello again"
     )
-    await _send(publisher, upload)
+    await send(publisher, upload)
     [processed] = await file_events.wait_for(lambda e: e.get("file_id") == upload["file_id"])
     assert processed["event_type"] == "file.processed"
 
@@ -470,20 +415,20 @@ async def test_deletion_after_its_grace_period_removes_the_tenants_data(
         ingest_bucket=settings.ingest_bucket,
         quarantine_bucket=settings.quarantine_bucket,
     )
-    assert (await _provision(client, task_queue, tenant, policy)).status == "provisioned"
+    assert (await provision(client, task_queue, tenant, policy=policy)).status == "provisioned"
     upload = await stage_upload(
         local_storage, settings.ingest_bucket, tenant, "keep.txt", "text/plain", b"data" * 100
     )
-    await _send(publisher, upload)
+    await send(publisher, upload)
     [processed] = await file_events.wait_for(lambda e: e.get("file_id") == upload["file_id"])
     assert processed["event_type"] == "file.processed"
     bucket = f"ferry-{tenant}"
     assert (await local_storage.list(bucket)).items
 
     requested = time.monotonic()
-    await _send(
+    await send(
         publisher,
-        _event("tenant.deletion_requested", tenant, reason="closed", requested_by="owner"),
+        event("tenant.deletion_requested", tenant, reason="closed", requested_by="owner"),
     )
 
     [deleted] = await tenant_events.wait_for(

@@ -8,11 +8,11 @@ import uuid
 
 import httpx
 import pytest
+from upstream import provision
 
 from ferry.config import Settings
 from ferry.telemetry import metrics_runtime
 from ferry.worker import connect, ferry_worker
-from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
 
 pytestmark = pytest.mark.stack
 
@@ -30,20 +30,7 @@ async def test_a_worker_serves_temporals_metrics_for_prometheus(settings: Settin
     queue = f"ferry-metrics-{uuid.uuid4().hex[:8]}"
     tenant = f"mx-{uuid.uuid4().hex[:10]}"
     async with ferry_worker(client, settings, queue):
-        await client.execute_workflow(
-            TenantProvisioningWorkflow.run,
-            TenantCreation(
-                event_id=str(uuid.uuid4()),
-                tenant_id=tenant,
-                name="Metrics",
-                plan="free",
-                region="eu",
-                admin_email=f"owner@{tenant}.example",
-                storage_provider="local",
-            ),
-            id=f"tenant-provisioning/{tenant}",
-            task_queue=queue,
-        )
+        await provision(client, queue, tenant)
         async with httpx.AsyncClient() as http:
             for _ in range(50):
                 text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
