@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -283,7 +284,9 @@ class FileMigrationWorkflow:
     async def _delete_verified(self, request: MigrationRequest, source: BucketRequest) -> None:
         """The sources of verified copies, once the whole migration is verified."""
         self._show("cleaning up")
-        await self._delete_items(request, source, MigrationItemState.VERIFIED)
+        await self._delete_items(
+            request, source, MigrationItemState.VERIFIED, lambda item: item.source_key
+        )
 
     async def _roll_back(
         self, request: MigrationRequest, target: BucketRequest, detail: str
@@ -294,15 +297,28 @@ class FileMigrationWorkflow:
             DatabaseActivities.rollback_file_migration,
             RollbackMigrationInput(request.tenant_id, request.migration_id, detail),
         )
-        await self._delete_items(request, target, MigrationItemState.ROLLED_BACK)
+        # The copies, but never an object the target held before the migration began.
+        await self._delete_items(
+            request,
+            target,
+            MigrationItemState.ROLLED_BACK,
+            lambda item: (
+                None if item.detail == PRESENT_BEFORE else item.target_key or item.source_key
+            ),
+        )
         self._progress.files_done = self._progress.bytes_done = 0
         self._show("rolled back")
         failed = await self._emit(request, "file.migration_failed", True, detail)
         return MigrationResult("rolled_back", self._progress, detail, [failed])
 
     async def _delete_items(
-        self, request: MigrationRequest, bucket: BucketRequest, state: MigrationItemState
+        self,
+        request: MigrationRequest,
+        bucket: BucketRequest,
+        state: MigrationItemState,
+        key_of: Callable[[MigrationItem], str | None],
     ) -> None:
+        """Delete, from `bucket`, the key `key_of` names for each item in `state`."""
         after: str | None = None
         while True:
             page = await call_db(
@@ -311,14 +327,7 @@ class FileMigrationWorkflow:
                     request.tenant_id, request.migration_id, [state], after, limit=1000
                 ),
             )
-            # Verified items' sources (after a migration), or rolled-back items' copies,
-            # but never an object the target held before the migration began.
-            keys = [
-                (item.source_key if state == MigrationItemState.VERIFIED else item.target_key)
-                or item.source_key
-                for item in page.items
-                if state == MigrationItemState.VERIFIED or item.detail != PRESENT_BEFORE
-            ]
+            keys = [key for key in map(key_of, page.items) if key]
             if keys:
                 await workflow.execute_activity_method(
                     MigrationActivities.delete_objects,

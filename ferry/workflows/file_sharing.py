@@ -194,12 +194,14 @@ class FileSharingWorkflow:
         """Wait for the expiry or a revocation; then end the grant in the database."""
         self._enter("active" + (f" until {expires_at.isoformat()}" if expires_at else ""))
         timeout = None if expires_at is None else (expires_at - workflow.now()).total_seconds()
-        try:
-            # Checks retried past a short expiry leave no time to wait: expired at once.
-            if timeout is not None and timeout <= 0:
-                raise TimeoutError
-            await workflow.wait_condition(lambda: self._revocation is not None, timeout=timeout)
-        except TimeoutError:
+        # Checks retried past a short expiry leave no time to wait: expired at once.
+        expired = timeout is not None and timeout <= 0
+        if not expired:
+            try:
+                await workflow.wait_condition(lambda: self._revocation is not None, timeout=timeout)
+            except TimeoutError:
+                expired = True
+        if expired:
             await call_db(
                 DatabaseActivities.revoke_share,
                 RevokeShareInput(share.tenant_id, share.share_id, expired=True),
