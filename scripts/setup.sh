@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Ferry needs on a fresh Debian machine; a second run takes seconds.
 #   - Debian packages (as root): ClamAV's daemon and test files, PostgreSQL, Tesseract OCR,
-#     Java, Maven, Node
+#     Chromium (the UI test), docker-compose (to validate compose.yaml), Java, Maven, Node
 #   - the Python virtual environment (.venv) with Ferry and its dev tools
 #   - Apache Kafka's jars, fetched with Maven into the cache (~/.cache/ferry)
 #   - Azurite, from the npm registry, into the same cache
