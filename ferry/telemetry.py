@@ -28,17 +28,23 @@ _configured = False
 
 
 def configure_tracing(service: str, exporter: SpanExporter | None = None) -> None:
-    """The process's tracer provider (once); spans go to `exporter`, or to OTLP if configured."""
+    """The process's tracer provider (once); spans go to `exporter`, or to OTLP if configured.
+
+    With nowhere to send spans, none are recorded: the API's non-recording
+    spans still carry the incoming trace context through the process (records,
+    workflows, emitted events), at no cost per record.
+    """
     global _configured
     if _configured:
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if exporter is None and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter()
-    if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    if exporter is None:
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _configured = True
 

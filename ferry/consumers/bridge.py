@@ -20,11 +20,12 @@ Guarantees, and how:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,7 +35,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -78,28 +78,61 @@ def header(record: Record, name: str) -> str | None:
     return None
 
 
-class LedgerCheck(Protocol):
-    @property
-    def tenant_known(self) -> bool: ...
-
-    @property
-    def processed(self) -> bool: ...
-
-
 class Ledger(Protocol):
     """Known tenants and processed events (the database's `EventLedger`)."""
 
-    async def check(
-        self,
-        tenant_id: str,
-        consumer: str,
-        event_id: str,
-        *,
-        known_tenant: bool = False,
-        processed_possible: bool = True,
-    ) -> LedgerCheck: ...
+    async def existing_tenants(self, tenant_ids: Collection[str]) -> set[str]: ...
+
+    async def processed(self, tenant_id: str, consumer: str, event_id: str) -> bool: ...
 
     async def mark_many(self, consumer: str, events: Sequence[tuple[str, str, str]]) -> None: ...
+
+
+class TenantDirectory:
+    """Which tenants exist, remembered for a while and asked in batches.
+
+    The records of one poll are dispatched together; the tenants none of them
+    has seen lately are looked up in one query, not one per record. A tenant
+    found missing is asked again next time (it may have been created since).
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[Collection[str]], Awaitable[set[str]]],
+        remember_seconds: float = TENANT_CACHE_SECONDS,
+    ) -> None:
+        self._lookup = lookup
+        self._remember = remember_seconds
+        self._seen: dict[str, float] = {}
+        self._pending: dict[str, asyncio.Future[bool]] = {}
+        self._batch: asyncio.Task[None] | None = None
+
+    async def exists(self, tenant: str) -> bool:
+        seen = self._seen.get(tenant)
+        if seen is not None and time.monotonic() - seen < self._remember:
+            return True
+        answer = self._pending.get(tenant)
+        if answer is None:
+            answer = self._pending[tenant] = asyncio.get_running_loop().create_future()
+            if self._batch is None:
+                # Runs after the records dispatched with this one have asked too.
+                self._batch = asyncio.create_task(self._ask())
+        # Shielded: a record cancelled while waiting must not cancel the others' answer.
+        return await asyncio.shield(answer)
+
+    async def _ask(self) -> None:
+        pending, self._pending, self._batch = self._pending, {}, None
+        try:
+            existing = await self._lookup(list(pending))
+        except Exception as exc:  # every record waiting fails with it
+            for answer in pending.values():
+                answer.set_exception(exc)
+            return
+        now = time.monotonic()
+        for tenant, answer in pending.items():
+            if tenant in existing:
+                self._seen[tenant] = now
+            answer.set_result(tenant in existing)
 
 
 @dataclass
@@ -114,6 +147,7 @@ class BridgeConfig:
     shutdown_grace: float = 30.0
     # Commit at most this often while running (always on revocation and shutdown).
     commit_interval: float = 0.2
+    fetch_max_wait_ms: int = 50
 
 
 class _PartitionProgress:
@@ -140,7 +174,11 @@ class _PartitionProgress:
         return point
 
     @property
-    def in_flight(self) -> int:
+    def unfinished(self) -> int:
+        return len(self._offsets) - len(self._done)
+
+    @property
+    def uncommitted(self) -> int:
         return len(self._offsets)
 
 
@@ -181,8 +219,10 @@ class Bridge:
         self._key_tails: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
         self._failure: BaseException | None = None
         self._paused = False
+        self._finished = asyncio.Event()  # set whenever a record finishes
+        self._waiting = 0  # records waiting for an earlier record of their key
         self._last_commit = 0.0
-        self._known_tenants: dict[str, float] = {}
+        self.tenants = TenantDirectory(ledger.existing_tenants) if ledger is not None else None
         self._unmarked: list[tuple[str, str, str]] = []
         # The namespace's retention, once known (see `_older_than_temporal_remembers`).
         self.retention: timedelta | None = None
@@ -198,6 +238,9 @@ class Bridge:
             auto_offset_reset=self.config.auto_offset_reset,
             isolation_level="read_committed",
             max_poll_records=self.config.max_in_flight,
+            # A fetch sent while partitions were paused waits this long for data;
+            # the partitions resumed meanwhile are only fetched after it returns.
+            fetch_max_wait_ms=self.config.fetch_max_wait_ms,
         )
         if self.ledger is not None and self.retention is None:
             self.retention = await namespace_retention(self.client)
@@ -205,11 +248,16 @@ class Bridge:
         await self.consumer.start()
         try:
             while not stop.is_set() and self._failure is None:
-                batches = await self.consumer.getmany(timeout_ms=100)
-                for tp, records in batches.items():
-                    for record in records:
-                        self._dispatch(tp, record)
-                self._apply_backpressure()
+                room = self._apply_backpressure()
+                if room > 0:
+                    batches = await self.consumer.getmany(timeout_ms=100, max_records=room)
+                    for tp, records in batches.items():
+                        for record in records:
+                            self._dispatch(tp, record)
+                else:  # full: wait for a record to finish (or the next commit)
+                    self._finished.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._finished.wait(), self.config.commit_interval)
                 if time.monotonic() - self._last_commit >= self.config.commit_interval:
                     await self._commit()
             await self._drain(self.config.shutdown_grace)
@@ -242,7 +290,11 @@ class Bridge:
     ) -> None:
         bind(topic=tp.topic, partition=tp.partition, offset=record.offset)
         if previous is not None:
-            await asyncio.wait([previous])
+            self._waiting += 1  # behind its key: not in flight at Temporal yet
+            try:
+                await asyncio.wait([previous])
+            finally:
+                self._waiting -= 1
             # If the record before this one of the same key did not finish, neither
             # may this one: it would overtake it.
             if previous.cancelled() or previous.exception() is not None:
@@ -266,19 +318,33 @@ class Bridge:
         progress = self._progress.get(tp)
         if progress is not None:
             progress.finish(record.offset)
+        self._finished.set()
 
-    def _apply_backpressure(self) -> None:
+    def _apply_backpressure(self) -> int:
+        """The room left for records; the partitions are paused while there is none.
+
+        Up to `max_in_flight` records may be at Temporal, and as many may wait
+        behind an earlier record of their key: those are not at Temporal, so
+        one busy key does not take the others' room. Each record that finishes
+        makes room for the next, so under load `max_in_flight` requests stay at
+        Temporal. Finished records wait for the next commit; behind a slow
+        record their offsets pile up, so they are bounded too (four times as many).
+        """
         assert self.consumer is not None
-        in_flight = sum(p.in_flight for p in self._progress.values())
+        in_flight = sum(p.unfinished for p in self._progress.values()) - self._waiting
+        uncommitted = sum(p.uncommitted for p in self._progress.values())
         self.metrics.in_flight.set(in_flight)
-        if in_flight >= self.config.max_in_flight and not self._paused:
+        most = self.config.max_in_flight
+        room = min(most - in_flight, most - self._waiting, 4 * most - uncommitted)
+        if room <= 0 and not self._paused:
             self.consumer.pause(*self.consumer.assignment())
             self._paused = True
             self.metrics.paused.set(1)
-        elif in_flight < self.config.max_in_flight // 2 and self._paused:
+        elif room > 0 and self._paused:
             self.consumer.resume(*self.consumer.assignment())
             self._paused = False
             self.metrics.paused.set(0)
+        return room
 
     async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         assert self.consumer is not None
@@ -378,30 +444,20 @@ class Bridge:
         self, route: Route, event: dict[str, Any], record: Record | None = None
     ) -> Outcome:
         """Deliver unless the tenant is unknown (DLQ) or the ledger has the event (duplicate)."""
-        if self.ledger is None:
+        if self.ledger is None or self.tenants is None:
             return await self._deliver(route, event)
         tenant, event_id = event["tenant_id"], event["event_id"]
         bind(tenant_id=tenant, event_id=event_id, workflow_id=route.workflow_id(event))
-        check = await self.ledger.check(
-            tenant, self.config.group_id, event_id,
-            known_tenant=self._tenant_cached(tenant),
-            processed_possible=self._older_than_temporal_remembers(event, record),
-        )  # fmt: skip
-        if route.tenant_must_exist and not check.tenant_known:
+        if route.tenant_must_exist and not await self.tenants.exists(tenant):
             raise Rejected(f"unknown tenant {tenant!r}")
-        if check.tenant_known:
-            self._known_tenants[tenant] = time.monotonic()
-        if check.processed:
+        if self._older_than_temporal_remembers(event, record) and await self.ledger.processed(
+            tenant, self.config.group_id, event_id
+        ):
             return Outcome.DUPLICATE
         outcome = await self._deliver(route, event)
         # Written in bulk just before the next offset commit (see `_commit`).
         self._unmarked.append((tenant, event_id, event["event_type"]))
         return outcome
-
-    def _tenant_cached(self, tenant: str) -> bool:
-        """Seen to exist within the last minute (tenants come and go far less often)."""
-        seen = self._known_tenants.get(tenant)
-        return seen is not None and time.monotonic() - seen < TENANT_CACHE_SECONDS
 
     def _older_than_temporal_remembers(self, event: dict[str, Any], record: Record | None) -> bool:
         """Whether Temporal may have forgotten a workflow this event started.
@@ -438,16 +494,7 @@ class Bridge:
                 raise
             return Outcome.SIGNALLED
         try:
-            handle = await self.client.start_workflow(
-                route.workflow,
-                route.to_input(event),
-                id=workflow_id,
-                task_queue=self.config.task_queues[route.queue],
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=route.search_attributes(event),
-                static_summary=route.summary(event),
-            )
+            handle = await route.start(self.client, event, self.config.task_queues[route.queue])
         except WorkflowAlreadyStartedError:
             # The run of this business key existed and closed: this event is done.
             return Outcome.DUPLICATE

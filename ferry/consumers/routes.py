@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from temporalio.common import TypedSearchAttributes
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 
 from ferry.activities.storage import StorageRef
 from ferry.workflows import (
@@ -56,6 +61,22 @@ class Route:
 
     def search_attributes(self, event: Event) -> TypedSearchAttributes:
         return search_attributes(str(event["tenant_id"]), event.get("file_id"))
+
+    async def start(
+        self, client: Client, event: Event, task_queue: str
+    ) -> WorkflowHandle[Any, Any]:
+        """Start the event's workflow: a second start of its ID is refused while
+        Temporal remembers a closed run, and joins a running one."""
+        return await client.start_workflow(
+            self.workflow,
+            self.to_input(event),
+            id=self.workflow_id(event),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=self.search_attributes(event),
+            static_summary=self.summary(event),
+        )
 
 
 def _upload(e: Event) -> file_upload.FileUploadInput:

@@ -46,9 +46,9 @@ async def bridge_client(settings: Settings) -> Client:
 
 
 def event_ledger(settings: Settings) -> EventLedger:
-    # A connection for every record that may be in flight, so none waits for one.
-    pool = max(4, settings.max_in_flight // 4)
-    return EventLedger(create_engine(settings.database_url.get_secret_value(), pool_size=pool))
+    # Tenants are asked in batches and events recorded in bulk; only records older
+    # than half Temporal's retention need a query of their own (see `Bridge`).
+    return EventLedger(create_engine(settings.database_url.get_secret_value(), pool_size=8))
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:

@@ -4,38 +4,32 @@ Temporal refuses a second run of a workflow ID only while it remembers the
 first (its retention); the ledger remembers which events a consumer handled for
 as long as its rows are kept, and tells the bridge which tenants exist.
 
-It runs for every inbound record, so it uses SQLAlchemy Core on a connection
-(no ORM session) and two short transactions per record, each scoped to the
-event's tenant like every other access (row-level security applies).
+It sits on the path of every inbound record, so it works in batches: which
+tenants of many records exist, and which events were handled, each in one
+round trip, with SQLAlchemy Core on a connection (no ORM session). Every row is
+still read and written in its own tenant's scope (row-level security applies).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ferry.db.session import SET_TENANT, validate_tenant_id
 
-_CHECK = text(
-    "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = :tenant_id),"
-    " EXISTS (SELECT 1 FROM processed_events"
-    "         WHERE tenant_id = :tenant_id AND consumer = :consumer AND event_id = :event_id)"
+_PROCESSED = text(
+    "SELECT EXISTS (SELECT 1 FROM processed_events"
+    "               WHERE tenant_id = :tenant_id AND consumer = :consumer AND event_id = :event_id)"
 )
+# Both loop over the tenants inside the database, one tenant's scope at a time
+# (migration 0002): a round trip per batch, not per tenant.
+_EXISTING = text("SELECT ferry_existing_tenants(CAST(:tenant_ids AS text[]))")
 _MARK = text(
-    "INSERT INTO processed_events (tenant_id, consumer, event_id, event_type)"
-    " VALUES (:tenant_id, :consumer, :event_id, :event_type)"
-    " ON CONFLICT (tenant_id, consumer, event_id) DO NOTHING"
+    "SELECT ferry_mark_processed(:consumer, CAST(:tenant_ids AS text[]),"
+    " CAST(:event_ids AS text[]), CAST(:event_types AS text[]))"
 )
-
-
-@dataclass(frozen=True)
-class LedgerCheck:
-    tenant_known: bool
-    processed: bool
 
 
 class EventLedger:
@@ -44,23 +38,16 @@ class EventLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def check(
-        self,
-        tenant_id: str,
-        consumer: str,
-        event_id: str,
-        *,
-        known_tenant: bool = False,
-        processed_possible: bool = True,
-    ) -> LedgerCheck:
-        """Does the tenant exist, and has `consumer` processed the event?
+    async def existing_tenants(self, tenant_ids: Collection[str]) -> set[str]:
+        """Which of `tenant_ids` exist, asked in one round trip."""
+        ids = [validate_tenant_id(tenant_id) for tenant_id in dict.fromkeys(tenant_ids)]
+        if not ids:
+            return set()
+        async with self._engine.begin() as conn:
+            return set((await conn.execute(_EXISTING, {"tenant_ids": ids})).scalars())
 
-        The caller may already know that the tenant exists, or that the event is
-        too young for Temporal to have forgotten a workflow it started; the
-        database is not asked what is already known.
-        """
-        if known_tenant and not processed_possible:
-            return LedgerCheck(tenant_known=True, processed=False)
+    async def processed(self, tenant_id: str, consumer: str, event_id: str) -> bool:
+        """Has `consumer` recorded the event as processed?"""
         params = {
             "tenant_id": validate_tenant_id(tenant_id),
             "consumer": consumer,
@@ -68,24 +55,21 @@ class EventLedger:
         }
         async with self._engine.begin() as conn:
             await conn.execute(SET_TENANT, params)
-            known, processed = (await conn.execute(_CHECK, params)).one()
-        return LedgerCheck(tenant_known=bool(known), processed=bool(processed))
+            return bool((await conn.execute(_PROCESSED, params)).scalar())
 
     async def mark_many(self, consumer: str, events: Sequence[tuple[str, str, str]]) -> None:
-        """Record `(tenant_id, event_id, event_type)` triples in one transaction.
+        """Record `(tenant_id, event_id, event_type)` triples in one round trip.
 
-        The tenant setting is local to the transaction and may change inside it:
-        each tenant's rows are written under that tenant's scope.
+        Each tenant's rows are written under that tenant's scope.
         """
-        by_tenant: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for tenant_id, event_id, event_type in events:
-            by_tenant[validate_tenant_id(tenant_id)].append(
-                {"tenant_id": tenant_id, "consumer": consumer, "event_id": event_id,
-                 "event_type": event_type}
-            )  # fmt: skip
-        if not by_tenant:
+        if not events:
             return
+        tenant_ids = [validate_tenant_id(tenant_id) for tenant_id, _, _ in events]
+        params = {
+            "consumer": consumer,
+            "tenant_ids": tenant_ids,
+            "event_ids": [event_id for _, event_id, _ in events],
+            "event_types": [event_type for _, _, event_type in events],
+        }
         async with self._engine.begin() as conn:
-            for tenant_id, rows in by_tenant.items():
-                await conn.execute(SET_TENANT, {"tenant_id": tenant_id})
-                await conn.execute(_MARK, rows)
+            await conn.execute(_MARK, params)

@@ -66,17 +66,21 @@ async def _query(url: str, sql: str, **params: Any) -> list[Any]:
         await engine.dispose()
 
 
-async def _schema(url: str) -> tuple[set[str], int, list[str]]:
-    """Tables, policies and the recorded revision of the public schema."""
+async def _schema(url: str) -> tuple[set[str], int, set[str], list[str]]:
+    """Tables, policies, Ferry's functions and the recorded revision of the public schema."""
     tables = {
         row.tablename
         for row in await _query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
     policies = len(await _query(url, "SELECT 1 FROM pg_policies WHERE schemaname = 'public'"))
+    functions = {
+        row.proname
+        for row in await _query(url, "SELECT proname FROM pg_proc WHERE proname LIKE 'ferry_%'")
+    }
     revision = []
     if "alembic_version" in tables:
         revision = [row.version_num for row in await _query(url, "SELECT * FROM alembic_version")]
-    return tables, policies, revision
+    return tables, policies, functions, revision
 
 
 async def _cli(*args: str) -> None:
@@ -86,8 +90,10 @@ async def _cli(*args: str) -> None:
 
 
 async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_url: str) -> None:
-    at_head = (TABLES | {"alembic_version"}, len(TABLES), ["0001"])
-    at_base: tuple[set[str], int, list[str]] = ({"alembic_version"}, 0, [])
+    functions = {"ferry_existing_tenants", "ferry_mark_processed"}
+    at_head = (TABLES | {"alembic_version"}, len(TABLES), functions, ["0002"])
+    at_first = (TABLES | {"alembic_version"}, len(TABLES), set(), ["0001"])
+    at_base: tuple[set[str], int, set[str], list[str]] = ({"alembic_version"}, 0, set(), [])
     await _cli("upgrade", "--url", scratch_url)
     assert await _schema(scratch_url) == at_head
     await _cli("upgrade", "head", "--url", scratch_url)  # at head already: nothing to do
@@ -96,7 +102,9 @@ async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_
     assert await _schema(scratch_url) == at_base
     await _cli("upgrade", "head", "--url", scratch_url)
     assert await _schema(scratch_url) == at_head
-    await _cli("downgrade", "--url", scratch_url)  # one step back from the first revision
+    await _cli("downgrade", "--url", scratch_url)  # one step back: the ledger's functions go
+    assert await _schema(scratch_url) == at_first
+    await _cli("downgrade", "--url", scratch_url)
     assert await _schema(scratch_url) == at_base
 
 
@@ -175,4 +183,4 @@ async def test_upgrade_refuses_an_unfit_application_role(
     config.cmd_opts = argparse.Namespace(x=[f"app_role={role}"])
     with pytest.raises(DBAPIError, match=message):
         await asyncio.to_thread(upgrade, config)
-    assert await _schema(scratch_url) == (set(), 0, [])
+    assert await _schema(scratch_url) == (set(), 0, set(), [])
