@@ -673,3 +673,8 @@ def test_ocr_is_attempted_on_text_like_images_and_skipped_on_photos() -> None:
     assert not looks_like_text(noise, 0.35)
     assert not looks_like_text(gradient, 0.35)
     assert looks_like_text(noise, 0.0)  # 0: always OCR
+
+
+def test_ocr_is_skipped_on_a_blank_image() -> None:
+    blank = Image.new("RGB", (800, 600), (40, 120, 200))
+    assert not looks_like_text(blank, 0.35)
