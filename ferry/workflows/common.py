@@ -43,8 +43,18 @@ def search_attributes(tenant_id: str, file_id: str | None = None) -> TypedSearch
     return TypedSearchAttributes(pairs)
 
 
-async def call_db(activity: Any, request: Any, retry: RetryPolicy = DB_RETRY) -> Any:
-    """One database activity: a short transaction, retried until it is done."""
+async def call_db(
+    activity: Any, request: Any, retry: RetryPolicy = DB_RETRY, *, local: bool = False
+) -> Any:
+    """One database activity: a short transaction, retried until it is done.
+
+    `local`: run it as a local activity, in the worker that runs the workflow
+    task, recorded with the task's completion: no round trip through the server.
+    """
+    if local:
+        return await workflow.execute_local_activity_method(
+            activity, request, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
+        )
     return await workflow.execute_activity_method(
         activity, request, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
     )
@@ -65,11 +75,14 @@ async def emit(
     source: str,
     correlation_id: str | None,
     sequence: int = 0,
+    local_activity: bool = False,
     **fields: Any,
 ) -> str:
     """Publish one event with its deterministic ID (CONTRACT §2); returns the ID.
 
-    `sequence` tells apart the events of one type that one workflow emits more than once.
+    `sequence` tells apart the events of one type that one workflow emits more
+    than once; `local_activity` publishes from the workflow's own worker (see
+    `call_db`).
     """
     event_id = event_id_for(workflow.info().workflow_id, event_type, sequence)
     envelope = {
@@ -80,7 +93,12 @@ async def emit(
         "correlation_id": correlation_id,
         "source": source,
     }
-    await workflow.execute_activity_method(
+    execute = (
+        workflow.execute_local_activity_method
+        if local_activity
+        else workflow.execute_activity_method
+    )
+    await execute(
         EventActivities.publish,
         OutboundEvent(fields={**envelope, **fields}),
         start_to_close_timeout=timedelta(minutes=1),

@@ -289,6 +289,9 @@ async def record_tenants() -> None:
 
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
+    # The `file_upload_*_before_local_steps` histories are not recorded here: they
+    # keep the uploads from before the `short-steps-as-local-activities` patch,
+    # whose database steps and events were ordinary activities, replaying.
     await record_upload("file_upload_processed", "poster.png", "image/png", DEMO_FILES[0][2])
     await record_upload("file_upload_infected", "notes.txt", "text/plain", EICAR)
     await record_upload(
