@@ -35,7 +35,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ferry.activities.sniff import sniff_content_type
-from ferry.activities.storage import StorageRef
+from ferry.activities.storage import StorageRef, provider_named
 from ferry.db.enums import RejectionReason
 from ferry.storage import ObjectNotFound, StorageProvider
 
@@ -688,14 +688,7 @@ class MediaActivities:
         return self._detector is not None
 
     def _provider(self, name: str) -> StorageProvider:
-        try:
-            return self._providers[name]
-        except KeyError:
-            raise ApplicationError(
-                f"storage provider {name!r} is not configured",
-                type="UnknownProvider",
-                non_retryable=True,
-            ) from None
+        return provider_named(self._providers, name)
 
     def _nude_detector(self) -> Any:
         """The NudeDetector, loaded once per instance on first use (thread-safe)."""

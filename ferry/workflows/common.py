@@ -51,13 +51,14 @@ async def call_db(
     `local`: run it as a local activity, in the worker that runs the workflow
     task, recorded with the task's completion: no round trip through the server.
     """
-    if local:
-        return await workflow.execute_local_activity_method(
-            activity, request, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
-        )
-    return await workflow.execute_activity_method(
+    return await _execute(local)(
         activity, request, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
     )
+
+
+def _execute(local: bool) -> Any:
+    """`workflow.execute_local_activity_method` or `workflow.execute_activity_method`."""
+    return workflow.execute_local_activity_method if local else workflow.execute_activity_method
 
 
 async def tenant_policy() -> TenantPolicy:
@@ -93,12 +94,7 @@ async def emit(
         "correlation_id": correlation_id,
         "source": source,
     }
-    execute = (
-        workflow.execute_local_activity_method
-        if local_activity
-        else workflow.execute_activity_method
-    )
-    await execute(
+    await _execute(local_activity)(
         EventActivities.publish,
         OutboundEvent(fields={**envelope, **fields}),
         start_to_close_timeout=timedelta(minutes=1),

@@ -581,6 +581,16 @@ async def charge_requested(fakes: FakeActivities) -> dict[str, Any]:
     return charge
 
 
+def failed_upgrade(
+    fakes: FakeActivities, state: UpgradeState, detail: str, *, rolled_back: bool
+) -> dict[str, Any]:
+    """The upgrade failed with `detail`, in its state and in its one `tenant.upgrade_failed`."""
+    assert (state.outcome, state.rolled_back, state.detail) == ("failed", rolled_back, detail)
+    [failed] = fakes.published("tenant.upgrade_failed")
+    assert (failed["rolled_back"], failed["detail"]) == (rolled_back, detail)
+    return failed
+
+
 async def test_a_paid_upgrade_applies_the_plan_and_tells_the_monitoring_workflow(
     env: WorkflowEnvironment,
 ) -> None:
@@ -650,15 +660,13 @@ async def test_a_failed_payment_leaves_the_plan_as_it_was(
         state = await handle.result()
 
     detail = "payment failed: card declined; the plan stays as it was"
-    assert (state.outcome, state.rolled_back, state.detail) == ("failed", True, detail)
+    failed = failed_upgrade(fakes, state, detail, rolled_back=True)
     assert fakes.requests("apply_tenant_plan") == []
     assert fakes.tenant is not None and fakes.tenant.plan == TenantPlan.FREE
     assert [e["event_type"] for e in fakes.events] == [
         "billing.charge_requested", "tenant.upgrade_failed",
     ]  # fmt: skip
-    [failed] = fakes.published("tenant.upgrade_failed")
     assert failed["event_id"] == event_id_for(upgrade_workflow_id(request), "tenant.upgrade_failed")
-    assert (failed["rolled_back"], failed["detail"]) == (True, detail)
 
 
 async def test_no_payment_within_a_day_fails_the_upgrade_without_waiting_a_day(
@@ -677,15 +685,13 @@ async def test_no_payment_within_a_day_fails_the_upgrade_without_waiting_a_day(
     # A day for the payment, and a day more for a late one to refund: no wall time.
     assert asyncio.get_running_loop().time() - started < 60
     detail = "no payment result within 86400 s; the plan stays as it was"
-    assert (state.outcome, state.rolled_back, state.detail) == ("failed", True, detail)
+    failed = failed_upgrade(fakes, state, detail, rolled_back=True)
     assert state.payment is None
     assert fakes.requests("apply_tenant_plan") == []
     assert [e["event_type"] for e in fakes.events] == [
         "billing.charge_requested", "tenant.upgrade_failed",
     ]  # fmt: skip
-    [failed] = fakes.published("tenant.upgrade_failed")
     assert failed["event_id"] == event_id_for(upgrade_workflow_id(request), "tenant.upgrade_failed")
-    assert (failed["rolled_back"], failed["detail"]) == (True, detail)
 
 
 async def test_an_upgrade_that_timed_out_shows_its_outcome_once_no_late_payment_came(
@@ -810,7 +816,7 @@ async def test_a_plan_that_cannot_be_applied_is_rolled_back_and_refunded(
 
     reason = "applying the plan failed: InvalidTransition: the plan's limits are refused"
     detail = f"{reason}; the old plan is restored and refunded"
-    assert (state.outcome, state.rolled_back, state.detail) == ("failed", True, detail)
+    failed_upgrade(fakes, state, detail, rolled_back=True)
     assert fakes.requests("apply_tenant_plan") == [
         ApplyPlanInput(tenant_id, TenantPlan.PRO), ApplyPlanInput(tenant_id, TenantPlan.FREE),
     ]  # fmt: skip
@@ -824,8 +830,6 @@ async def test_a_plan_that_cannot_be_applied_is_rolled_back_and_refunded(
         charge["payment_request_id"], "pay-1", request.upgrade_id,
     )  # fmt: skip
     assert (refund["amount_minor"], refund["currency"], refund["reason"]) == (29_00, "EUR", reason)
-    [failed] = fakes.published("tenant.upgrade_failed")
-    assert (failed["rolled_back"], failed["detail"]) == (True, detail)
     assert fakes.published("tenant.upgraded") == []
 
 
@@ -851,15 +855,13 @@ async def test_a_plan_that_cannot_be_restored_either_is_refunded_and_not_called_
         f"{reason}; restoring the free plan failed too "
         "(InvalidTransition: the database refused); refunded"
     )
-    assert (state.outcome, state.rolled_back, state.detail) == ("failed", False, detail)
+    failed_upgrade(fakes, state, detail, rolled_back=False)
     assert [r.plan for r in fakes.requests("apply_tenant_plan")] == ["pro", "free"]
     assert [e["event_type"] for e in fakes.events] == [
         "billing.charge_requested", "billing.refund_requested", "tenant.upgrade_failed",
     ]  # fmt: skip
     [refund] = fakes.published("billing.refund_requested")
     assert (refund["reason"], refund["amount_minor"]) == (reason, 29_00)
-    [failed] = fakes.published("tenant.upgrade_failed")
-    assert (failed["rolled_back"], failed["detail"]) == (False, detail)
 
 
 @pytest.mark.parametrize(
@@ -886,12 +888,10 @@ async def test_an_invalid_upgrade_is_refused_without_a_charge(
     async with tenant_worker(env, fakes) as queue:
         state = await (await start_upgrade(env, queue, request)).result()
 
-    assert (state.outcome, state.rolled_back, state.detail) == ("failed", False, detail)
+    failed = failed_upgrade(fakes, state, detail, rolled_back=False)
     assert state.payment_request_id is None
-    [failed] = fakes.events
-    assert failed["event_type"] == "tenant.upgrade_failed"
+    assert fakes.events == [failed]
     assert failed["event_id"] == event_id_for(upgrade_workflow_id(request), "tenant.upgrade_failed")
-    assert (failed["rolled_back"], failed["detail"]) == (False, detail)
     assert (failed["from_plan"], failed["to_plan"]) == (from_plan, to_plan)
     assert fakes.names(*WRITES) == []
 
