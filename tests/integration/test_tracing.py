@@ -8,6 +8,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
@@ -16,6 +17,7 @@ from ferry.demo import stage_upload
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
 from ferry.telemetry import configure_tracing
+from ferry.workflows import file_upload
 
 pytestmark = pytest.mark.stack
 
@@ -33,6 +35,7 @@ async def test_one_trace_id_follows_an_upload_from_its_record_to_file_processed(
     bridge: Bridge,
     publisher: EventPublisher,
     file_events: TopicFollower,
+    client: Client,
     local_storage: LocalStorage,
     settings: Settings,
     tenant: str,
@@ -50,6 +53,9 @@ async def test_one_trace_id_follows_an_upload_from_its_record_to_file_processed(
     emitted = processed["headers"]["traceparent"]
     assert emitted.split("-")[1] == trace_id
     assert emitted != upstream  # a span of the workflow's activity, not the upstream one
+    # The event is on the topic a moment before the activity that sent it returns and its span
+    # ends; the workflow's own completion comes after that.
+    await client.get_workflow_handle(file_upload.workflow_id(tenant, upload["file_id"])).result()
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     provider.force_flush()
