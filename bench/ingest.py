@@ -5,7 +5,7 @@ On the local stack (`ferry stack up`), it measures
   (a) the raw rate of `client.start_workflow` against the Temporal server;
   (b) the rate of `file.uploaded` records turned into started workflows through
       Kafka and the bridge (`ferry consume` in its own process), and b/a; (a) and
-      (b) twice each, alternating, and averaged;
+      (b) in alternating rounds of 3000 workflows (four of each by default), averaged;
   (c) p50 and p99 from a record's timestamp to its workflow's start, with the
       records published at half the rate measured in (b);
   (d) the bridge process's CPU time and peak memory.
@@ -257,12 +257,13 @@ LATENCY_TENANTS = [f"{LATENCY_RUN}-{i}" for i in range(50)]
 # A fresh task queue for every phase: workflows waiting on a queue without a
 # worker make later starts onto it slower. Terminated at the end.
 QUEUES: list[str] = []
-# Raw and bridge phases alternate, raw-bridge-bridge-raw: the server's rate drifts
-# during a run, and this order gives both the same share of the drift.
-ROUNDS = ("raw", "bridge", "bridge", "raw")
+# Raw and bridge phases alternate in blocks of raw-bridge-bridge-raw: the server's
+# rate drifts during a run (it slows as its database grows, and wanders by ±10%
+# from one phase to the next), and this order gives both the same share of it.
+BLOCK = ("raw", "bridge", "bridge", "raw")
 
 
-async def main(count: int, concurrency: int, latency_seconds: float) -> dict[str, Any]:
+async def main(count: int, concurrency: int, latency_seconds: float, blocks: int) -> dict[str, Any]:
     settings = get_settings()
     client = await connect(settings)
     engine = create_engine(settings.database_url.get_secret_value(), pool_size=4)
@@ -270,13 +271,13 @@ async def main(count: int, concurrency: int, latency_seconds: float) -> dict[str
     for tenant in [*BRIDGE_TENANTS, *LATENCY_TENANTS]:  # the bridge refuses unknown tenants
         await ensure_tenant(sessions, tenant)
     await engine.dispose()
-    results: dict[str, Any] = {"count": count, "concurrency": concurrency}
+    results: dict[str, Any] = {"count": count, "concurrency": concurrency, "blocks": blocks}
     raw: list[float] = []
     bridged: list[float] = []
     cpu: list[float] = []
     try:
         async with EventPublisher(settings.kafka_bootstrap) as publisher:
-            for kind in ROUNDS:
+            for kind in BLOCK * blocks:
                 if kind == "raw":
                     console.print(f"(a) {count} raw starts, {concurrency} concurrent…")
                     raw.append(await raw_start_rate(client, count, concurrency))
@@ -352,13 +353,16 @@ def report(results: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--count", type=int, default=3000, help="workflows per round")
+    parser.add_argument(
+        "--blocks", type=int, default=2, help="blocks of raw-bridge-bridge-raw rounds, averaged"
+    )
     parser.add_argument(
         "--concurrency", type=int, default=256, help="raw starts in flight (the bridge's default)"
     )
     parser.add_argument("--latency-seconds", type=float, default=20)
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.count, args.concurrency, args.latency_seconds))
+    outcome = asyncio.run(main(args.count, args.concurrency, args.latency_seconds, args.blocks))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(outcome, indent=2))
     report(outcome)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -218,6 +219,13 @@ class Kafka(Service):
         return {"FERRY_KAFKA_BOOTSTRAP": self.address(ctx)}
 
 
+# Temporal's dynamic configuration (compose.yaml mounts the same values from
+# deploy/temporal/dynamicconfig.yaml). Eager activity execution: a worker that
+# schedules activities on its own task queue receives them in the reply to its
+# workflow task, without a trip through matching.
+TEMPORAL_DYNAMIC_CONFIG: dict[str, object] = {"system.enableActivityEagerExecution": True}
+
+
 class Temporal(Service):
     def __init__(self) -> None:
         super().__init__(
@@ -251,6 +259,11 @@ class Temporal(Service):
             "journal_mode=wal",
             "--sqlite-pragma",
             "synchronous=normal",
+            *(
+                arg
+                for key, value in TEMPORAL_DYNAMIC_CONFIG.items()
+                for arg in ("--dynamic-config-value", f"{key}={json.dumps(value)}")
+            ),
             "--search-attribute",
             "TenantId=Keyword",
             "--search-attribute",

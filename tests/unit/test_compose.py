@@ -21,7 +21,7 @@ import yaml
 from ferry.codec import parse_keys
 from ferry.config import Settings
 from ferry.devstack import DLQ_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS, Stack
-from ferry.devstack.services import AZURITE_VERSION, KAFKA_VERSION
+from ferry.devstack.services import AZURITE_VERSION, KAFKA_VERSION, TEMPORAL_DYNAMIC_CONFIG
 from ferry.storage import AzureStorage, GCSStorage, S3Storage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -263,6 +263,22 @@ def test_temporal_init_registers_the_search_attributes() -> None:
     assert temporal["POSTGRES_SEEDS"] == "postgres"
     assert depends_on("temporal") == {"postgres": "service_healthy"}
     assert environment("temporal-ui")["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+def test_temporal_runs_with_the_dynamic_config_of_the_local_stack() -> None:
+    path = environment("temporal")["DYNAMIC_CONFIG_FILE_PATH"]
+    # Compose v1 resolves a volume to `SOURCE:TARGET:MODE`; v2 to a mapping.
+    mounts = [
+        v
+        if isinstance(v, dict)
+        else dict(zip(("source", "target", "mode"), v.split(":"), strict=True))
+        for v in services()["temporal"]["volumes"]
+    ]
+    [mount] = [m for m in mounts if m["target"] == path]
+    assert mount.get("read_only") is True or mount.get("mode") == "ro"
+    values = yaml.safe_load(Path(mount["source"]).read_text())
+    assert {key: entries[0]["value"] for key, entries in values.items()} == TEMPORAL_DYNAMIC_CONFIG
+    assert all(len(entries) == 1 and "constraints" not in entries[0] for entries in values.values())
 
 
 def test_postgres_has_the_owner_and_the_application_role() -> None:
