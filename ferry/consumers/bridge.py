@@ -482,9 +482,9 @@ class Bridge:
             raise Rejected(f"{type(exc).__name__}: {exc}") from exc
 
     async def _deliver(self, route: Route, event: dict[str, Any]) -> Outcome:
-        workflow_id = route.workflow_id(event)
         if route.action is Action.SIGNAL:
             assert route.signal is not None
+            workflow_id = route.workflow_id(event)
             handle = self.client.get_workflow_handle(workflow_id)
             try:
                 await handle.signal(route.signal, route.to_input(event))
