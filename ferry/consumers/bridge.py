@@ -219,6 +219,7 @@ class Bridge:
         self._key_tails: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
         self._failure: BaseException | None = None
         self._paused = False
+        self._turn = 0  # where `_poll` starts among the partitions
         self._finished = asyncio.Event()  # set whenever a record finishes
         self._waiting = 0  # records waiting for an earlier record of their key
         self._last_commit = 0.0
@@ -250,8 +251,7 @@ class Bridge:
             while not stop.is_set() and self._failure is None:
                 room = self._apply_backpressure()
                 if room > 0:
-                    batches = await self.consumer.getmany(timeout_ms=100, max_records=room)
-                    for tp, records in batches.items():
+                    for tp, records in (await self._poll(room)).items():
                         for record in records:
                             self._dispatch(tp, record)
                 else:  # full: wait for a record to finish (or the next commit)
@@ -266,6 +266,35 @@ class Bridge:
             await self.consumer.stop()
         if self._failure is not None:
             raise self._failure
+
+    async def _poll(self, room: int) -> dict[TopicPartition, list[Record]]:
+        """Up to `room` records, a share from each partition, a different one first each time.
+
+        aiokafka hands out all fetched records of one partition before the next
+        one's: a backlog would be taken a partition at a time, the other
+        partitions would wait behind it, and the records of one partition's
+        few keys would wait for one another while Temporal has room.
+        """
+        assert self.consumer is not None
+        partitions = sorted(self.consumer.assignment())
+        if partitions:
+            self._turn = (self._turn + 1) % len(partitions)
+            share = -(-room // len(partitions))
+            taken: dict[TopicPartition, list[Record]] = {}
+            for tp in partitions[self._turn :] + partitions[: self._turn]:
+                records = (await self.consumer.getmany(tp, max_records=min(share, room))).get(tp)
+                if records:
+                    taken[tp] = records
+                    room -= len(records)
+                    if room == 0:
+                        break
+            if taken:
+                return taken
+        # Nothing fetched yet: wait for whichever partition has records first.
+        first: dict[TopicPartition, list[Record]] = await self.consumer.getmany(
+            timeout_ms=100, max_records=room
+        )
+        return first
 
     def _dispatch(self, tp: TopicPartition, record: Record) -> None:
         """Start handling a record, after the previous record of the same key."""
@@ -323,10 +352,12 @@ class Bridge:
     def _apply_backpressure(self) -> int:
         """The room left for records; the partitions are paused while there is none.
 
-        Up to `max_in_flight` records may be at Temporal, and as many may wait
-        behind an earlier record of their key: those are not at Temporal, so
-        one busy key does not take the others' room. Each record that finishes
-        makes room for the next, so under load `max_in_flight` requests stay at
+        Up to `max_in_flight` records may be at Temporal, and twice as many may
+        wait behind an earlier record of their key: those are not at Temporal,
+        so one busy key does not take the others' room, and at the end of a
+        backlog, where the last records come from fewer keys, there are still
+        enough of them to keep Temporal busy. Each record that finishes makes
+        room for the next, so under load `max_in_flight` requests stay at
         Temporal. Finished records wait for the next commit; behind a slow
         record their offsets pile up, so they are bounded too (four times as many).
         """
@@ -335,7 +366,7 @@ class Bridge:
         uncommitted = sum(p.uncommitted for p in self._progress.values())
         self.metrics.in_flight.set(in_flight)
         most = self.config.max_in_flight
-        room = min(most - in_flight, most - self._waiting, 4 * most - uncommitted)
+        room = min(most - in_flight, 2 * most - self._waiting, 4 * most - uncommitted)
         if room <= 0 and not self._paused:
             self.consumer.pause(*self.consumer.assignment())
             self._paused = True

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from ferry.config import Settings
@@ -26,7 +27,7 @@ from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
 from ferry.consumers.service import bridge_client, bridge_config
 from ferry.db.ledger import EventLedger
-from ferry.demo import stage_upload
+from ferry.demo import ensure_tenant, stage_upload
 from ferry.devstack import Stack
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
@@ -78,6 +79,28 @@ async def staged_uploads(
         )
         for i in range(count)
     ]
+
+
+def upload_event(tenant: str, filename: str) -> dict[str, Any]:
+    """A `file.uploaded` for a file that is not there: for workflows that need only to start."""
+    file_id = str(uuid.uuid4())
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "file.uploaded",
+        "occurred_at": 1_795_000_000_000,
+        "tenant_id": tenant,
+        "source": "test",
+        "file_id": file_id,
+        "filename": filename,
+        "declared_content_type": "text/plain",
+        "size_bytes": 1,
+        "storage": {
+            "provider": "local",
+            "bucket": "ferry-ingest",
+            "key": f"tenants/{tenant}/uploads/{file_id}/{filename}",
+        },
+        "uploaded_by": "u-1",
+    }
 
 
 @pytest.fixture
@@ -191,6 +214,55 @@ async def test_records_of_one_tenant_start_their_workflows_in_order(
     assert started_in == [f"file-upload/{tenant}/{e['file_id']}" for e in events]
 
 
+async def test_a_backlog_on_one_partition_does_not_hold_back_the_others(
+    publisher: EventPublisher,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant: str,
+    ledger: EventLedger,
+) -> None:
+    client = await bridge_client(settings)
+    group = f"test-share-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
+    # One tenant's backlog, started one after another; then one record each of
+    # tenants that mostly live on other partitions.
+    backlog = [upload_event(tenant, f"f{i}.txt") for i in range(40)]
+    others = [
+        upload_event(await ensure_tenant(sessionmaker, f"t-{uuid.uuid4().hex[:12]}"), "g.txt")
+        for _ in range(8)
+    ]
+    busy = {(await publisher.publish(e, topic=UPLOADS)).partition for e in backlog}
+    elsewhere = [
+        e for e in others if (await publisher.publish(e, topic=UPLOADS)).partition not in busy
+    ]
+    assert elsewhere, "every other tenant landed on the backlog's partition"
+
+    queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # the workflows need only to start
+    config = bridge_config(settings, group_id=group, max_in_flight=4)
+    config.task_queues = dict.fromkeys(config.task_queues, queue)
+    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    ids = [f"file-upload/{e['tenant_id']}/{e['file_id']}" for e in backlog + others]
+    try:
+
+        async def all_started() -> bool:
+            return bridge.counts["started"] >= len(ids)
+
+        await wait_until(all_started, 120)
+    finally:
+        stop.set()
+        await task
+    started = {
+        wf.id: wf.start_time for wf in [await client.get_workflow_handle(i).describe() for i in ids]
+    }
+    tenth_of_backlog = started[ids[9]]
+    for event in elsewhere:
+        assert started[f"file-upload/{event['tenant_id']}/{event['file_id']}"] < tenth_of_backlog
+    for workflow_id in ids:
+        await client.get_workflow_handle(workflow_id).terminate("test cleanup: no worker")
+
+
 async def test_a_signal_for_a_workflow_that_does_not_exist_goes_to_the_dlq(
     own_bridge: Bridge, publisher: EventPublisher, tenant: str, settings: Settings
 ) -> None:
@@ -277,28 +349,9 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
     before = await committed_offsets(settings.kafka_bootstrap, group)
     try:
         await asyncio.to_thread(stack.stop_service, "temporal")
-        events = []
-        for i in range(10):
-            file_id = str(uuid.uuid4())
-            event = {
-                "event_id": str(uuid.uuid4()),
-                "event_type": "file.uploaded",
-                "occurred_at": 1_795_000_000_000,
-                "tenant_id": tenant,
-                "source": "test",
-                "file_id": file_id,
-                "filename": f"f{i}.txt",
-                "declared_content_type": "text/plain",
-                "size_bytes": 1,
-                "storage": {
-                    "provider": "local",
-                    "bucket": "ferry-ingest",
-                    "key": f"tenants/{tenant}/uploads/{file_id}/f{i}.txt",
-                },
-                "uploaded_by": "u-1",
-            }
+        events = [upload_event(tenant, f"f{i}.txt") for i in range(10)]
+        for event in events:
             await publisher.publish(event, topic=UPLOADS)
-            events.append(event)
         await asyncio.sleep(5)
         assert await committed_offsets(settings.kafka_bootstrap, group) == before
         assert bridge.counts["started"] == 0
