@@ -8,7 +8,7 @@ On the local stack (`ferry stack up`), it measures
       (b) in alternating rounds of 3000 workflows (four of each by default), averaged;
   (c) p50 and p99 from a record's timestamp to its workflow's start, with the
       records published at half the rate measured in (b);
-  (d) the bridge process's CPU time and peak memory.
+  (d) the bridge process's CPU time and peak memory, and the raw client's CPU time beside it.
 
 The workflows go to task queues without a worker (only the start is
 measured), every phase to a fresh one, and are terminated afterwards. Prints a
@@ -74,9 +74,10 @@ def upload_event(tenant: str) -> dict[str, Any]:
     }
 
 
-async def raw_start_rate(client: Client, count: int, concurrency: int) -> float:
+async def raw_start_rate(client: Client, count: int, concurrency: int) -> tuple[float, float]:
     """(a) Workflows started per second by the client alone, `concurrency` at a time,
-    with the same requests the bridge makes (policies, search attributes, summary)."""
+    with the same requests the bridge makes (policies, search attributes, summary);
+    and the client's CPU seconds per 1000 starts."""
     queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
     QUEUES.append(queue)
     route = ROUTES["file.uploaded"]
@@ -87,10 +88,11 @@ async def raw_start_rate(client: Client, count: int, concurrency: int) -> float:
         async with gate:
             await route.start(client, event, queue)
 
+    cpu_before = time.process_time()
     await asyncio.gather(*(start(e) for e in events))
-    return await server_rate(
-        client, f'TaskQueue = "{queue}" AND TenantId STARTS_WITH "bench-raw-"', count
-    )
+    cpu = (time.process_time() - cpu_before) / count * 1000
+    query = f'TaskQueue = "{queue}" AND TenantId STARTS_WITH "bench-raw-"'
+    return await server_rate(client, query, count), cpu
 
 
 async def server_rate(client: Client, query: str, count: int) -> float:
@@ -118,6 +120,7 @@ class BridgeProcess:
             "FERRY_FILES_TASK_QUEUE": queue,
             "FERRY_BRIDGE_METRICS_PORT": str(port),
         }
+
         self.port = port
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ferry.cli", "consume"],
@@ -276,12 +279,15 @@ async def main(count: int, concurrency: int, latency_seconds: float, blocks: int
     raw: list[float] = []
     bridged: list[float] = []
     cpu: list[float] = []
+    raw_cpu: list[float] = []
     try:
         async with EventPublisher(settings.kafka_bootstrap) as publisher:
             for kind in BLOCK * blocks:
                 if kind == "raw":
                     console.print(f"(a) {count} raw starts, {concurrency} concurrent…")
-                    raw.append(await raw_start_rate(client, count, concurrency))
+                    rate, cpu_per_1000 = await raw_start_rate(client, count, concurrency)
+                    raw.append(rate)
+                    raw_cpu.append(cpu_per_1000)
                 else:
                     console.print(f"(b) a backlog of {count} records through the bridge…")
                     rate, cpu_per_1000 = await backlog_rate(
@@ -295,6 +301,7 @@ async def main(count: int, concurrency: int, latency_seconds: float, blocks: int
             results["bridge_starts_per_s"] = statistics.mean(bridged)
             results["ratio"] = results["bridge_starts_per_s"] / results["raw_starts_per_s"]
             results["bridge_cpu_s_per_1000_at_full_rate"] = statistics.mean(cpu)
+            results["raw_client_cpu_s_per_1000"] = statistics.mean(raw_cpu)
 
             queue, group = f"bench-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
             QUEUES.append(queue)
@@ -348,6 +355,9 @@ def report(results: dict[str, Any]) -> None:
         results["bridge_cpu_s_per_1000_at_half_rate"],
     )
     table.add_row("bridge CPU per 1000 records", f"{full:.2f} s (at ½ load: {half:.2f} s)", "")
+    table.add_row(
+        "raw client CPU per 1000 starts", f"{results['raw_client_cpu_s_per_1000']:.2f} s", ""
+    )
     table.add_row("bridge peak RSS", f"{results['bridge_peak_rss_mb']:.0f} MB", "")
     console.print(table)
 

@@ -157,9 +157,12 @@ class _PartitionProgress:
         self._offsets: deque[int] = deque()
         self._done: set[int] = set()
         self.committed: int | None = None
+        self.next_offset: int | None = None  # one past the last record handed out
+        self.waiting = 0  # records behind an earlier record of their key
 
     def add(self, offset: int) -> None:
         self._offsets.append(offset)
+        self.next_offset = offset + 1
 
     def finish(self, offset: int) -> None:
         self._done.add(offset)
@@ -176,6 +179,11 @@ class _PartitionProgress:
     @property
     def unfinished(self) -> int:
         return len(self._offsets) - len(self._done)
+
+    @property
+    def keys_busy(self) -> bool:
+        """Whether more of its records wait behind their keys than are at Temporal."""
+        return self.waiting > self.unfinished - self.waiting
 
     @property
     def uncommitted(self) -> int:
@@ -219,9 +227,7 @@ class Bridge:
         self._key_tails: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
         self._failure: BaseException | None = None
         self._paused = False
-        self._turn = 0  # where `_poll` starts among the partitions
         self._finished = asyncio.Event()  # set whenever a record finishes
-        self._waiting = 0  # records waiting for an earlier record of their key
         self._last_commit = 0.0
         self.tenants = TenantDirectory(ledger.existing_tenants) if ledger is not None else None
         self._unmarked: list[tuple[str, str, str]] = []
@@ -268,33 +274,49 @@ class Bridge:
             raise self._failure
 
     async def _poll(self, room: int) -> dict[TopicPartition, list[Record]]:
-        """Up to `room` records, a share from each partition, a different one first each time.
+        """Up to `room` records, shared among the partitions by their backlogs.
 
         aiokafka hands out all fetched records of one partition before the next
-        one's: a backlog would be taken a partition at a time, the other
-        partitions would wait behind it, and the records of one partition's
-        few keys would wait for one another while Temporal has room.
+        one's. A backlog would be taken a partition at a time: the others would
+        wait behind it, and the records of its few keys would wait for one
+        another while Temporal has room. Shared by backlog, the partitions are
+        drained together, with records of many keys at hand until the end. A
+        partition whose records mostly wait behind their keys (one tenant's
+        burst) gets none while that lasts: more of them would only wait too,
+        and take the room of the other partitions' records.
         """
         assert self.consumer is not None
-        partitions = sorted(self.consumer.assignment())
-        if partitions:
-            self._turn = (self._turn + 1) % len(partitions)
-            share = -(-room // len(partitions))
-            taken: dict[TopicPartition, list[Record]] = {}
-            for tp in partitions[self._turn :] + partitions[: self._turn]:
-                records = (await self.consumer.getmany(tp, max_records=min(share, room))).get(tp)
-                if records:
-                    taken[tp] = records
-                    room -= len(records)
-                    if room == 0:
-                        break
-            if taken:
-                return taken
-        # Nothing fetched yet: wait for whichever partition has records first.
+        backlogs = {
+            tp: self._backlog(tp)
+            for tp in self.consumer.assignment()
+            if tp not in self._progress or not self._progress[tp].keys_busy
+        }
+        total, wanted = sum(backlogs.values()), room
+        taken: dict[TopicPartition, list[Record]] = {}
+        for tp in sorted(backlogs, key=backlogs.__getitem__, reverse=True):
+            if room == 0 or backlogs[tp] == 0:
+                break
+            share = min(room, -(-wanted * backlogs[tp] // total))
+            records = (await self.consumer.getmany(tp, max_records=share)).get(tp)
+            if records:
+                taken[tp] = records
+                room -= len(records)
+        if taken:
+            return taken
+        # Nothing fetched yet, or only busy partitions have records: whichever comes first.
         first: dict[TopicPartition, list[Record]] = await self.consumer.getmany(
             timeout_ms=100, max_records=room
         )
         return first
+
+    def _backlog(self, tp: TopicPartition) -> int:
+        """Records of `tp` not handed out yet, as of the last fetch (1 if not known)."""
+        assert self.consumer is not None
+        highwater = self.consumer.highwater(tp)
+        progress = self._progress.get(tp)
+        if highwater is None or progress is None or progress.next_offset is None:
+            return 1
+        return max(0, int(highwater) - progress.next_offset)
 
     def _dispatch(self, tp: TopicPartition, record: Record) -> None:
         """Start handling a record, after the previous record of the same key."""
@@ -319,11 +341,12 @@ class Bridge:
     ) -> None:
         bind(topic=tp.topic, partition=tp.partition, offset=record.offset)
         if previous is not None:
-            self._waiting += 1  # behind its key: not in flight at Temporal yet
+            partition = self._progress[tp]
+            partition.waiting += 1  # behind its key: not in flight at Temporal yet
             try:
                 await asyncio.wait([previous])
             finally:
-                self._waiting -= 1
+                partition.waiting -= 1
             # If the record before this one of the same key did not finish, neither
             # may this one: it would overtake it.
             if previous.cancelled() or previous.exception() is not None:
@@ -362,11 +385,12 @@ class Bridge:
         record their offsets pile up, so they are bounded too (four times as many).
         """
         assert self.consumer is not None
-        in_flight = sum(p.unfinished for p in self._progress.values()) - self._waiting
+        waiting = sum(p.waiting for p in self._progress.values())
+        in_flight = sum(p.unfinished for p in self._progress.values()) - waiting
         uncommitted = sum(p.uncommitted for p in self._progress.values())
         self.metrics.in_flight.set(in_flight)
         most = self.config.max_in_flight
-        room = min(most - in_flight, 2 * most - self._waiting, 4 * most - uncommitted)
+        room = min(most - in_flight, 2 * most - waiting, 4 * most - uncommitted)
         if room <= 0 and not self._paused:
             self.consumer.pause(*self.consumer.assignment())
             self._paused = True
