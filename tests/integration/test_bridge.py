@@ -103,6 +103,16 @@ def upload_event(tenant: str, filename: str) -> dict[str, Any]:
     }
 
 
+def workerless_bridge(
+    client: Client, publisher: EventPublisher, settings: Settings, group: str, ledger: EventLedger
+) -> Bridge:
+    """A bridge with four records in flight, starting workflows on a queue no worker polls:
+    they need only to start."""
+    config = bridge_config(settings, group_id=group, max_in_flight=4)
+    config.task_queues = dict.fromkeys(config.task_queues, f"no-worker-{uuid.uuid4().hex[:8]}")
+    return Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
+
+
 @pytest.fixture
 async def own_bridge(
     client: Client,
@@ -237,10 +247,7 @@ async def test_a_backlog_on_one_partition_does_not_hold_back_the_others(
     ]
     assert elsewhere, "every other tenant landed on the backlog's partition"
 
-    queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # the workflows need only to start
-    config = bridge_config(settings, group_id=group, max_in_flight=4)
-    config.task_queues = dict.fromkeys(config.task_queues, queue)
-    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
+    bridge = workerless_bridge(client, publisher, settings, group, ledger)
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     ids = [f"file-upload/{e['tenant_id']}/{e['file_id']}" for e in backlog + others]
@@ -339,10 +346,7 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
     client = await bridge_client(settings)
     group = f"test-outage-{uuid.uuid4().hex[:8]}"
     await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
-    queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # the workflows need only to start
-    config = bridge_config(settings, group_id=group, max_in_flight=4)
-    config.task_queues = dict.fromkeys(config.task_queues, queue)
-    bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
+    bridge = workerless_bridge(client, publisher, settings, group, ledger)
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     await asyncio.wait_for(bridge.ready.wait(), 60)
