@@ -73,10 +73,23 @@ def _carrier(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
 
 @contextmanager
 def consuming(topic: str, headers: Iterable[tuple[str, bytes]] | None) -> Iterator[None]:
-    """A consumer span for one Kafka record, continuing the trace of its headers."""
-    parent = propagate.extract(_carrier(headers))
+    """A consumer span for one Kafka record, continuing the trace of its headers.
+
+    With no tracer provider set, no span would be recorded: the incoming
+    context is made current as it is, which carries the trace on just as a
+    non-recording span would, at a fraction of the cost per record.
+    """
+    carrier = _carrier(headers)
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        token = context.attach(propagate.extract(carrier)) if carrier else None
+        try:
+            yield
+        finally:
+            if token is not None:
+                context.detach(token)
+        return
     with TRACER.start_as_current_span(
-        f"{topic} process", context=parent, kind=trace.SpanKind.CONSUMER
+        f"{topic} process", context=propagate.extract(carrier), kind=trace.SpanKind.CONSUMER
     ):
         yield
 
