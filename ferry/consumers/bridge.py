@@ -14,13 +14,12 @@ Guarantees, and how:
   the DLQ with its reason, and the partition moves on.
 - Backpressure, not loss. The Temporal client retries unavailable-server
   errors on its own; while it does, records stay in flight, and once
-  `max_in_flight` are waiting the bridge pauses its partitions.
+  `max_in_flight` wait and none finishes, the bridge pauses its partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -229,6 +228,8 @@ class Bridge:
         self._paused = False
         self._finished = asyncio.Event()  # set whenever a record finishes
         self._last_commit = 0.0
+        self._committing = asyncio.Lock()  # one commit at a time, in order
+        self._committer: asyncio.Task[None] | None = None
         self.tenants = TenantDirectory(ledger.existing_tenants) if ledger is not None else None
         self._unmarked: list[tuple[str, str, str]] = []
         # The namespace's retention, once known (see `_older_than_temporal_remembers`).
@@ -255,20 +256,25 @@ class Bridge:
         await self.consumer.start()
         try:
             while not stop.is_set() and self._failure is None:
-                room = self._apply_backpressure()
-                if room > 0:
+                room = self._room()
+                if room >= self._least_poll or (room > 0 and self._idle()):
+                    self._pause(False)
                     for tp, records in (await self._poll(room)).items():
                         for record in records:
                             self._dispatch(tp, record)
-                else:  # full: wait for a record to finish (or the next commit)
+                else:  # full: wait for records to finish (or the next commit)
                     self._finished.clear()
-                    with contextlib.suppress(TimeoutError):
+                    try:
                         await asyncio.wait_for(self._finished.wait(), self.config.commit_interval)
+                    except TimeoutError:
+                        self._pause(True)  # nothing finished meanwhile: Temporal is slow or away
                 if time.monotonic() - self._last_commit >= self.config.commit_interval:
-                    await self._commit()
+                    self._commit_behind()
             await self._drain(self.config.shutdown_grace)
             await self._commit()
         finally:
+            if self._committer is not None:
+                await asyncio.gather(self._committer, return_exceptions=True)
             await self.consumer.stop()
         if self._failure is not None:
             raise self._failure
@@ -372,43 +378,92 @@ class Bridge:
             progress.finish(record.offset)
         self._finished.set()
 
-    def _apply_backpressure(self) -> int:
-        """The room left for records; the partitions are paused while there is none.
+    def _room(self) -> int:
+        """The room left for records.
 
         Up to `max_in_flight` records may be at Temporal, and twice as many may
         wait behind an earlier record of their key: those are not at Temporal,
         so one busy key does not take the others' room, and at the end of a
         backlog, where the last records come from fewer keys, there are still
-        enough of them to keep Temporal busy. Each record that finishes makes
-        room for the next, so under load `max_in_flight` requests stay at
+        enough of them to keep Temporal busy. Records that finish make room for
+        the next, so under load nearly `max_in_flight` requests stay at
         Temporal. Finished records wait for the next commit; behind a slow
         record their offsets pile up, so they are bounded too (four times as many).
         """
-        assert self.consumer is not None
         waiting = sum(p.waiting for p in self._progress.values())
         in_flight = sum(p.unfinished for p in self._progress.values()) - waiting
         uncommitted = sum(p.uncommitted for p in self._progress.values())
         self.metrics.in_flight.set(in_flight)
         most = self.config.max_in_flight
-        room = min(most - in_flight, 2 * most - waiting, 4 * most - uncommitted)
-        if room <= 0 and not self._paused:
-            self.consumer.pause(*self.consumer.assignment())
-            self._paused = True
-            self.metrics.paused.set(1)
-        elif room > 0 and self._paused:
-            self.consumer.resume(*self.consumer.assignment())
-            self._paused = False
-            self.metrics.paused.set(0)
-        return room
+        return min(most - in_flight, 2 * most - waiting, 4 * most - uncommitted)
+
+    @property
+    def _least_poll(self) -> int:
+        """Under load, the loop polls once this much room is free, not for every record."""
+        return max(1, self.config.max_in_flight // 16)
+
+    def _idle(self) -> bool:
+        """Whether no record is in flight: whatever room there is, is all there will be."""
+        return all(p.unfinished == 0 for p in self._progress.values())
+
+    def _pause(self, paused: bool) -> None:
+        """Pause the partitions (or resume them): backpressure while Temporal does not keep up.
+
+        Only when full and no record has finished for `commit_interval`: a
+        bridge under load is full between one record's reply and the next
+        poll, and pausing and resuming every partition each time costs more
+        than it spares.
+        """
+        assert self.consumer is not None
+        if paused != self._paused:
+            partitions = self.consumer.assignment()
+            (self.consumer.pause if paused else self.consumer.resume)(*partitions)
+            self._paused = paused
+            self.metrics.paused.set(int(paused))
+
+    def _commit_behind(self) -> None:
+        """Commit in a task of its own, so the loop goes on handing out records meanwhile.
+
+        A commit waits for the ledger and for Kafka; records arriving during it
+        would otherwise wait too. One commit at a time: the next is due only
+        after this one is done. A commit that fails stops the bridge, as it
+        would inline.
+        """
+        if self._committer is not None and not self._committer.done():
+            return
+        self._last_commit = time.monotonic()
+        self._committer = asyncio.create_task(self._commit())
+
+        def failed(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                self._failure = self._failure or task.exception()
+                self._finished.set()  # wake the loop, which stops
+
+        self._committer.add_done_callback(failed)
 
     async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         assert self.consumer is not None
-        self._last_commit = time.monotonic()
-        if self.ledger is not None and self._unmarked:
-            # The ledger learns of events before their offsets are committed: a
-            # crash in between replays them, and Temporal still refuses the IDs.
+        async with self._committing:
+            self._last_commit = time.monotonic()
+            started = time.perf_counter()
+            # Offsets and events are taken together, with no await in between:
+            # a record's event joins `_unmarked` before the record is finished,
+            # so every event whose offset is committed here is marked here.
+            offsets = self._commit_points(partitions)
             unmarked, self._unmarked = self._unmarked, []
-            await self.ledger.mark_many(self.config.group_id, unmarked)
+            if self.ledger is not None and unmarked:
+                # The ledger learns of events before their offsets are committed: a
+                # crash in between replays them, and Temporal still refuses the IDs.
+                await self.ledger.mark_many(self.config.group_id, unmarked)
+            if offsets:
+                await self.consumer.commit(offsets)
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._show_lag()
+
+    def _commit_points(
+        self, partitions: Iterable[TopicPartition] | None
+    ) -> dict[TopicPartition, int]:
+        """Per partition, one past the contiguous run of finished records not committed yet."""
         offsets = {}
         for tp in list(partitions if partitions is not None else self._progress):
             progress = self._progress.get(tp)
@@ -416,8 +471,10 @@ class Bridge:
             if point is not None and progress is not None:
                 offsets[tp] = point
                 progress.committed = point
-        if offsets:
-            await self.consumer.commit(offsets)
+        return offsets
+
+    def _show_lag(self) -> None:
+        assert self.consumer is not None
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             progress = self._progress.get(tp)

@@ -33,6 +33,12 @@ class BridgeMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
+        self.commit_seconds = Histogram(
+            "ferry_bridge_commit_seconds",
+            "Time to mark a commit's events in the ledger and commit its offsets to Kafka.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "ferry_bridge_in_flight", "Records handed to Temporal, not yet acknowledged.",
             registry=self.registry,
