@@ -316,11 +316,17 @@ class Bridge:
         return first
 
     def _backlog(self, tp: TopicPartition) -> int:
-        """Records of `tp` not handed out yet, as of the last fetch (1 if not known)."""
+        """Records of `tp` not handed out yet, as of the last fetch.
+
+        0 before a fetch of `tp` has returned (no record of it can be at hand
+        then); 1 if its position is not known, so that it is asked.
+        """
         assert self.consumer is not None
         highwater = self.consumer.highwater(tp)
+        if highwater is None:
+            return 0
         progress = self._progress.get(tp)
-        if highwater is None or progress is None or progress.next_offset is None:
+        if progress is None or progress.next_offset is None:
             return 1
         return max(0, int(highwater) - progress.next_offset)
 
@@ -510,7 +516,9 @@ class Bridge:
         consumer = self.consumer
         if consumer is not None:
             for tp in assigned:
-                await consumer.position(tp)
+                # Where the partition starts: its backlog is known from the first fetch on.
+                progress = self._progress.setdefault(tp, _PartitionProgress())
+                progress.next_offset = await consumer.position(tp)
             if self._paused:
                 consumer.pause(*assigned)
         self.ready.set()
