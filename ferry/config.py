@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     ingest_bucket: str = "ferry-ingest"
     quarantine_bucket: str = "ferry-quarantine"
     max_in_flight: int = Field(default=256, ge=1)
+    # How often the bridge commits its offsets (and records handled events) while running.
+    commit_interval: float = Field(default=0.2, gt=0)
     bridge_metrics_port: int = 9464  # 0: no metrics endpoint
     worker_metrics_port: int = 9465  # Temporal's runtime metrics of the worker; 0: none
     log_format: str = "json"  # json | console
