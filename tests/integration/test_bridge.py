@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from ferry.config import Settings
-from ferry.consumers.bridge import INBOUND_TOPICS, NOTIFICATIONS_TOPIC, Bridge
+from ferry.consumers.bridge import INBOUND_TOPICS, NOTIFICATIONS_TOPIC, Bridge, Ledger
 from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
 from ferry.consumers.service import bridge_client, bridge_config
@@ -104,7 +104,7 @@ def upload_event(tenant: str, filename: str) -> dict[str, Any]:
 
 
 def workerless_bridge(
-    client: Client, publisher: EventPublisher, settings: Settings, group: str, ledger: EventLedger
+    client: Client, publisher: EventPublisher, settings: Settings, group: str, ledger: Ledger
 ) -> Bridge:
     """A bridge with four records in flight, starting workflows on a queue no worker polls:
     they need only to start."""
@@ -382,6 +382,71 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
         stop.set()
         await task
         for event in events:
+            handle = client.get_workflow_handle(f"file-upload/{tenant}/{event['file_id']}")
+            await handle.terminate("test cleanup: no worker on this queue")
+
+
+class HeldLedger:
+    """The database's ledger, whose marking (the first step of every commit) waits for the test."""
+
+    def __init__(self, ledger: EventLedger) -> None:
+        self._ledger = ledger
+        self.marking = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def existing_tenants(self, tenant_ids: Collection[str]) -> set[str]:
+        return await self._ledger.existing_tenants(tenant_ids)
+
+    async def processed(self, tenant_id: str, consumer: str, event_id: str) -> bool:
+        return await self._ledger.processed(tenant_id, consumer, event_id)
+
+    async def mark_many(self, consumer: str, events: Sequence[tuple[str, str, str]]) -> None:
+        self.marking.set()
+        await self.release.wait()
+        await self._ledger.mark_many(consumer, events)
+
+
+async def test_records_keep_starting_while_a_commit_is_slow(
+    publisher: EventPublisher, settings: Settings, tenant: str, ledger: EventLedger
+) -> None:
+    client = await bridge_client(settings)
+    group = f"test-slow-commit-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
+    held = HeldLedger(ledger)
+    bridge = workerless_bridge(client, publisher, settings, group, held)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    await asyncio.wait_for(bridge.ready.wait(), 60)
+    before = await committed_offsets(settings.kafka_bootstrap, group)
+    first, *later = [upload_event(tenant, f"f{i}.txt") for i in range(4)]
+    try:
+        await publisher.publish(first, topic=UPLOADS)
+        await asyncio.wait_for(held.marking.wait(), 30)  # its commit has begun, and hangs
+
+        sent = [await publisher.publish(event, topic=UPLOADS) for event in later]
+
+        async def all_started() -> bool:
+            return bridge.counts["started"] == 4
+
+        await wait_until(all_started, 30)
+        # Started while the commit hung, and nothing committed that the ledger lacks.
+        assert await committed_offsets(settings.kafka_bootstrap, group) == before
+
+        held.release.set()
+        tp = TopicPartition(UPLOADS, sent[-1].partition)
+
+        async def all_committed() -> bool:
+            offsets = await committed_offsets(settings.kafka_bootstrap, group)
+            return offsets.get(tp, -1) == sent[-1].offset + 1
+
+        await wait_until(all_committed, 30)
+        for event in (first, *later):
+            assert await ledger.processed(tenant, group, event["event_id"])
+    finally:
+        held.release.set()
+        stop.set()
+        await task
+        for event in (first, *later):
             handle = client.get_workflow_handle(f"file-upload/{tenant}/{event['file_id']}")
             await handle.terminate("test cleanup: no worker on this queue")
 
