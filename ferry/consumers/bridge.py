@@ -437,7 +437,6 @@ class Bridge:
         """
         if self._committer is not None and not self._committer.done():
             return
-        self._last_commit = time.monotonic()
         self._committer = asyncio.create_task(self._commit())
 
         def failed(task: asyncio.Task[None]) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from bridges import running
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -62,12 +63,8 @@ async def bridge(
     )
     config.task_queues = dict.fromkeys(config.task_queues, task_queue)
     bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
-    await asyncio.wait_for(bridge.ready.wait(), 60)
-    yield bridge
-    stop.set()
-    await task
+    async with running(bridge):
+        yield bridge
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from bridges import running
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -31,6 +32,7 @@ from ferry.demo import ensure_tenant, stage_upload
 from ferry.devstack import Stack
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
+from ferry.workflows import file_upload
 
 pytestmark = pytest.mark.stack
 
@@ -103,6 +105,17 @@ def upload_event(tenant: str, filename: str) -> dict[str, Any]:
     }
 
 
+def upload_workflow_id(event: dict[str, Any]) -> str:
+    return file_upload.workflow_id(event["tenant_id"], event["file_id"])
+
+
+async def terminate_uploads(client: Client, events: list[dict[str, Any]]) -> None:
+    """Clean up after a worker-less bridge: its workflows only started."""
+    for event in events:
+        handle = client.get_workflow_handle(upload_workflow_id(event))
+        await handle.terminate("test cleanup: no worker on this queue")
+
+
 def workerless_bridge(
     client: Client, publisher: EventPublisher, settings: Settings, group: str, ledger: Ledger
 ) -> Bridge:
@@ -127,12 +140,8 @@ async def own_bridge(
     config.auto_offset_reset = "latest"
     config.task_queues = dict.fromkeys(config.task_queues, task_queue)
     bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
-    await asyncio.wait_for(bridge.ready.wait(), 60)
-    yield bridge
-    stop.set()
-    await task
+    async with running(bridge):
+        yield bridge
 
 
 async def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(
@@ -247,27 +256,20 @@ async def test_a_backlog_on_one_partition_does_not_hold_back_the_others(
     ]
     assert elsewhere, "every other tenant landed on the backlog's partition"
 
-    bridge = workerless_bridge(client, publisher, settings, group, ledger)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
-    ids = [f"file-upload/{e['tenant_id']}/{e['file_id']}" for e in backlog + others]
-    try:
+    ids = [upload_workflow_id(e) for e in backlog + others]
+    async with running(workerless_bridge(client, publisher, settings, group, ledger)) as bridge:
 
         async def all_started() -> bool:
             return bridge.counts["started"] >= len(ids)
 
         await wait_until(all_started, 120)
-    finally:
-        stop.set()
-        await task
     started = {
         wf.id: wf.start_time for wf in [await client.get_workflow_handle(i).describe() for i in ids]
     }
     tenth_of_backlog = started[ids[9]]
     for event in elsewhere:
-        assert started[f"file-upload/{event['tenant_id']}/{event['file_id']}"] < tenth_of_backlog
-    for workflow_id in ids:
-        await client.get_workflow_handle(workflow_id).terminate("test cleanup: no worker")
+        assert started[upload_workflow_id(event)] < tenth_of_backlog
+    await terminate_uploads(client, backlog + others)
 
 
 async def test_a_signal_for_a_workflow_that_does_not_exist_goes_to_the_dlq(
@@ -346,44 +348,38 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
     client = await bridge_client(settings)
     group = f"test-outage-{uuid.uuid4().hex[:8]}"
     await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
-    bridge = workerless_bridge(client, publisher, settings, group, ledger)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
-    await asyncio.wait_for(bridge.ready.wait(), 60)
-    before = await committed_offsets(settings.kafka_bootstrap, group)
+    events = [upload_event(tenant, f"f{i}.txt") for i in range(10)]
     try:
-        await asyncio.to_thread(stack.stop_service, "temporal")
-        events = [upload_event(tenant, f"f{i}.txt") for i in range(10)]
-        for event in events:
-            await publisher.publish(event, topic=UPLOADS)
-        await asyncio.sleep(5)
-        assert await committed_offsets(settings.kafka_bootstrap, group) == before
-        assert bridge.counts["started"] == 0
-        assert bridge.metrics.paused._value.get() == 1  # backpressure: partitions paused
+        async with running(workerless_bridge(client, publisher, settings, group, ledger)) as bridge:
+            before = await committed_offsets(settings.kafka_bootstrap, group)
+            await asyncio.to_thread(stack.stop_service, "temporal")
+            for event in events:
+                await publisher.publish(event, topic=UPLOADS)
+            await asyncio.sleep(5)
+            assert await committed_offsets(settings.kafka_bootstrap, group) == before
+            assert bridge.counts["started"] == 0
+            assert bridge.metrics.paused._value.get() == 1  # backpressure: partitions paused
 
-        await asyncio.to_thread(stack.up)
+            await asyncio.to_thread(stack.up)
 
-        async def all_started() -> bool:
-            return bridge.counts["started"] == len(events)
+            async def all_started() -> bool:
+                return bridge.counts["started"] == len(events)
 
-        await wait_until(all_started, 120)
-        tp = TopicPartition(UPLOADS, (await publisher.publish(events[0], topic=UPLOADS)).partition)
+            await wait_until(all_started, 120)
+            sent = await publisher.publish(events[0], topic=UPLOADS)
+            tp = TopicPartition(UPLOADS, sent.partition)
 
-        async def committed_past() -> bool:
-            return (await committed_offsets(settings.kafka_bootstrap, group)).get(
-                tp, -1
-            ) > before.get(tp, -1)
+            async def committed_past() -> bool:
+                return (await committed_offsets(settings.kafka_bootstrap, group)).get(
+                    tp, -1
+                ) > before.get(tp, -1)
 
-        await wait_until(committed_past, 30)
-        assert set(await workflow_ids(client, tenant)) == {
-            f"file-upload/{tenant}/{e['file_id']}" for e in events
-        }
+            await wait_until(committed_past, 30)
+            assert set(await workflow_ids(client, tenant)) == {
+                upload_workflow_id(e) for e in events
+            }
     finally:
-        stop.set()
-        await task
-        for event in events:
-            handle = client.get_workflow_handle(f"file-upload/{tenant}/{event['file_id']}")
-            await handle.terminate("test cleanup: no worker on this queue")
+        await terminate_uploads(client, events)
 
 
 class HeldLedger:
@@ -413,42 +409,38 @@ async def test_records_keep_starting_while_a_commit_is_slow(
     group = f"test-slow-commit-{uuid.uuid4().hex[:8]}"
     await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
     held = HeldLedger(ledger)
-    bridge = workerless_bridge(client, publisher, settings, group, held)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
-    await asyncio.wait_for(bridge.ready.wait(), 60)
-    before = await committed_offsets(settings.kafka_bootstrap, group)
-    first, *later = [upload_event(tenant, f"f{i}.txt") for i in range(4)]
+    events = [upload_event(tenant, f"f{i}.txt") for i in range(4)]
+    first, *later = events
     try:
-        await publisher.publish(first, topic=UPLOADS)
-        await asyncio.wait_for(held.marking.wait(), 30)  # its commit has begun, and hangs
+        async with running(workerless_bridge(client, publisher, settings, group, held)) as bridge:
+            try:
+                before = await committed_offsets(settings.kafka_bootstrap, group)
+                await publisher.publish(first, topic=UPLOADS)
+                await asyncio.wait_for(held.marking.wait(), 30)  # its commit has begun, and hangs
 
-        sent = [await publisher.publish(event, topic=UPLOADS) for event in later]
+                sent = [await publisher.publish(event, topic=UPLOADS) for event in later]
 
-        async def all_started() -> bool:
-            return bridge.counts["started"] == 4
+                async def all_started() -> bool:
+                    return bridge.counts["started"] == 4
 
-        await wait_until(all_started, 30)
-        # Started while the commit hung, and nothing committed that the ledger lacks.
-        assert await committed_offsets(settings.kafka_bootstrap, group) == before
+                await wait_until(all_started, 30)
+                # Started while the commit hung, and nothing committed that the ledger lacks.
+                assert await committed_offsets(settings.kafka_bootstrap, group) == before
 
-        held.release.set()
-        tp = TopicPartition(UPLOADS, sent[-1].partition)
+                held.release.set()
+                tp = TopicPartition(UPLOADS, sent[-1].partition)
 
-        async def all_committed() -> bool:
-            offsets = await committed_offsets(settings.kafka_bootstrap, group)
-            return offsets.get(tp, -1) == sent[-1].offset + 1
+                async def all_committed() -> bool:
+                    offsets = await committed_offsets(settings.kafka_bootstrap, group)
+                    return offsets.get(tp, -1) == sent[-1].offset + 1
 
-        await wait_until(all_committed, 30)
-        for event in (first, *later):
-            assert await ledger.processed(tenant, group, event["event_id"])
+                await wait_until(all_committed, 30)
+                for event in events:
+                    assert await ledger.processed(tenant, group, event["event_id"])
+            finally:
+                held.release.set()  # else the bridge's last commit, as it stops, hangs too
     finally:
-        held.release.set()
-        stop.set()
-        await task
-        for event in (first, *later):
-            handle = client.get_workflow_handle(f"file-upload/{tenant}/{event['file_id']}")
-            await handle.terminate("test cleanup: no worker on this queue")
+        await terminate_uploads(client, events)
 
 
 NOTIFICATIONS = Path(__file__).parent.parent / "unit" / "notifications"
