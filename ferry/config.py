@@ -10,6 +10,8 @@ from dotenv import load_dotenv
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ferry.contracts.layout import Places
+
 
 def _env_file() -> Path:
     home = Path(os.environ.get("FERRY_HOME", Path.cwd() / ".ferry"))
@@ -56,6 +58,11 @@ class Settings(BaseSettings):
     # Where a file goes when its tenant's provider keeps failing: the first configured
     # provider of this list other than the tenant's own (comma-separated).
     storage_failover_order: str = "s3,gcs,azure,local"
+
+    @property
+    def places(self) -> Places:
+        """The buckets tenants share a part of (the ingest and quarantine buckets)."""
+        return Places(self.ingest_bucket, self.quarantine_bucket)
 
     @property
     def clamd_host_port(self) -> tuple[str, int]:

@@ -84,11 +84,12 @@ async def ferry_worker(
     host, port = settings.clamd_host_port
     engine = create_engine(settings.database_url.get_secret_value())
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
-        storage = StorageActivities(providers)
-        scan = ScanActivities(host, port, providers)
+        places = settings.places
+        storage = StorageActivities(providers, places)
+        scan = ScanActivities(host, port, providers, places=places)
         events = EventActivities(publisher)
         database = DatabaseActivities(create_sessionmaker(engine))
-        media = MediaActivities(providers)
+        media = MediaActivities(providers, places=places)
         tenants = TenantPolicyActivities(settings, list(providers))
         migration = MigrationActivities(providers)
         activities: list[Any] = [

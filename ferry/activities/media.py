@@ -35,7 +35,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ferry.activities.sniff import sniff_content_type
-from ferry.activities.storage import StorageRef, provider_named
+from ferry.activities.storage import StorageRef, provider_named, refuse_outside
+from ferry.contracts.layout import DEFAULT_PLACES, Places
 from ferry.db.enums import RejectionReason
 from ferry.storage import ObjectNotFound, StorageProvider
 
@@ -51,6 +52,10 @@ ALLOWED_TYPES: dict[str, tuple[str, ...]] = {
     "text/plain": (".txt",),
 }
 _TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
+# Declared types that say nothing about the content: what S3 notifications (which carry
+# no type), clients that do not know, and moto's default claim. Such an upload is judged
+# by its bytes and its name alone.
+UNDECLARED_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 _PILLOW_FORMATS = {
     "image/jpeg": "JPEG",
     "image/png": "PNG",
@@ -161,6 +166,9 @@ class ValidationRequest:
     declared_content_type: str
     size_bytes: int
     max_file_bytes: int
+    # Whose upload this is: the object must lie under its upload prefix (`refuse_outside`).
+    tenant_id: str | None = None
+    file_id: str | None = None
 
 
 @dataclass
@@ -191,6 +199,8 @@ class ThumbnailRequest:
     provider: str | None = None
     # Pillow's JPEG draft mode (decode at a reduced scale); off only to measure it.
     draft: bool = True
+    # The tenant whose places the source and the thumbnails must be (`refuse_outside`).
+    tenant_id: str | None = None
 
 
 @dataclass
@@ -213,6 +223,7 @@ class ThumbnailSet:
 @dataclass
 class MetadataRequest:
     source: StorageRef
+    tenant_id: str | None = None
 
 
 @dataclass
@@ -237,6 +248,7 @@ class AnalysisRequest:
     content_type: str
     # Text already extracted (a PDF's or a text file's); read from the file when None.
     text: str | None = None
+    tenant_id: str | None = None
 
 
 @dataclass
@@ -342,8 +354,8 @@ def _type_mismatch(sniffed: str, declared: str, filename: str) -> str | None:
     if sniffed not in ALLOWED_TYPES:
         return f"content is {sniffed}, which is not accepted"
     declared = _normalise_type(declared)
-    if declared != sniffed:
-        return f"declared as {declared or 'nothing'} but the content is {sniffed}"
+    if declared not in UNDECLARED_TYPES and declared != sniffed:
+        return f"declared as {declared} but the content is {sniffed}"
     ext = _extension(filename)
     if ext not in ALLOWED_TYPES[sniffed]:
         return f"name ends in {ext or 'no extension'!r} but the content is {sniffed}"
@@ -667,10 +679,14 @@ class MediaActivities:
     """Validation, thumbnails, metadata and AI analysis over the storage providers."""
 
     def __init__(
-        self, providers: Mapping[str, StorageProvider], limits: MediaLimits = DEFAULT_LIMITS
+        self,
+        providers: Mapping[str, StorageProvider],
+        limits: MediaLimits = DEFAULT_LIMITS,
+        places: Places = DEFAULT_PLACES,
     ) -> None:
         self._providers = dict(providers)
         self._limits = limits
+        self._places = places
         self._detector: Any = None
         self._model_name: str | None = None
         self._detector_lock = threading.Lock()
@@ -830,6 +846,7 @@ class MediaActivities:
         """
         limits = self._limits
         ref = request.source
+        refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id, request.file_id)
         sniffed = ""
         declared = _normalise_type(request.declared_content_type)
 
@@ -849,6 +866,8 @@ class MediaActivities:
                 RejectionReason.TOO_LARGE,
                 f"the object is {info.size} bytes, over the limit of {request.max_file_bytes}",
             )
+        if info.size == 0:
+            return reject(RejectionReason.CORRUPT, "the object is empty")
 
         def plan(content_type: str) -> _Plan:
             if _type_mismatch(content_type, declared, request.filename):
@@ -897,6 +916,10 @@ class MediaActivities:
                 f"invalid file id {request.file_id!r}", type="InvalidKey", non_retryable=True
             )
         ref = request.source
+        refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id)
+        refuse_outside(
+            self._places, request.bucket, f"files/{request.file_id}/thumbnails", request.tenant_id
+        )
 
         def plan(content_type: str) -> _Plan:
             return _Plan.SPOOL if content_type in IMAGE_TYPES else _Plan.STOP
@@ -928,6 +951,7 @@ class MediaActivities:
     async def extract_metadata(self, request: MetadataRequest) -> Metadata:
         """SHA-256 (streamed), size, type, dimensions, PDF pages, text and public EXIF."""
         ref = request.source
+        refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id)
         limits = self._limits
 
         async with self._fetch(ref, _spool_images_and_pdfs, hash_all=True) as fetched:
@@ -953,6 +977,7 @@ class MediaActivities:
     async def analyse_content(self, request: AnalysisRequest) -> Analysis:
         """Moderation labels (nudenet) and OCR (tesseract) for images; language of any text."""
         ref = request.source
+        refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id)
         limits = self._limits
         content_type = _normalise_type(request.content_type)
         result = Analysis()

@@ -12,7 +12,8 @@ import pyclamd
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ferry.activities.storage import StorageRef, provider_named
+from ferry.activities.storage import ScopedRef, provider_named, refuse_outside
+from ferry.contracts.layout import DEFAULT_PLACES, Places
 from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 
 # clamd reports a file over one of its limits as a "virus" of this family; such a
@@ -62,9 +63,10 @@ class ScanActivities:
 
     def __init__(
         self, clamd_host: str, clamd_port: int, providers: Mapping[str, StorageProvider],
-        timeout: float = 600.0, max_scans: int = 4,
+        timeout: float = 600.0, max_scans: int = 4, places: Places = DEFAULT_PLACES,
     ) -> None:  # fmt: skip
         self._host, self._port, self._timeout = clamd_host, clamd_port, timeout
+        self._places = places
         self._providers = dict(providers)
         # Scans block a thread for their whole length while the object's chunks
         # are read on the event loop (which uses the default pool for file I/O):
@@ -77,8 +79,9 @@ class ScanActivities:
         return result
 
     @activity.defn(name="scan_object")
-    async def scan(self, ref: StorageRef) -> ScanResult:
+    async def scan(self, ref: ScopedRef) -> ScanResult:
         """Stream the object to clamd. Errors raise, so Temporal retries; never 'clean'."""
+        refuse_outside(self._places, ref.bucket, ref.key, ref.tenant_id, ref.file_id)
         provider = provider_named(self._providers, ref.provider)
         reader = _StreamReader(provider.read(ref.bucket, ref.key), asyncio.get_running_loop())
         # clamd gives its verdict only after the whole stream: keep telling

@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ferry.activities.sniff import sniff_content_type
+from ferry.contracts.layout import DEFAULT_PLACES, INVALID_KEY, Places
 from ferry.storage import InvalidKey, ObjectNotFound, StorageProvider
 
 
@@ -21,6 +22,48 @@ class StorageRef:
     provider: str
     bucket: str
     key: str
+
+
+@dataclass
+class ScopedRef:
+    """An object read on behalf of a tenant: a `StorageRef`, and whose it must be.
+
+    With `file_id`, the object must be that upload's (in the ingest bucket, under
+    `tenants/{tenant_id}/uploads/{file_id}/`); with only `tenant_id`, in one of the
+    tenant's places. A `StorageRef` decodes as one with neither: histories from
+    before the check sent those.
+    """
+
+    provider: str
+    bucket: str
+    key: str
+    tenant_id: str | None = None
+    file_id: str | None = None
+
+    @classmethod
+    def of(cls, ref: StorageRef, tenant_id: str, file_id: str | None = None) -> ScopedRef:
+        return cls(ref.provider, ref.bucket, ref.key, tenant_id, file_id)
+
+
+def refuse_outside(
+    places: Places, bucket: str, key: str, tenant_id: str | None, file_id: str | None = None
+) -> None:
+    """Raise a non-retryable error unless `bucket`/`key` is the tenant's (or the upload's).
+
+    The error's type is `InvalidKey` for a key that is not well formed and
+    `OutsideTenant` for one that belongs elsewhere; the upload workflow turns
+    either into `file.rejected`. Without a tenant there is nothing to check against.
+    """
+    if tenant_id is None:
+        return
+    problem = (
+        places.upload_refusal(tenant_id, file_id, bucket, key)
+        if file_id is not None
+        else places.tenant_refusal(tenant_id, bucket, key)
+    )
+    if problem is not None:
+        kind = "InvalidKey" if problem.startswith(INVALID_KEY) else "OutsideTenant"
+        raise ApplicationError(problem, type=kind, non_retryable=True)
 
 
 @dataclass
@@ -40,6 +83,8 @@ class MoveRequest:
     bucket: str
     key: str
     provider: str | None = None
+    # The tenant whose places both ends must be (see `refuse_outside`).
+    tenant_id: str | None = None
 
 
 @dataclass
@@ -88,15 +133,19 @@ def provider_named(providers: Mapping[str, StorageProvider], name: str) -> Stora
 class StorageActivities:
     """Activities over the configured storage providers, by provider name."""
 
-    def __init__(self, providers: Mapping[str, StorageProvider]) -> None:
+    def __init__(
+        self, providers: Mapping[str, StorageProvider], places: Places = DEFAULT_PLACES
+    ) -> None:
         self._providers = dict(providers)
+        self._places = places
 
     def _provider(self, name: str) -> StorageProvider:
         return provider_named(self._providers, name)
 
     @activity.defn(name="fingerprint_object")
-    async def fingerprint(self, ref: StorageRef) -> Fingerprint:
+    async def fingerprint(self, ref: ScopedRef) -> Fingerprint:
         """SHA-256, size and sniffed content type, streaming the object once."""
+        refuse_outside(self._places, ref.bucket, ref.key, ref.tenant_id, ref.file_id)
         provider = self._provider(ref.provider)
         digest = hashlib.sha256()
         size = 0
@@ -124,6 +173,8 @@ class StorageActivities:
         a repeat only confirms the destination.
         """
         source = request.source
+        refuse_outside(self._places, source.bucket, source.key, request.tenant_id)
+        refuse_outside(self._places, request.bucket, request.key, request.tenant_id)
         target_name = request.provider or source.provider
         origin, target = self._provider(source.provider), self._provider(target_name)
         if await origin.head(source.bucket, source.key) is not None:

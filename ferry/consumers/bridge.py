@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -38,8 +37,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.consumers.metrics import BridgeMetrics
-from ferry.consumers.notifications import NotificationError, normalise
+from ferry.consumers.notifications import NotificationError, read
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
+from ferry.contracts.layout import DEFAULT_PLACES, TENANT_SLUG, Places
 from ferry.logs import bind
 from ferry.producers import EventPublisher
 from ferry.producers.ids import INBOUND_TOPIC
@@ -54,7 +54,6 @@ NOTIFICATIONS_TOPIC = "ferry.storage-notifications.v1"
 INBOUND_TOPICS = (*dict.fromkeys(INBOUND_TOPIC.values()), NOTIFICATIONS_TOPIC)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
-TENANT_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 TENANT_CACHE_SECONDS = 60.0
 
 
@@ -147,6 +146,8 @@ class BridgeConfig:
     # Commit at most this often while running (always on revocation and shutdown).
     commit_interval: float = 0.2
     fetch_max_wait_ms: int = 50
+    # The ingest and quarantine buckets: an upload may name only its own object in ingest.
+    places: Places = DEFAULT_PLACES
 
 
 class _PartitionProgress:
@@ -542,21 +543,40 @@ class Bridge:
             missing = [name for name in route.required if event.get(name) is None]
             if missing:
                 raise Rejected(f"{event['event_type']} without {', '.join(missing)}")
+            problem = route.refusal(event, self.config.places)
+            if problem:
+                raise Rejected(problem)
             return await self._checked_delivery(route, event, record)
         except Rejected as rejected:
             await self._dead_letter(record, str(rejected))
             return Outcome.DEAD_LETTERED
 
     async def _notification(self, record: Record) -> Outcome:
-        """A bucket notification: each committed object is a `file.uploaded`."""
+        """A bucket notification: each committed object is a `file.uploaded`.
+
+        The uploads whose objects are not theirs to take are refused; the others
+        go on, and the record then goes to the DLQ with the refusals (replayed,
+        the uploads already started are duplicates).
+        """
         try:
-            uploads = normalise(record.value or b"")
+            notification = read(record.value or b"", record.headers)
         except NotificationError as exc:
             raise Rejected(f"NotificationError: {exc}") from exc
-        if not uploads:
+        for kind in notification.skipped:
+            self.metrics.notifications_skipped.labels(kind).inc()
+        if not notification.uploads:
             return Outcome.SKIPPED  # a test event, a deletion, an uncommitted block
         route = ROUTES["file.uploaded"]
-        outcomes = [await self._checked_delivery(route, upload.event, record) for upload in uploads]
+        outcomes, refused = [], []
+        for upload in notification.uploads:
+            problem = route.refusal(upload.event, self.config.places)
+            if problem:
+                storage = upload.event["storage"]
+                refused.append(f"{storage['bucket']}/{storage['key']}: {problem}")
+                continue
+            outcomes.append(await self._checked_delivery(route, upload.event, record))
+        if refused:
+            raise Rejected("; ".join(refused))
         return Outcome.STARTED if Outcome.STARTED in outcomes else Outcome.DUPLICATE
 
     async def _checked_delivery(

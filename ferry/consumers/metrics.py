@@ -20,6 +20,13 @@ class BridgeMetrics:
             ["topic", "outcome"],
             registry=self.registry,
         )
+        self.notifications_skipped = Counter(
+            "ferry_bridge_notifications_skipped",
+            "Bucket notifications that announce no upload, by kind (test-event, deletion, "
+            "metadata-update, uncommitted, lifecycle, subscription-validation).",
+            ["kind"],
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "ferry_bridge_consumer_lag",
             "Records between the committed offset and the end of the partition.",

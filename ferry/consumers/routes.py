@@ -20,6 +20,7 @@ from temporalio.common import (
 )
 
 from ferry.activities.storage import StorageRef
+from ferry.contracts.layout import Places
 from ferry.workflows import (
     file_migration,
     file_sharing,
@@ -58,6 +59,11 @@ class Route:
     required: tuple[str, ...] = ()
     # Every event but a tenant's creation names a tenant that must exist.
     tenant_must_exist: bool = True
+    # Why the event may not be delivered as it is (it names what is not its own).
+    refuse: Callable[[Event, Places], str | None] | None = None
+
+    def refusal(self, event: Event, places: Places) -> str | None:
+        return self.refuse(event, places) if self.refuse is not None else None
 
     def search_attributes(self, event: Event) -> TypedSearchAttributes:
         return search_attributes(str(event["tenant_id"]), event.get("file_id"))
@@ -93,6 +99,12 @@ def _upload(e: Event) -> file_upload.FileUploadInput:
         sha256=e.get("sha256"),
         correlation_id=e.get("correlation_id"),
     )
+
+
+def _upload_refusal(e: Event, places: Places) -> str | None:
+    """An upload names its own object: under its upload prefix in the ingest bucket."""
+    storage = e["storage"]
+    return places.upload_refusal(e["tenant_id"], e["file_id"], storage["bucket"], storage["key"])
 
 
 def _share(e: Event) -> file_sharing.ShareRequest:
@@ -211,6 +223,7 @@ ROUTES: dict[str, Route] = {
         Queue.FILES,
         _upload,
         lambda e: f"upload of {e['filename']!r} ({e['file_id']}) for tenant {e['tenant_id']}",
+        refuse=_upload_refusal,
     ),
     "file.share_requested": Route(
         Action.START,

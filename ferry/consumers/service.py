@@ -36,6 +36,7 @@ def bridge_config(settings: Settings, **overrides: object) -> BridgeConfig:
         group_id=settings.consumer_group,
         max_in_flight=settings.max_in_flight,
         commit_interval=settings.commit_interval,
+        places=settings.places,
     )
     for key, value in overrides.items():
         setattr(config, key, value)

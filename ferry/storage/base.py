@@ -8,17 +8,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from ferry.contracts.layout import InvalidKey as InvalidKey
+from ferry.contracts.layout import validate_key as validate_key
+
 CHUNK_SIZE = 1024 * 1024
 # Uploads to S3 and Azure go in parts (blocks) of this size; GCS uses it as the resumable chunk.
 PART_SIZE = 8 * 1024 * 1024
 MAX_PAGE_SIZE = 1000
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class InvalidKey(ValueError):
-    """A bucket or key that could escape its prefix or is not well formed."""
 
 
 class ObjectNotFound(LookupError):
@@ -60,20 +58,6 @@ def validate_bucket(bucket: str) -> str:
     if not _BUCKET.match(bucket) or ".." in bucket:
         raise InvalidKey(f"invalid bucket name {bucket!r}")
     return bucket
-
-
-def validate_key(key: str) -> str:
-    """Refuse keys that are absolute, climb out (`..`), or hold control characters."""
-    if not key or len(key) > 1024:
-        raise InvalidKey("a key must be 1 to 1024 characters")
-    if _CONTROL.search(key):
-        raise InvalidKey("a key must not contain NUL or control characters")
-    if key.startswith("/") or "\\" in key:
-        raise InvalidKey(f"a key must be relative: {key!r}")
-    parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise InvalidKey(f"a key must not contain empty, '.' or '..' segments: {key!r}")
-    return key
 
 
 def validate_prefix(prefix: str) -> str:

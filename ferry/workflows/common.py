@@ -25,7 +25,7 @@ FILE_ID = SearchAttributeKey.for_keyword("FileId")
 # Error types no retry can fix: the activity fails at once and the workflow decides.
 PERMANENT = [
     "ObjectNotFound", "UnknownProvider", "InvalidKey", "TenantNotFound", "FileNotFound",
-    "InvalidTransition", "CorruptFile", "ModelMissing",
+    "InvalidTransition", "CorruptFile", "ModelMissing", "OutsideTenant",
 ]  # fmt: skip
 STORAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -33,10 +33,15 @@ with workflow.unsafe.imports_passed_through():
         MigrationActivities,
     )
     from ferry.activities.storage import BucketRequest
+    from ferry.contracts.layout import tenant_bucket
     from ferry.db.enums import MigrationItemState, MigrationState
     from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit, failure_detail
 
 WORKFLOW = "file_migration_workflow"
+# A patch: a tenant's bucket is exactly `ferry-{tenant}` (on any provider). Runs from
+# before also took `ferry-{tenant}-*`, which is another tenant's bucket (tenant
+# `acme-archive` owns `ferry-acme-archive`).
+OWN_BUCKET_ONLY = "own-bucket-only"
 SOURCE = "ferry.file-migration"
 # Copy batches running at once; a batch is `batch_size` objects.
 MAX_BATCHES_IN_FLIGHT = 4
@@ -147,7 +152,7 @@ class FileMigrationWorkflow:
     async def run(self, request: MigrationRequest) -> MigrationResult:
         source = BucketRequest(request.source.provider, request.source.bucket)
         target = BucketRequest(request.target.provider, request.target.bucket)
-        refusal = _refusal(request)
+        refusal = _refusal(request, strict=workflow.patched(OWN_BUCKET_ONLY))
         if refusal is not None:
             self._show(f"refused: {refusal}")
             refused = await self._emit(request, "file.migration_failed", False, refusal)
@@ -358,10 +363,12 @@ class FileMigrationWorkflow:
         )
 
 
-def _refusal(request: MigrationRequest) -> str | None:
-    """Why the request may not run: a tenant migrates only its own buckets."""
-    own = f"ferry-{request.tenant_id}"
+def _refusal(request: MigrationRequest, *, strict: bool = True) -> str | None:
+    """Why the request may not run: a tenant migrates only its own bucket, between providers."""
+    own = tenant_bucket(request.tenant_id)
     for side, ref in (("source", request.source), ("target", request.target)):
+        if strict and ref.bucket != own:
+            return f"the {side} bucket {ref.bucket!r} is not the tenant's ({own})"
         if ref.bucket != own and not ref.bucket.startswith(f"{own}-"):
             return f"the {side} bucket {ref.bucket!r} is not the tenant's ({own} or {own}-*)"
     if (request.source.provider, request.source.bucket) == (

@@ -35,7 +35,14 @@ with workflow.unsafe.imports_passed_through():
         ValidationRequest,
     )
     from ferry.activities.scan import ScanActivities, ScanResult
-    from ferry.activities.storage import Fingerprint, MoveRequest, StorageActivities, StorageRef
+    from ferry.activities.storage import (
+        Fingerprint,
+        MoveRequest,
+        ScopedRef,
+        StorageActivities,
+        StorageRef,
+    )
+    from ferry.contracts.layout import upload_key_refusal
     from ferry.db.enums import RejectionReason
     from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit, tenant_policy
 
@@ -43,6 +50,11 @@ WORKFLOW = "file_upload_workflow"
 SOURCE = "ferry.file-upload"
 QUARANTINE_BUCKET = "ferry-quarantine"
 LOCAL_SHORT_STEPS = "short-steps-as-local-activities"  # a patch: see `run`
+# A patch: the upload's location is checked before its object is read, a refused one
+# (and an empty object) ends as `file.rejected` without touching the object.
+LOCATION_CHECKED = "upload-location-checked"
+# What activities raise for a location that is not the upload's (`refuse_outside`).
+LOCATION_ERRORS = ("OutsideTenant", "InvalidKey")
 # A tenant's provider that still fails after these attempts is failed over.
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -98,9 +110,22 @@ class FileUploadResult:
 class Rejection(Exception):
     """Ends the upload as rejected: not a failure of the workflow."""
 
-    def __init__(self, reason: RejectionReason, detail: str, signature: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: RejectionReason,
+        detail: str,
+        signature: str | None = None,
+        *,
+        quarantine: bool = True,
+    ) -> None:
         super().__init__(detail)
         self.reason, self.detail, self.signature = reason, detail, signature
+        # False when the object is not the upload's to move (it names another place).
+        self.quarantine = quarantine
+
+
+def _refused_location(detail: str) -> Rejection:
+    return Rejection(RejectionReason.CORRUPT, detail, quarantine=False)
 
 
 _REFUSALS = {
@@ -131,6 +156,7 @@ class FileUploadWorkflow:
     def __init__(self) -> None:
         self._stage = "received"
         self._local = False
+        self._checked = False
 
     @workflow.query
     def progress(self) -> str:
@@ -146,6 +172,7 @@ class FileUploadWorkflow:
         # no round trip through the server. Histories from before run them as
         # ordinary activities and replay that way.
         self._local = workflow.patched(LOCAL_SHORT_STEPS)
+        self._checked = workflow.patched(LOCATION_CHECKED)
         self._enter("recording")
         tenant = await self._tenant(upload.tenant_id)
         await self._db(
@@ -163,12 +190,17 @@ class FileUploadWorkflow:
             ),
         )
         try:
+            if self._checked:
+                # The key's rule needs no settings; the activities check the bucket too.
+                problem = upload_key_refusal(upload.tenant_id, upload.file_id, upload.storage.key)
+                if problem:
+                    raise _refused_location(problem)
             await self._check_plan(upload)
             await self._fingerprint(upload)
             # Scan before judging the content: an infected file is reported as
             # infected whatever its type or name.
             self._enter("scanning")
-            scan = await self._scan(upload.storage)
+            scan = await self._scan(upload)
             if not scan.clean:
                 raise Rejection(
                     RejectionReason.INFECTED, f"clamd found {scan.signature}", scan.signature
@@ -177,6 +209,20 @@ class FileUploadWorkflow:
         except Rejection as rejection:
             return await self._reject(upload, rejection)
         return await self._accept(upload, tenant, validation)
+
+    def _upload_ref(self, upload: FileUploadInput) -> ScopedRef:
+        """The upload's object, and whose it must be (not said in histories from before)."""
+        if not self._checked:
+            ref = upload.storage
+            return ScopedRef(ref.provider, ref.bucket, ref.key)
+        return ScopedRef.of(upload.storage, upload.tenant_id, upload.file_id)
+
+    def _location_refused(self, err: ActivityError) -> Rejection | None:
+        """The rejection for an activity that refused the upload's location, if it did."""
+        cause = err.cause
+        if self._checked and isinstance(cause, ApplicationError) and cause.type in LOCATION_ERRORS:
+            return _refused_location(cause.message)
+        return None
 
     async def _tenant(self, tenant_id: str) -> TenantRecord:
         lookup = await self._db(DatabaseActivities.get_tenant, TenantRef(tenant_id))
@@ -198,19 +244,28 @@ class FileUploadWorkflow:
     async def _validate(self, upload: FileUploadInput, tenant: TenantRecord) -> Validation:
         """Type (sniffed vs declared vs extension), size and integrity of the content."""
         self._enter("validating")
-        validation: Validation = await workflow.execute_activity_method(
-            MediaActivities.validate_upload,
-            ValidationRequest(
-                source=upload.storage,
-                filename=upload.filename,
-                declared_content_type=upload.declared_content_type,
-                size_bytes=upload.size_bytes,
-                max_file_bytes=tenant.max_file_bytes,
-            ),
-            start_to_close_timeout=timedelta(minutes=10),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=STORAGE_RETRY,
-        )
+        scoped = self._checked
+        try:
+            validation: Validation = await workflow.execute_activity_method(
+                MediaActivities.validate_upload,
+                ValidationRequest(
+                    source=upload.storage,
+                    filename=upload.filename,
+                    declared_content_type=upload.declared_content_type,
+                    size_bytes=upload.size_bytes,
+                    max_file_bytes=tenant.max_file_bytes,
+                    tenant_id=upload.tenant_id if scoped else None,
+                    file_id=upload.file_id if scoped else None,
+                ),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=STORAGE_RETRY,
+            )
+        except ActivityError as err:
+            refused = self._location_refused(err)
+            if refused is not None:
+                raise refused from err
+            raise
         if not validation.ok:
             assert validation.reason is not None
             raise Rejection(RejectionReason(validation.reason), validation.detail)
@@ -222,12 +277,15 @@ class FileUploadWorkflow:
         try:
             fingerprint: Fingerprint = await workflow.execute_activity_method(
                 StorageActivities.fingerprint,
-                upload.storage,
+                self._upload_ref(upload),
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=STORAGE_RETRY,
             )
         except ActivityError as err:
+            refused = self._location_refused(err)
+            if refused is not None:
+                raise refused from err
             if _failed_with(err, "ObjectNotFound"):
                 where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
                 raise Rejection(RejectionReason.CORRUPT, f"no object at {where}") from err
@@ -237,12 +295,14 @@ class FileUploadWorkflow:
         if fingerprint.size_bytes != upload.size_bytes:
             detail = f"{fingerprint.size_bytes} bytes stored, {upload.size_bytes} declared"
             raise Rejection(RejectionReason.CORRUPT, detail)
+        if self._checked and fingerprint.size_bytes == 0:
+            raise Rejection(RejectionReason.CORRUPT, "the object is empty")
 
-    async def _scan(self, ref: StorageRef) -> ScanResult:
+    async def _scan(self, upload: FileUploadInput) -> ScanResult:
         try:
             result: ScanResult = await workflow.execute_activity_method(
                 ScanActivities.scan,
-                ref,
+                self._upload_ref(upload),
                 start_to_close_timeout=timedelta(minutes=30),
                 # The scan heartbeats every few seconds: a dead worker's attempt
                 # is retried on another within half a minute.
@@ -250,6 +310,9 @@ class FileUploadWorkflow:
                 retry_policy=SCAN_RETRY,
             )
         except ActivityError as err:
+            refused = self._location_refused(err)
+            if refused is not None:
+                raise refused from err
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "ScanLimitExceeded":
                 raise Rejection(RejectionReason.SCAN_FAILED, cause.message) from err
@@ -262,10 +325,13 @@ class FileUploadWorkflow:
         self._enter("storing")
         stored = await self._store_original(upload, tenant)
         self._enter("processing")
+        owner = upload.tenant_id if self._checked else None
         thumbnails, metadata, analysis = await asyncio.gather(
-            self._thumbnails(stored, upload.file_id),
-            self._metadata(stored),
-            self._analysis(stored, validation.content_type, upload.analysis_deadline_seconds),
+            self._thumbnails(stored, upload.file_id, owner),
+            self._metadata(stored, owner),
+            self._analysis(
+                stored, validation.content_type, upload.analysis_deadline_seconds, owner
+            ),
         )
         public = {"filename": upload.filename, **metadata.public}
         processed = FileProcessedInput(
@@ -322,7 +388,12 @@ class FileUploadWorkflow:
         key, primary = f"files/{upload.file_id}/original", str(tenant.storage_provider)
         try:
             return await self._move(
-                upload.storage, tenant.storage_bucket, key, primary, PROVIDER_RETRY
+                upload.storage,
+                tenant.storage_bucket,
+                key,
+                primary,
+                PROVIDER_RETRY,
+                tenant_id=upload.tenant_id,
             )
         except ActivityError as err:
             if _permanent(err):
@@ -334,7 +405,12 @@ class FileUploadWorkflow:
             workflow.logger.warning("%s failed for %s; failing over to %s", primary, key, provider)
             try:
                 return await self._move(
-                    upload.storage, tenant.storage_bucket, key, provider, PROVIDER_RETRY
+                    upload.storage,
+                    tenant.storage_bucket,
+                    key,
+                    provider,
+                    PROVIDER_RETRY,
+                    tenant_id=upload.tenant_id,
                 )
             except ActivityError as err:
                 if _permanent(err):
@@ -342,10 +418,12 @@ class FileUploadWorkflow:
                 failure = err
         raise failure
 
-    async def _thumbnails(self, stored: StorageRef, file_id: str) -> list[ThumbnailInfo]:
+    async def _thumbnails(
+        self, stored: StorageRef, file_id: str, owner: str | None
+    ) -> list[ThumbnailInfo]:
         made: ThumbnailSet = await workflow.execute_activity_method(
             MediaActivities.make_thumbnails,
-            ThumbnailRequest(source=stored, bucket=stored.bucket, file_id=file_id),
+            ThumbnailRequest(source=stored, bucket=stored.bucket, file_id=file_id, tenant_id=owner),
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=STORAGE_RETRY,
@@ -355,10 +433,10 @@ class FileUploadWorkflow:
             for t in made.thumbnails
         ]
 
-    async def _metadata(self, stored: StorageRef) -> Metadata:
+    async def _metadata(self, stored: StorageRef, owner: str | None) -> Metadata:
         metadata: Metadata = await workflow.execute_activity_method(
             MediaActivities.extract_metadata,
-            MetadataRequest(source=stored),
+            MetadataRequest(source=stored, tenant_id=owner),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=STORAGE_RETRY,
@@ -366,12 +444,12 @@ class FileUploadWorkflow:
         return metadata
 
     async def _analysis(
-        self, stored: StorageRef, content_type: str, deadline_seconds: float
+        self, stored: StorageRef, content_type: str, deadline_seconds: float, owner: str | None
     ) -> dict[str, str]:
         """AI analysis raced against a timer: late or failed, the upload goes on without it."""
         handle = workflow.start_activity_method(
             MediaActivities.analyse_content,
-            AnalysisRequest(source=stored, content_type=content_type),
+            AnalysisRequest(source=stored, content_type=content_type, tenant_id=owner),
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=PERMANENT),
@@ -388,16 +466,20 @@ class FileUploadWorkflow:
         return analysis.as_map()
 
     async def _reject(self, upload: FileUploadInput, rejection: Rejection) -> FileUploadResult:
-        self._enter("quarantining")
-        stored: StorageRef | None
-        try:
-            stored = await self._move(
-                upload.storage, QUARANTINE_BUCKET, f"quarantine/{upload.tenant_id}/{upload.file_id}"
-            )
-        except ActivityError as err:
-            if not _failed_with(err, "ObjectNotFound"):
-                raise
-            stored = None  # there was never an object to quarantine
+        stored: StorageRef | None = None
+        if rejection.quarantine:
+            self._enter("quarantining")
+            try:
+                stored = await self._move(
+                    upload.storage,
+                    QUARANTINE_BUCKET,
+                    f"quarantine/{upload.tenant_id}/{upload.file_id}",
+                    tenant_id=upload.tenant_id,
+                )
+            except ActivityError as err:
+                if not _failed_with(err, "ObjectNotFound"):
+                    raise
+                # There was never an object to quarantine.
         await self._db(
             DatabaseActivities.record_file_rejected,
             FileRejectedInput(
@@ -435,10 +517,13 @@ class FileUploadWorkflow:
         key: str,
         provider: str | None = None,
         retry: RetryPolicy = STORAGE_RETRY,
+        *,
+        tenant_id: str,
     ) -> StorageRef:
+        owner = tenant_id if self._checked else None
         moved: StorageRef = await workflow.execute_activity_method(
             StorageActivities.move,
-            MoveRequest(source=source, bucket=bucket, key=key, provider=provider),
+            MoveRequest(source=source, bucket=bucket, key=key, provider=provider, tenant_id=owner),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=retry,

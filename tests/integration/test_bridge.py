@@ -456,6 +456,13 @@ async def test_a_bucket_notification_starts_one_upload_and_a_test_event_is_skipp
     value = json.dumps(document).encode()
     skipped_before = own_bridge.counts["skipped"]
     duplicates_before = own_bridge.counts["duplicate"]
+    registry = own_bridge.metrics.registry
+
+    def test_events_skipped() -> float:
+        name, labels = "ferry_bridge_notifications_skipped_total", {"kind": "test-event"}
+        return registry.get_sample_value(name, labels) or 0.0
+
+    test_events_before = test_events_skipped()
 
     await publisher.send_raw(NOTIFICATIONS_TOPIC, value, tenant.encode(), [])
     await publisher.send_raw(NOTIFICATIONS_TOPIC, value, tenant.encode(), [])
@@ -469,6 +476,8 @@ async def test_a_bucket_notification_starts_one_upload_and_a_test_event_is_skipp
         )
 
     await wait_until(handled, 30)
+    # Counted by kind: the operator sees what was skipped, not only that something was.
+    assert test_events_skipped() == test_events_before + 1
     runs = [
         wf async for wf in client.list_workflows(f'WorkflowId = "file-upload/{tenant}/{file_id}"')
     ]

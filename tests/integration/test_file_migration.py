@@ -234,7 +234,7 @@ async def test_a_migration_whose_target_fails_rolls_back_completely(
     file_events: TopicFollower,
 ) -> None:
     seeded = await _seed(sessionmaker, providers["s3"], 40)
-    target_bucket = f"{seeded.bucket}-archive"
+    target_bucket = seeded.bucket  # the tenant's bucket, on another provider
     # The target's disk refuses the last file's directory (a file sits where it must go),
     # as a full or broken volume would; every attempt at that batch fails.
     last = max(seeded.file_ids)
@@ -290,7 +290,7 @@ async def test_a_migration_interrupted_by_a_killed_worker_resumes_and_copies_not
     workers: list[subprocess.Popen[bytes]],
 ) -> None:
     seeded = await _seed(sessionmaker, providers["gcs"], 150)
-    target_bucket = f"{seeded.bucket}-copy"
+    target_bucket = seeded.bucket
     queue = f"ferry-crash-{uuid.uuid4().hex[:8]}"
     request = _request(seeded, "gcs", "local", target_bucket, batch_size=10)
     workers.append(_worker(queue))

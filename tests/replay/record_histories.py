@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import sys
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -41,7 +43,14 @@ IDS = HISTORIES / "ids.json"
 TENANT = "replay"
 
 
-async def record_upload(name: str, filename: str, content_type: str, data: bytes) -> None:
+async def record_upload(
+    name: str,
+    filename: str,
+    content_type: str,
+    data: bytes,
+    elsewhere: StorageRef | None = None,
+) -> None:
+    """One upload; with `elsewhere`, one whose event names that object instead of its own."""
     settings = get_settings()
     client = await connect(settings)
     engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
@@ -59,7 +68,7 @@ async def record_upload(name: str, filename: str, content_type: str, data: bytes
         filename=filename,
         declared_content_type=content_type,
         size_bytes=len(data),
-        storage=StorageRef(**event["storage"]),
+        storage=elsewhere or StorageRef(**event["storage"]),
         uploaded_by="recorder",
         sha256=event["sha256"],
     )
@@ -249,12 +258,12 @@ async def record_files(client: Client, settings: Settings, queue: str) -> None:
     await share("revoked", revoke=True)
     await share("refused", shared_by="stranger@example.com")
 
-    async def migrate(name: str, target: str, target_bucket: str) -> None:
+    async def migrate(name: str, target: str, target_bucket: str, source: str = "local") -> None:
         request = MigrationRequest(
             event_id=str(uuid.uuid4()),
             tenant_id=tenant,
             migration_id=name,
-            source=BucketRef("local", f"ferry-{tenant}"),
+            source=BucketRef(source, f"ferry-{tenant}"),
             target=BucketRef(target, target_bucket),
             batch_size=2,
             history_limit=30,
@@ -269,11 +278,14 @@ async def record_files(client: Client, settings: Settings, queue: str) -> None:
         await save(handle, f"file_migration_{name}")
 
     await migrate("completed", "s3", f"ferry-{tenant}")
-    # The target's volume refuses one of the objects: the migration rolls back.
-    blocker = Path(settings.local_storage_root) / f"ferry-{tenant}-broken" / "files"
-    blocker.mkdir(parents=True)
-    (blocker / upload.file_id).write_text("in the way")
-    await migrate("rolled_back", "local", f"ferry-{tenant}-broken")
+    # Back from S3, the local volume refuses the file's directory (a file sits where it
+    # must go): the migration rolls back.
+    files = Path(settings.local_storage_root) / f"ferry-{tenant}" / "files"
+    shutil.rmtree(files / upload.file_id)
+    (files / upload.file_id).write_text("in the way")
+    await migrate("rolled_back", "local", f"ferry-{tenant}", source="s3")
+    # `ferry-{tenant}-archive` is the bucket of the tenant `{tenant}-archive`.
+    await migrate("refused", "s3", f"ferry-{tenant}-archive")
 
 
 async def record_tenants() -> None:
@@ -287,18 +299,42 @@ async def record_tenants() -> None:
     await record_failed_provisioning(client, settings)
 
 
-async def main() -> None:
-    HISTORIES.mkdir(exist_ok=True)
-    # The `file_upload_*_before_local_steps` histories are not recorded here: they
-    # keep the uploads from before the `short-steps-as-local-activities` patch,
-    # whose database steps and events were ordinary activities, replaying.
+async def record_uploads() -> None:
     await record_upload("file_upload_processed", "poster.png", "image/png", DEMO_FILES[0][2])
     await record_upload("file_upload_infected", "notes.txt", "text/plain", EICAR)
     await record_upload(
         "file_upload_invalid_type", "poster.pdf", "application/pdf", DEMO_FILES[0][2]
     )
-    await record_tenants()
+    # Refused by the workflow itself: the key is another tenant's upload.
+    await record_upload(
+        "file_upload_refused_key",
+        "notes.txt",
+        "text/plain",
+        b"mine\n",
+        elsewhere=StorageRef("local", "ferry-ingest", "tenants/other/uploads/f-1/private.txt"),
+    )
+    # Refused by the fingerprint activity: the right key in another tenant's bucket.
+    await record_upload(
+        "file_upload_refused_bucket",
+        "notes.txt",
+        "text/plain",
+        b"mine\n",
+        elsewhere=StorageRef("local", "ferry-other", f"tenants/{TENANT}/uploads/f-2/notes.txt"),
+    )
+
+
+async def main(groups: list[str]) -> None:
+    """Record the groups named (`uploads`, `tenants`), or all of them."""
+    HISTORIES.mkdir(exist_ok=True)
+    # Not recorded here, and kept so that runs from before each patch still replay:
+    # `file_upload_*_before_local_steps` (before `short-steps-as-local-activities`),
+    # `file_upload_*_before_location_check` (before `upload-location-checked`) and
+    # `file_migration_*_before_own_bucket_only` (before `own-bucket-only`).
+    if not groups or "uploads" in groups:
+        await record_uploads()
+    if not groups or "tenants" in groups:
+        await record_tenants()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

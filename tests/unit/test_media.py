@@ -285,6 +285,75 @@ async def test_type_mismatches_are_invalid_type(
     assert result.detail
 
 
+@pytest.mark.parametrize("declared", ["application/octet-stream", "binary/octet-stream", ""])
+async def test_an_upload_without_a_declared_type_is_judged_by_its_bytes_and_name(
+    storage: LocalStorage, media: MediaActivities, run: Callable[..., Any], declared: str
+) -> None:
+    # What an S3 notification announces: AWS's records carry no content type.
+    data = image_bytes("PNG")
+    ref = await put(storage, "Happy Face.png", data)
+    result = await run(
+        media.validate_upload, validation(ref, "Happy Face.png", declared, len(data))
+    )
+    assert result == Validation(True, "image/png", width=64, height=48)
+
+
+async def test_an_undeclared_type_still_needs_a_name_that_matches_the_bytes(
+    storage: LocalStorage, media: MediaActivities, run: Callable[..., Any]
+) -> None:
+    data = image_bytes("PNG")
+    ref = await put(storage, "report.pdf", data)
+    request = validation(ref, "report.pdf", "application/octet-stream", len(data))
+    result = await run(media.validate_upload, request)
+    assert (result.ok, result.reason, result.content_type) == (
+        False,
+        RejectionReason.INVALID_TYPE,
+        "image/png",
+    )
+    assert result.detail == "name ends in '.pdf' but the content is image/png"
+
+
+async def test_an_empty_object_is_corrupt(
+    storage: LocalStorage, media: MediaActivities, run: Callable[..., Any]
+) -> None:
+    ref = await put(storage, "empty.txt", b"")
+    result = await run(media.validate_upload, validation(ref, "empty.txt", "text/plain", 0))
+    assert (result.ok, result.reason, result.detail) == (
+        False,
+        RejectionReason.CORRUPT,
+        "the object is empty",
+    )
+
+
+@pytest.mark.parametrize(
+    ("tenant", "file_id", "bucket", "key", "kind"),
+    [
+        ("acme", "f1", INGEST, "tenants/other/uploads/f1/a.png", "OutsideTenant"),
+        ("acme", "f1", INGEST, "tenants/acme/uploads/f2/a.png", "OutsideTenant"),
+        ("acme", "f1", "ferry-other", "files/f1/original", "OutsideTenant"),
+        ("acme", "f1", INGEST, "tenants/acme/uploads/f1/../../../other/x", "InvalidKey"),
+    ],
+    ids=["another-tenants-upload", "another-file", "another-tenants-bucket", "climbs-out"],
+)
+async def test_validation_refuses_an_object_that_is_not_the_uploads(
+    storage: LocalStorage,
+    media: MediaActivities,
+    run: Callable[..., Any],
+    tenant: str,
+    file_id: str,
+    bucket: str,
+    key: str,
+    kind: str,
+) -> None:
+    ref = StorageRef("local", bucket, key)
+    request = ValidationRequest(
+        ref, "a.png", "image/png", 10, max_file_bytes=MB, tenant_id=tenant, file_id=file_id
+    )
+    with pytest.raises(ApplicationError) as caught:
+        await run(media.validate_upload, request)
+    assert (caught.value.type, caught.value.non_retryable) == (kind, True)
+
+
 async def test_too_large_by_declared_size_and_by_stored_size(
     storage: LocalStorage, media: MediaActivities, run: Callable[..., Any]
 ) -> None:

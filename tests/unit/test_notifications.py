@@ -16,7 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ferry.consumers.notifications import NotificationError, Upload, normalise
+from ferry.consumers.notifications import (
+    Notification,
+    NotificationError,
+    Upload,
+    normalise,
+    read,
+)
 from ferry.schemas import decode, encode
 
 FIXTURES = Path(__file__).parent / "notifications"
@@ -277,8 +283,102 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "c56a4180-65aa-42ec-a945-5fd21dec0538/export.csv@0x8DC7413F5E6D7C8",
         }
     ],
+    "s3_aws_lambda_go_put_png.json": [
+        {
+            "source": "s3-notification",
+            "tenant_id": "acme",
+            "file_id": "5d7c1a2b-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+            "filename": "Happy Face.png",
+            # AWS sends no content type: the upload is judged by its bytes and name.
+            "declared_content_type": "application/octet-stream",
+            "size_bytes": 1024,
+            "storage": {
+                "provider": "s3",
+                "bucket": "ferry-ingest",
+                "key": "tenants/acme/uploads/5d7c1a2b-3e4f-4a5b-8c6d-7e8f9a0b1c2d/Happy Face.png",
+            },
+            "uploaded_by": "EXAMPLE",
+            "occurred_at": utc("2024-06-03T08:15:42.123"),
+            "dedup_key": "s3:ferry-ingest/tenants/acme/uploads/"
+            "5d7c1a2b-3e4f-4a5b-8c6d-7e8f9a0b1c2d/Happy Face.png:version",
+        }
+    ],
+    "eventbridge_object_created.json": [
+        {
+            "source": "s3-eventbridge",
+            "tenant_id": "acme",
+            "file_id": "8a6f0e2c-1b3d-4e5f-9a7b-6c5d4e3f2a1b",
+            "filename": "IMG_m7fzo3.jpg",
+            "declared_content_type": "application/octet-stream",
+            "size_bytes": 184662,
+            "storage": {
+                "provider": "s3",
+                "bucket": "ferry-ingest",
+                "key": "tenants/acme/uploads/8a6f0e2c-1b3d-4e5f-9a7b-6c5d4e3f2a1b/IMG_m7fzo3.jpg",
+            },
+            "uploaded_by": "123456789012",
+            "occurred_at": utc("2024-06-03T09:50:14"),
+            "dedup_key": "s3:ferry-ingest/tenants/acme/uploads/"
+            "8a6f0e2c-1b3d-4e5f-9a7b-6c5d4e3f2a1b/IMG_m7fzo3.jpg:006408CAD69598B05E",
+        }
+    ],
+    "eventbridge_object_created_multipart_versioned.json": [
+        {
+            "source": "s3-eventbridge",
+            "tenant_id": "initech",
+            "file_id": "2b4d6f8a-0c1e-4a3b-9d5f-7a9c1e3b5d7f",
+            "filename": "site survey (1).pdf",
+            "declared_content_type": "application/octet-stream",
+            "size_bytes": 198524144,
+            "storage": {
+                "provider": "s3",
+                "bucket": "ferry-ingest",
+                "key": "tenants/initech/uploads/2b4d6f8a-0c1e-4a3b-9d5f-7a9c1e3b5d7f/"
+                "site survey (1).pdf",
+            },
+            "uploaded_by": "123456789012",
+            "occurred_at": utc("2024-06-03T13:09:50"),
+            "dedup_key": "s3:ferry-ingest/tenants/initech/uploads/"
+            "2b4d6f8a-0c1e-4a3b-9d5f-7a9c1e3b5d7f/site survey (1).pdf"
+            ":uhggCJ2_B6gU2JaXWXebnXFDstO0ID6G",
+        }
+    ],
+    "eventarc_finalized.json": [
+        {
+            "source": "gcs-eventarc",
+            "tenant_id": "umbrella-corp",
+            "file_id": "4c3b2a19-0f8e-4d7c-b6a5-948372615049",
+            "filename": "floor plan.png",
+            "declared_content_type": "image/png",
+            "size_bytes": 352817,
+            "storage": {
+                "provider": "gcs",
+                "bucket": "ferry-ingest",
+                "key": "tenants/umbrella-corp/uploads/4c3b2a19-0f8e-4d7c-b6a5-948372615049/"
+                "floor plan.png",
+            },
+            "uploaded_by": "gcs-eventarc",
+            "occurred_at": utc("2024-06-03T10:35:01.561"),
+            "dedup_key": "gcs:ferry-ingest/tenants/umbrella-corp/uploads/"
+            "4c3b2a19-0f8e-4d7c-b6a5-948372615049/floor plan.png#1717410901554102",
+        }
+    ],
 }
 
+# Each document without an upload, and the kind of non-event the bridge counts it as.
+SKIPPED_KINDS = {
+    "s3_test_event.json": ["test-event"],
+    "s3_delete.json": ["deletion"],
+    "minio_put_tagging.json": ["metadata-update"],
+    "gcs_delete.json": ["deletion"],
+    "azure_putblock_not_committed.json": ["uncommitted"],
+    "azure_createfile_not_committed.json": ["uncommitted"],
+    "azure_blob_deleted.json": ["deletion"],
+    "azure_subscription_validation.json": ["subscription-validation"],
+    "eventbridge_object_deleted.json": ["deletion"],
+    "eventarc_metadata_updated.json": ["metadata-update"],
+    "eventarc_deleted.json": ["deletion"],
+}
 SKIPPED = [
     "s3_test_event.json",
     "s3_delete.json",
@@ -288,6 +388,9 @@ SKIPPED = [
     "azure_createfile_not_committed.json",
     "azure_blob_deleted.json",
     "azure_subscription_validation.json",
+    "eventbridge_object_deleted.json",
+    "eventarc_metadata_updated.json",
+    "eventarc_deleted.json",
 ]
 
 
@@ -324,6 +427,157 @@ def test_events_are_valid_and_round_trip_through_the_codec(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SKIPPED))
 def test_documents_without_an_upload_give_nothing(name: str) -> None:
     assert normalise(raw(name)) == []
+
+
+def test_every_skipped_document_has_its_kind() -> None:
+    assert set(SKIPPED_KINDS) == set(SKIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SKIPPED))
+def test_documents_without_an_upload_say_what_they_are(name: str) -> None:
+    assert read(raw(name)) == Notification(uploads=[], skipped=SKIPPED_KINDS[name])
+
+
+def test_a_batch_reports_its_uploads_and_its_non_events() -> None:
+    batch = load("azure_subscription_validation.json") + load("azure_blob_created.json")
+    notification = read(dump(batch))
+    assert [u.event["filename"] for u in notification.uploads] == ["Invoice 2024-03.pdf"]
+    assert notification.skipped == ["subscription-validation"]
+
+
+# --- Routes that deliver the same object: one event ID ------------------------------
+
+
+def test_eventbridge_and_s3_notifications_of_one_write_share_the_event_id() -> None:
+    bridged = only(raw("eventbridge_object_created.json"))
+    document = load("s3_put.json")
+    obj = document["Records"][0]["s3"]["object"]
+    obj["key"] = bridged.event["storage"]["key"]
+    obj.pop("versionId", None)
+    obj["sequencer"] = "006408CAD69598B05E"
+    assert only(dump(document)).event["event_id"] == bridged.event["event_id"]
+
+
+def test_eventarc_and_pubsub_notifications_of_one_object_share_the_event_id() -> None:
+    eventarc = only(raw("eventarc_finalized.json"))
+    document = load("gcs_finalize_push.json")
+    resource = gcs_resource(document)
+    resource["name"] = eventarc.event["storage"]["key"]
+    resource["generation"] = "1717410901554102"
+    set_gcs_resource(document, resource)
+    assert only(dump(document)).event["event_id"] == eventarc.event["event_id"]
+
+
+# --- Eventarc in binary mode and with base64 data ----------------------------------
+
+
+def _binary(prefix: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """`eventarc_finalized.json` in binary mode: attributes as headers, data as the value."""
+    event = load("eventarc_finalized.json")
+    data = event.pop("data")
+    headers = [(f"{prefix}{name}", str(value).encode()) for name, value in event.items()]
+    headers.append(("content-type", b"application/json"))
+    return dump(data), headers
+
+
+@pytest.mark.parametrize("prefix", ["ce_", "ce-", "CE-"])
+def test_eventarc_binary_mode_is_the_same_upload_as_structured(prefix: str) -> None:
+    value, headers = _binary(prefix)
+    assert normalise(value, headers) == normalise(raw("eventarc_finalized.json"))
+
+
+def test_eventarc_binary_mode_of_a_deletion_is_skipped() -> None:
+    value, headers = _binary("ce_")
+    headers = [
+        (name, b"google.cloud.storage.object.v1.deleted" if name == "ce_type" else value_)
+        for name, value_ in headers
+    ]
+    assert read(value, headers) == Notification(uploads=[], skipped=["deletion"])
+
+
+def test_headers_without_a_specversion_are_not_a_cloudevent() -> None:
+    headers = [("ce_type", b"google.cloud.storage.object.v1.finalized")]
+    assert normalise(raw("s3_put.json"), headers) == normalise(raw("s3_put.json"))
+
+
+def test_eventarc_data_base64_is_decoded() -> None:
+    event = load("eventarc_finalized.json")
+    event["data_base64"] = base64.b64encode(json.dumps(event.pop("data")).encode()).decode()
+    assert only(dump(event)) == only(raw("eventarc_finalized.json"))
+
+
+def test_eventarc_names_the_object_by_source_and_subject_when_data_does_not() -> None:
+    event = load("eventarc_finalized.json")
+    del event["data"]["name"], event["data"]["bucket"]
+    assert only(dump(event)) == only(raw("eventarc_finalized.json"))
+
+
+# --- What Ferry does not know goes to the DLQ --------------------------------------
+
+
+def _with(name: str, change: Callable[[Any], None]) -> bytes:
+    document = load(name)
+    change(document)
+    return dump(document)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (
+            _with("s3_put.json", lambda d: d["Records"][0].update(eventName="ObjectFrobbed:Put")),
+            "'ObjectFrobbed:Put' is not an S3 event Ferry knows",
+        ),
+        (
+            _with("eventbridge_object_created.json", lambda d: d.update({"detail-type": "X"})),
+            "detail-type 'X' is not an S3 event Ferry knows",
+        ),
+        (
+            _with("eventbridge_object_created.json", lambda d: d.update(source="aws.ec2")),
+            "unrecognised notification format",
+        ),
+        (
+            _with(
+                "gcs_finalize_push.json",
+                lambda d: d["message"]["attributes"].update(eventType="OBJECT_FROB"),
+            ),
+            "eventType 'OBJECT_FROB' is not one Ferry knows",
+        ),
+        (
+            _with(
+                "eventarc_finalized.json",
+                lambda d: d.update(type="google.cloud.storage.object.v1.frobbed"),
+            ),
+            "is not a GCS event Ferry knows",
+        ),
+        (
+            _with("eventarc_finalized.json", lambda d: d.update(type="com.example.thing")),
+            "event type 'com.example.thing' is not one Ferry knows",
+        ),
+        (
+            _with(
+                "azure_blob_created.json",
+                lambda d: d[0].update(eventType="Microsoft.Storage.BlobFrobbed"),
+            ),
+            "event type 'Microsoft.Storage.BlobFrobbed' is not one Ferry knows",
+        ),
+        (dump({"hello": "world"}), "unrecognised notification format (keys: 'hello')"),
+    ],
+    ids=[
+        "s3-event-name",
+        "eventbridge-detail-type",
+        "eventbridge-other-service",
+        "gcs-event-type",
+        "eventarc-storage-type",
+        "cloudevent-type",
+        "azure-event-type",
+        "unknown-document",
+    ],
+)
+def test_what_ferry_does_not_know_is_refused_with_a_reason(value: bytes, reason: str) -> None:
+    with pytest.raises(NotificationError) as caught:
+        read(value)
+    assert reason in str(caught.value)
 
 
 # --- Redelivery and deduplication ----------------------------------------------------

@@ -42,7 +42,7 @@ from ferry.activities.media import (
     ValidationRequest,
 )
 from ferry.activities.scan import ScanResult
-from ferry.activities.storage import Fingerprint, MoveRequest, StorageRef
+from ferry.activities.storage import Fingerprint, MoveRequest, ScopedRef, StorageRef
 from ferry.db.enums import FileState, RejectionReason, StorageProvider, TenantPlan, TenantStatus
 from ferry.producers import event_id_for
 from ferry.workflows.file_upload import FileUploadInput, FileUploadResult, FileUploadWorkflow
@@ -68,6 +68,8 @@ class FakeActivities:
         self.moves: list[MoveRequest] = []
         self.events: list[dict[str, Any]] = []
         self.recorded: list[Any] = []
+        self.size = 1234  # what the stored object's fingerprint says
+        self.read: list[Any] = []  # what fingerprint, scan and validation were asked to read
 
     def activities(self) -> list[Any]:
         @activity.defn(name="get_tenant")
@@ -84,13 +86,15 @@ class FakeActivities:
             return self.check
 
         @activity.defn(name="fingerprint_object")
-        async def fingerprint(ref: StorageRef) -> Fingerprint:
+        async def fingerprint(ref: ScopedRef) -> Fingerprint:
             self.calls["fingerprint"] += 1
-            return Fingerprint(SHA, 1234, "image/png")
+            self.read.append(ref)
+            return Fingerprint(SHA, self.size, "image/png")
 
         @activity.defn(name="scan_object")
-        async def scan(ref: StorageRef) -> ScanResult:
+        async def scan(ref: ScopedRef) -> ScanResult:
             self.calls["scan"] += 1
+            self.read.append(ref)
             outcome = self.scan_outcomes.pop(0)
             if isinstance(outcome, Exception):
                 raise outcome
@@ -99,6 +103,7 @@ class FakeActivities:
         @activity.defn(name="validate_upload")
         async def validate(request: ValidationRequest) -> Validation:
             self.calls["validate"] += 1
+            self.read.append(request)
             return self.validation
 
         @activity.defn(name="move_object")
@@ -327,6 +332,130 @@ async def test_an_upload_whose_object_is_missing_is_rejected_and_nothing_is_quar
     assert (recorded.storage, recorded.quarantined) == (None, False)
     assert [e["event_type"] for e in fakes.events] == ["file.rejected"]
     assert fakes.calls["scan"] == 0
+
+
+async def test_every_read_of_the_upload_says_whose_object_it_must_be(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+    request = upload()
+
+    await run(time_skipping_env, fakes, request)
+
+    storage = request.storage
+    scoped = ScopedRef(storage.provider, storage.bucket, storage.key, "acme", request.file_id)
+    fingerprinted, scanned, validated = fakes.read
+    assert fingerprinted == scanned == scoped
+    assert (validated.tenant_id, validated.file_id) == ("acme", request.file_id)
+    assert [move.tenant_id for move in fakes.moves] == ["acme"]
+
+
+def _pointing_at(key: str, bucket: str = "ferry-ingest") -> FileUploadInput:
+    request = upload()
+    request.storage = StorageRef("local", bucket, key)
+    return request
+
+
+async def _refused_without_touching_the_object(
+    env: WorkflowEnvironment, fakes: FakeActivities, request: FileUploadInput, reason: str
+) -> FileUploadResult:
+    result = await run(env, fakes, request)
+
+    assert (result.status, result.reason) == ("rejected", "corrupt")
+    assert result.detail is not None and result.detail.startswith(reason), result.detail
+    assert fakes.moves == [], "a refused object is never moved, not even to quarantine"
+    [recorded] = fakes.recorded
+    assert isinstance(recorded, FileRejectedInput)
+    assert (recorded.storage, recorded.quarantined) == (None, False)
+    [event] = fakes.events
+    assert (event["event_type"], event["reason"], event["detail"]) == (
+        "file.rejected",
+        "corrupt",
+        result.detail,
+    )
+    return result
+
+
+async def test_an_upload_naming_another_tenants_object_is_rejected_and_the_object_left_alone(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([])
+    request = _pointing_at("tenants/other/uploads/f-9/private.txt")
+
+    await _refused_without_touching_the_object(
+        time_skipping_env, fakes, request, "storage key outside the tenant's upload prefix"
+    )
+    assert fakes.read == [], "nothing is read"
+
+
+async def test_an_upload_whose_key_climbs_out_is_rejected_not_failed(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([])
+    request = upload()
+    request.storage.key = f"tenants/acme/uploads/{request.file_id}/../../../../canary/secret.txt"
+
+    await _refused_without_touching_the_object(time_skipping_env, fakes, request, "invalid key")
+    assert fakes.read == []
+
+
+async def test_an_activity_refusing_the_location_ends_in_file_rejected(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    # The key is under the upload prefix, but the bucket is another tenant's: only the
+    # activities know the ingest bucket, and the workflow turns their refusal into an outcome.
+    fakes = FakeActivities([])
+    request = upload()
+    request.storage.bucket = "ferry-other"
+    refusal = (
+        "storage key outside the tenant's upload prefix: bucket 'ferry-other' is not the "
+        "ingest bucket 'ferry-ingest'"
+    )
+
+    @activity.defn(name="fingerprint_object")
+    async def refusing(ref: ScopedRef) -> Fingerprint:
+        raise ApplicationError(refusal, type="OutsideTenant", non_retryable=True)
+
+    queue = f"wf-{uuid.uuid4().hex[:8]}"
+    others = [
+        a
+        for a in fakes.activities()
+        if a.__temporal_activity_definition.name != "fingerprint_object"
+    ]
+    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[FileUploadWorkflow],
+                      activities=[refusing, *others]):  # fmt: skip
+        result = await time_skipping_env.client.execute_workflow(
+            FileUploadWorkflow.run,
+            request,
+            id=f"file-upload/acme/{request.file_id}",
+            task_queue=queue,
+        )
+
+    assert (result.status, result.reason, result.detail) == ("rejected", "corrupt", refusal)
+    assert fakes.moves == []
+    assert [e["event_type"] for e in fakes.events] == ["file.rejected"]
+    assert fakes.calls["scan"] == 0
+
+
+async def test_an_empty_object_is_rejected_as_corrupt_before_it_is_scanned(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([])
+    fakes.size = 0
+    request = upload()
+    request.size_bytes = 0
+
+    result = await run(time_skipping_env, fakes, request)
+
+    assert (result.status, result.reason, result.detail) == (
+        "rejected",
+        "corrupt",
+        "the object is empty",
+    )
+    assert fakes.calls["scan"] == 0
+    # The empty object was the upload's own: it is quarantined like any rejected upload.
+    [move] = fakes.moves
+    assert (move.bucket, move.key) == ("ferry-quarantine", f"quarantine/acme/{request.file_id}")
 
 
 async def test_late_analysis_is_recorded_as_timed_out_and_the_upload_completes(

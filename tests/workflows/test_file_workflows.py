@@ -349,7 +349,7 @@ def source_bucket(tenant_id: str) -> tuple[str, str]:
 
 
 def target_bucket(tenant_id: str) -> tuple[str, str]:
-    return ("s3", f"ferry-{tenant_id}-archive")
+    return ("s3", f"ferry-{tenant_id}")
 
 
 def a_tenant_id() -> str:
@@ -692,7 +692,7 @@ async def test_a_migration_lists_copies_in_bounded_parallel_batches_verifies_and
 
     [started] = fakes.requests("start_file_migration")
     assert (started.source_bucket, started.target_provider, started.target_bucket) == (
-        f"ferry-{request.tenant_id}", "s3", f"ferry-{request.tenant_id}-archive",
+        f"ferry-{request.tenant_id}", "s3", f"ferry-{request.tenant_id}",
     )  # fmt: skip
     assert (started.prefix, started.batch_size, started.delete_source) == ("files/", 5, False)
     listings = fakes.requests("list_objects")
@@ -854,9 +854,17 @@ async def test_a_long_migration_continues_as_new_and_copies_each_object_once(
         ("ferry-other", None, "source", "ferry-other"),
         (None, "ferry-other-archive", "target", "ferry-other-archive"),
         (None, "{own}corp", "target", "{own}corp"),
+        # Tenant `<own>-archive` owns this bucket: a hyphen does not make it the tenant's.
+        (None, "{own}-archive", "target", "{own}-archive"),
         ("archive-{own}", None, "source", "archive-{own}"),
     ],
-    ids=["source-of-another", "target-of-another", "target-sharing-a-prefix", "not-ferry"],
+    ids=[
+        "source-of-another",
+        "target-of-another",
+        "target-sharing-a-prefix",
+        "target-of-a-tenant-named-like-it",
+        "not-ferry",
+    ],
 )
 async def test_a_migration_naming_another_tenants_bucket_is_refused_before_it_starts(
     time_skipping_env: WorkflowEnvironment,
@@ -876,7 +884,7 @@ async def test_a_migration_naming_another_tenants_bucket_is_refused_before_it_st
 
     result, _ = await migrate(time_skipping_env, fakes, request)
 
-    detail = f"the {side} bucket {bucket.format(own=own)!r} is not the tenant's ({own} or {own}-*)"
+    detail = f"the {side} bucket {bucket.format(own=own)!r} is not the tenant's ({own})"
     assert (result.status, result.detail) == ("refused", detail)
     assert fakes.names() == ["publish_event"]
     [failed] = fakes.events
