@@ -40,9 +40,9 @@ from rich.table import Table
 from temporalio.client import Client
 
 from ferry.config import get_settings
-from ferry.consumers.bridge import INBOUND_TOPICS
 from ferry.consumers.offsets import start_group_at_end
 from ferry.consumers.routes import ROUTES
+from ferry.contracts.topics import INBOUND_TOPICS
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
 from ferry.producers import EventPublisher

@@ -35,9 +35,10 @@ from rich.table import Table
 from temporalio.client import Client
 
 from ferry.activities.media import MediaActivities, ThumbnailRequest
-from ferry.activities.storage import StorageRef
 from ferry.config import Settings, get_settings
-from ferry.db import TenantPlan, create_engine, create_sessionmaker
+from ferry.contracts.enums import TenantPlan
+from ferry.contracts.storage import StorageRef
+from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
 from ferry.storage import LocalStorage
 from ferry.worker import connect

@@ -22,14 +22,8 @@ from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.service import bridge_config, event_ledger
 from ferry.consumers.tail import TopicFollower
-from ferry.db import (
-    StorageProvider,
-    TenantPlan,
-    TenantStatus,
-    create_engine,
-    create_sessionmaker,
-    tenant_scope,
-)
+from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
+from ferry.db import create_engine, create_sessionmaker, tenant_scope
 from ferry.meter import run_meter
 from ferry.producers import EventPublisher, inbound_topic_for
 from ferry.storage import LocalStorage

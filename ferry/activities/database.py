@@ -20,27 +20,28 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ferry.activities.storage import StorageRef
-from ferry.db import (
-    DatabaseError,
+from ferry.contracts.enums import (
     FileAction,
     FileState,
     GranteeType,
-    Location,
     MemberRole,
-    MigrationItemData,
     MigrationItemState,
-    MigrationProgress,
     MigrationState,
-    PermissionReason,
     RejectionReason,
     SharePermission,
     ShareStatus,
     StorageProvider,
     TenantPlan,
-    TenantScope,
     TenantStatus,
-    ThumbnailData,
+)
+from ferry.contracts.errors import INTEGRITY_ERROR, INVALID_INPUT
+from ferry.contracts.storage import StorageRef, Thumbnail
+from ferry.db import (
+    DatabaseError,
+    MigrationItemData,
+    MigrationProgress,
+    PermissionReason,
+    TenantScope,
     tenant_scope,
 )
 from ferry.db import models as m
@@ -202,16 +203,6 @@ class UploadCheck:
 
 
 @dataclass
-class ThumbnailInfo:
-    name: str
-    key: str
-    width: int
-    height: int
-    content_type: str
-    size_bytes: int | None = None
-
-
-@dataclass
 class FileRecord:
     tenant_id: str
     file_id: str
@@ -228,7 +219,7 @@ class FileRecord:
     signature: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     analysis: dict[str, str] = field(default_factory=dict)
-    thumbnails: list[ThumbnailInfo] = field(default_factory=list)
+    thumbnails: list[Thumbnail] = field(default_factory=list)
 
 
 @dataclass
@@ -260,7 +251,7 @@ class FileProcessedInput:
     size_bytes: int
     content_type: str
     storage: StorageRef
-    thumbnails: list[ThumbnailInfo] = field(default_factory=list)
+    thumbnails: list[Thumbnail] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     analysis: dict[str, str] = field(default_factory=dict)
 
@@ -527,10 +518,6 @@ class EventMark:
 # ---------------------------------------------------------------------------
 
 
-def _location(ref: StorageRef) -> Location:
-    return Location(ref.provider, ref.bucket, ref.key)
-
-
 def _tenant(row: m.Tenant) -> TenantRecord:
     return TenantRecord(
         tenant_id=row.id,
@@ -567,7 +554,7 @@ def _file(row: m.File, thumbnails: list[m.Thumbnail]) -> FileRecord:
         metadata=dict(row.file_metadata),
         analysis=dict(row.analysis),
         thumbnails=[
-            ThumbnailInfo(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
+            Thumbnail(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
             for t in thumbnails
         ],
     )
@@ -646,11 +633,9 @@ class DatabaseActivities:
         except DatabaseError as exc:
             raise ApplicationError(str(exc), type=exc.kind, non_retryable=True) from exc
         except IntegrityError as exc:
-            raise ApplicationError(
-                f"integrity error: {exc.orig}", type="IntegrityError", non_retryable=True
-            ) from exc
+            raise INTEGRITY_ERROR(f"integrity error: {exc.orig}") from exc
         except ValueError as exc:
-            raise ApplicationError(str(exc), type="InvalidInput", non_retryable=True) from exc
+            raise INVALID_INPUT(str(exc)) from exc
 
     async def _file_record(self, scope: TenantScope, row: m.File) -> FileRecord:
         return _file(row, await scope.files.thumbnails(row.id))
@@ -798,7 +783,7 @@ class DatabaseActivities:
                 declared_content_type=request.declared_content_type,
                 size_bytes=request.size_bytes,
                 uploaded_by=request.uploaded_by,
-                location=_location(request.storage),
+                location=request.storage,
                 sha256=request.sha256,
                 upload_event_id=request.event_id,
             )
@@ -812,13 +797,10 @@ class DatabaseActivities:
                 sha256=request.sha256,
                 size_bytes=request.size_bytes,
                 content_type=request.content_type,
-                location=_location(request.storage),
+                location=request.storage,
                 metadata=request.metadata,
                 analysis=request.analysis,
-                thumbnails=[
-                    ThumbnailData(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
-                    for t in request.thumbnails
-                ],
+                thumbnails=request.thumbnails,
             )
             return await self._file_record(db, row)
 
@@ -830,7 +812,7 @@ class DatabaseActivities:
                 reason=request.reason,
                 detail=request.detail,
                 signature=request.signature,
-                location=None if request.storage is None else _location(request.storage),
+                location=request.storage,
                 quarantined=request.quarantined,
             )
             return await self._file_record(db, row)
@@ -838,7 +820,7 @@ class DatabaseActivities:
     @activity.defn(name="record_file_location")
     async def record_file_location(self, request: FileLocationInput) -> FileRecord:
         async with self._scope(request.tenant_id) as db:
-            row = await db.files.set_location(request.file_id, _location(request.storage))
+            row = await db.files.set_location(request.file_id, request.storage)
             return await self._file_record(db, row)
 
     @activity.defn(name="get_file")

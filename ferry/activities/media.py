@@ -35,9 +35,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ferry.activities.sniff import sniff_content_type
-from ferry.activities.storage import StorageRef, provider_named, refuse_outside
+from ferry.activities.storage import provider_named, refuse_outside
+from ferry.contracts.enums import RejectionReason
+from ferry.contracts.errors import CORRUPT_FILE, INVALID_KEY, MODEL_MISSING, OBJECT_NOT_FOUND
 from ferry.contracts.layout import DEFAULT_PLACES, Places
-from ferry.db.enums import RejectionReason
+from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.storage import ObjectNotFound, StorageProvider
 
 T = TypeVar("T")
@@ -204,16 +206,6 @@ class ThumbnailRequest:
 
 
 @dataclass
-class Thumbnail:
-    name: str
-    key: str
-    width: int
-    height: int
-    content_type: str
-    size_bytes: int | None = None
-
-
-@dataclass
 class ThumbnailSet:
     """The thumbnails written; empty for anything that is not an image."""
 
@@ -314,17 +306,11 @@ def _heartbeat(*details: Any) -> None:
 
 
 def _not_found(ref: StorageRef) -> ApplicationError:
-    return ApplicationError(
-        f"object {ref.bucket}/{ref.key} not found on {ref.provider}",
-        type="ObjectNotFound",
-        non_retryable=True,
-    )
+    return OBJECT_NOT_FOUND(f"object {ref.bucket}/{ref.key} not found on {ref.provider}")
 
 
 def _corrupt_error(ref: StorageRef, exc: _Corrupt) -> ApplicationError:
-    return ApplicationError(
-        f"{ref.bucket}/{ref.key}: {exc}", type="CorruptFile", non_retryable=True
-    )
+    return CORRUPT_FILE(f"{ref.bucket}/{ref.key}: {exc}")
 
 
 def sniff_media_type(head: bytes) -> str:
@@ -696,7 +682,7 @@ class MediaActivities:
         """The ONNX model that ships inside the nudenet package (never downloaded)."""
         spec = importlib.util.find_spec("nudenet")
         if spec is None or spec.origin is None:
-            raise ApplicationError("nudenet is not installed", type="ModelMissing")
+            raise MODEL_MISSING("nudenet is not installed")
         return Path(spec.origin).resolve().parent / "320n.onnx"
 
     @property
@@ -715,11 +701,7 @@ class MediaActivities:
 
                     path = self.moderation_model_path
                     if not path.is_file():
-                        raise ApplicationError(
-                            f"nudenet model missing at {path}",
-                            type="ModelMissing",
-                            non_retryable=True,
-                        )
+                        raise MODEL_MISSING(f"nudenet model missing at {path}")
                     self._model_name = f"nudenet-{package_version('nudenet')}/{path.name}"
                     detector = NudeDetector(model_path=str(path))
                     detector.onnx_session = _moderation_session(path)
@@ -912,9 +894,7 @@ class MediaActivities:
         running it again rewrites the same keys. Not an image: no thumbnails.
         """
         if not request.file_id or "/" in request.file_id or request.file_id in (".", ".."):
-            raise ApplicationError(
-                f"invalid file id {request.file_id!r}", type="InvalidKey", non_retryable=True
-            )
+            raise INVALID_KEY(f"invalid file id {request.file_id!r}")
         ref = request.source
         refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id)
         refuse_outside(

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from ferry.activities.storage import BucketRequest, provider_named
+from ferry.activities.storage import provider_named
+from ferry.contracts.errors import CHECKSUM_MISMATCH, OBJECT_NOT_FOUND
+from ferry.contracts.storage import BucketRef
 from ferry.storage import ObjectNotFound, StorageProvider
 
 # `files/{file_id}/original`: the objects that a file row points at (CONTRACT §6).
@@ -25,7 +26,7 @@ _ORIGINAL = re.compile(r"files/(?P<file_id>[^/]+)/original")
 
 @dataclass
 class ListRequest:
-    bucket: BucketRequest
+    bucket: BucketRef
     prefix: str = ""
     page_token: str | None = None
     page_size: int = 1000
@@ -46,8 +47,8 @@ class Listing:
 
 @dataclass
 class CopyBatch:
-    source: BucketRequest
-    target: BucketRequest
+    source: BucketRef
+    target: BucketRef
     objects: list[ListedObject] = field(default_factory=list)
 
 
@@ -72,7 +73,7 @@ class CopyResult:
 
 @dataclass
 class DeleteBatch:
-    bucket: BucketRequest
+    bucket: BucketRef
     keys: list[str] = field(default_factory=list)
 
 
@@ -143,17 +144,10 @@ class MigrationActivities:
         try:
             await target.write(dst, listed.key, hashed())
         except ObjectNotFound:
-            raise ApplicationError(
-                f"{src}/{listed.key} vanished from the source",
-                type="ObjectNotFound",
-                non_retryable=True,
-            ) from None
+            raise OBJECT_NOT_FOUND(f"{src}/{listed.key} vanished from the source") from None
         copied = await _digest(target, dst, listed.key)
         if copied != digest.hexdigest():
-            raise ApplicationError(
-                f"the copy of {listed.key} does not match its source (SHA-256)",
-                type="ChecksumMismatch",
-            )
+            raise CHECKSUM_MISMATCH(f"the copy of {listed.key} does not match its source (SHA-256)")
         return CopiedObject(listed.key, listed.size, copied, listed.file_id)
 
     @activity.defn(name="delete_objects")

@@ -10,10 +10,16 @@ from dataclasses import dataclass
 
 import pyclamd
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from ferry.activities.storage import ScopedRef, provider_named, refuse_outside
+from ferry.activities.storage import provider_named, refuse_outside
+from ferry.contracts.errors import (
+    OBJECT_NOT_FOUND,
+    SCAN_ERROR,
+    SCAN_LIMIT_EXCEEDED,
+    SCANNER_UNAVAILABLE,
+)
 from ferry.contracts.layout import DEFAULT_PLACES, Places
+from ferry.contracts.storage import ScopedRef
 from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 
 # clamd reports a file over one of its limits as a "virus" of this family; such a
@@ -94,14 +100,10 @@ class ScanActivities:
                 self._threads, contextvars.copy_context().run, self._scan, reader
             )
         except ObjectNotFound:
-            raise ApplicationError(
-                f"object {ref.bucket}/{ref.key} not found",
-                type="ObjectNotFound",
-                non_retryable=True,
-            ) from None
+            raise OBJECT_NOT_FOUND(f"object {ref.bucket}/{ref.key} not found") from None
         except (pyclamd.ConnectionError, OSError) as exc:
             # clamd down or the connection broke: retryable, the file stays unscanned.
-            raise ApplicationError(f"clamd unavailable: {exc}", type="ScannerUnavailable") from exc
+            raise SCANNER_UNAVAILABLE(f"clamd unavailable: {exc}") from exc
         finally:
             ticker.cancel()
         if result is None:
@@ -109,10 +111,6 @@ class ScanActivities:
         status, detail = result.get("stream", ("ERROR", "no result for the stream"))
         if status == "FOUND":
             if detail.startswith(LIMIT_SIGNATURE_PREFIX):
-                raise ApplicationError(
-                    f"clamd could not scan the whole file: {detail}",
-                    type="ScanLimitExceeded",
-                    non_retryable=True,
-                )
+                raise SCAN_LIMIT_EXCEEDED(f"clamd could not scan the whole file: {detail}")
             return ScanResult(clean=False, signature=detail)
-        raise ApplicationError(f"clamd error: {detail}", type="ScanError")
+        raise SCAN_ERROR(f"clamd error: {detail}")

@@ -8,41 +8,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from ferry.activities.sniff import sniff_content_type
-from ferry.contracts.layout import DEFAULT_PLACES, INVALID_KEY, Places
+from ferry.contracts.errors import INVALID_KEY, OBJECT_NOT_FOUND, OUTSIDE_TENANT, UNKNOWN_PROVIDER
+from ferry.contracts.layout import DEFAULT_PLACES, REASON_INVALID_KEY, Places
+from ferry.contracts.storage import BucketRef, ScopedRef, StorageRef
 from ferry.storage import InvalidKey, ObjectNotFound, StorageProvider
-
-
-@dataclass
-class StorageRef:
-    """Where an object is: provider (local/s3/gcs/azure), bucket and key."""
-
-    provider: str
-    bucket: str
-    key: str
-
-
-@dataclass
-class ScopedRef:
-    """An object read on behalf of a tenant: a `StorageRef`, and whose it must be.
-
-    With `file_id`, the object must be that upload's (in the ingest bucket, under
-    `tenants/{tenant_id}/uploads/{file_id}/`); with only `tenant_id`, in one of the
-    tenant's places. A `StorageRef` decodes as one with neither: histories from
-    before the check sent those.
-    """
-
-    provider: str
-    bucket: str
-    key: str
-    tenant_id: str | None = None
-    file_id: str | None = None
-
-    @classmethod
-    def of(cls, ref: StorageRef, tenant_id: str, file_id: str | None = None) -> ScopedRef:
-        return cls(ref.provider, ref.bucket, ref.key, tenant_id, file_id)
 
 
 def refuse_outside(
@@ -62,8 +33,8 @@ def refuse_outside(
         else places.tenant_refusal(tenant_id, bucket, key)
     )
     if problem is not None:
-        kind = "InvalidKey" if problem.startswith(INVALID_KEY) else "OutsideTenant"
-        raise ApplicationError(problem, type=kind, non_retryable=True)
+        kind = INVALID_KEY if problem.startswith(REASON_INVALID_KEY) else OUTSIDE_TENANT
+        raise kind(problem)
 
 
 @dataclass
@@ -96,14 +67,6 @@ class SignRequest:
 
 
 @dataclass
-class BucketRequest:
-    """A bucket (a container on Azure, a directory locally) on one provider."""
-
-    provider: str
-    bucket: str
-
-
-@dataclass
 class PrefixRequest:
     """The objects under `prefix` in a bucket on one provider."""
 
@@ -123,11 +86,7 @@ def provider_named(providers: Mapping[str, StorageProvider], name: str) -> Stora
     try:
         return providers[name]
     except KeyError:
-        raise ApplicationError(
-            f"storage provider {name!r} is not configured",
-            type="UnknownProvider",
-            non_retryable=True,
-        ) from None
+        raise UNKNOWN_PROVIDER(f"storage provider {name!r} is not configured") from None
 
 
 class StorageActivities:
@@ -158,10 +117,8 @@ class StorageActivities:
                 size += len(chunk)
                 activity.heartbeat(size)
         except ObjectNotFound:
-            raise ApplicationError(
-                f"object {ref.bucket}/{ref.key} not found on {ref.provider}",
-                type="ObjectNotFound",
-                non_retryable=True,
+            raise OBJECT_NOT_FOUND(
+                f"object {ref.bucket}/{ref.key} not found on {ref.provider}"
             ) from None
         return Fingerprint(digest.hexdigest(), size, sniff_content_type(head))
 
@@ -185,10 +142,8 @@ class StorageActivities:
                 await target.write(request.bucket, request.key, self._heartbeating(origin, source))
             await origin.delete(source.bucket, source.key)
         elif await target.head(request.bucket, request.key) is None:
-            raise ApplicationError(
-                f"neither {source.bucket}/{source.key} nor {request.bucket}/{request.key} exists",
-                type="ObjectNotFound",
-                non_retryable=True,
+            raise OBJECT_NOT_FOUND(
+                f"neither {source.bucket}/{source.key} nor {request.bucket}/{request.key} exists"
             )
         return StorageRef(target_name, request.bucket, request.key)
 
@@ -207,11 +162,7 @@ class StorageActivities:
         ref = request.ref
         provider = self._provider(ref.provider)
         if await provider.head(ref.bucket, ref.key) is None:
-            raise ApplicationError(
-                f"object {ref.bucket}/{ref.key} not found on {ref.provider}",
-                type="ObjectNotFound",
-                non_retryable=True,
-            )
+            raise OBJECT_NOT_FOUND(f"object {ref.bucket}/{ref.key} not found on {ref.provider}")
         return await provider.signed_url(
             ref.bucket, ref.key, timedelta(seconds=request.expires_seconds)
         )
@@ -219,24 +170,24 @@ class StorageActivities:
     # Whole buckets and prefixes: a tenant's life rather than one file's.
 
     @activity.defn(name="create_bucket")
-    async def create_bucket(self, request: BucketRequest) -> BucketRequest:
+    async def create_bucket(self, request: BucketRef) -> BucketRef:
         """Create the bucket; one that exists already is left as it is."""
         provider = self._provider(request.provider)
         try:
             await provider.create_bucket(request.bucket)
         except InvalidKey as exc:
-            raise ApplicationError(str(exc), type="InvalidKey", non_retryable=True) from None
+            raise INVALID_KEY(str(exc)) from None
         return request
 
     @activity.defn(name="delete_bucket")
-    async def delete_bucket(self, request: BucketRequest) -> ObjectCount:
+    async def delete_bucket(self, request: BucketRef) -> ObjectCount:
         """Delete the bucket and everything in it; a missing bucket is already deleted."""
         removed = await self._count(request.provider, request.bucket, "")
         provider = self._provider(request.provider)
         try:
             await provider.delete_bucket(request.bucket, force=True)
         except InvalidKey as exc:
-            raise ApplicationError(str(exc), type="InvalidKey", non_retryable=True) from None
+            raise INVALID_KEY(str(exc)) from None
         return removed
 
     @activity.defn(name="measure_prefix")

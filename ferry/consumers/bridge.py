@@ -40,18 +40,14 @@ from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.notifications import NotificationError, read
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
 from ferry.contracts.layout import DEFAULT_PLACES, TENANT_SLUG, Places
+from ferry.contracts.topics import DLQ, INBOUND_TOPICS, STORAGE_NOTIFICATIONS
 from ferry.logs import bind
 from ferry.producers import EventPublisher
-from ferry.producers.ids import INBOUND_TOPIC
 from ferry.schemas import EventDecodeError, decode
 from ferry.telemetry import consuming
 
 log = logging.getLogger(__name__)
 
-DLQ_TOPIC = "ferry.dlq.v1"
-NOTIFICATIONS_TOPIC = "ferry.storage-notifications.v1"
-# Every topic upstream services publish to, and the bucket notifications.
-INBOUND_TOPICS = (*dict.fromkeys(INBOUND_TOPIC.values()), NOTIFICATIONS_TOPIC)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 TENANT_CACHE_SECONDS = 60.0
@@ -532,7 +528,7 @@ class Bridge:
 
     async def _handle(self, record: Record) -> Outcome:
         try:
-            if record.topic == NOTIFICATIONS_TOPIC:
+            if record.topic == STORAGE_NOTIFICATIONS:
                 return await self._notification(record)
             event = self._decode(record)
             route = ROUTES.get(event["event_type"])
@@ -653,7 +649,7 @@ class Bridge:
             ("ferry-source-offset", str(record.offset).encode()),
             ("ferry-failed-at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self.publisher.send_raw(DLQ_TOPIC, record.value, record.key, headers)
+        await self.publisher.send_raw(DLQ, record.value, record.key, headers)
 
 
 async def namespace_retention(client: Client) -> timedelta | None:

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ferry.consumers.bridge import DLQ_TOPIC
 from ferry.consumers.tail import decode_record
+from ferry.contracts.topics import DLQ
 from ferry.producers import EventPublisher
 
 FERRY_HEADERS = (
@@ -60,8 +60,7 @@ async def read_dead_letters(
     await consumer.start()
     try:
         partitions = [
-            TopicPartition(DLQ_TOPIC, p)
-            for p in sorted(consumer.partitions_for_topic(DLQ_TOPIC) or {0})
+            TopicPartition(DLQ, p) for p in sorted(consumer.partitions_for_topic(DLQ) or {0})
         ]
         consumer.assign(partitions)
         starts = await consumer.beginning_offsets(partitions)

@@ -19,8 +19,8 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
-from ferry.activities.storage import StorageRef
 from ferry.contracts.layout import Places
+from ferry.contracts.storage import BucketRef, StorageRef
 from ferry.workflows import (
     file_migration,
     file_sharing,
@@ -135,8 +135,8 @@ def _migration(e: Event) -> file_migration.MigrationRequest:
         event_id=e["event_id"],
         tenant_id=e["tenant_id"],
         migration_id=e["migration_id"],
-        source=file_migration.BucketRef(source["provider"], source["bucket"]),
-        target=file_migration.BucketRef(target["provider"], target["bucket"]),
+        source=BucketRef(source["provider"], source["bucket"]),
+        target=BucketRef(target["provider"], target["bucket"]),
         prefix=e.get("prefix"),
         batch_size=e["batch_size"],
         delete_source=e["delete_source"],

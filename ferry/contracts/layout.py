@@ -18,9 +18,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The readable reasons of a refusal: the DLQ's `ferry-error` and `file.rejected`'s
 # `detail` start with one of these.
-OUTSIDE_UPLOAD_PREFIX = "storage key outside the tenant's upload prefix"
-OUTSIDE_TENANT = "storage location outside the tenant's places"
-INVALID_KEY = "invalid key"
+REASON_OUTSIDE_UPLOAD_PREFIX = "storage key outside the tenant's upload prefix"
+REASON_OUTSIDE_TENANT = "storage location outside the tenant's places"
+REASON_INVALID_KEY = "invalid key"
 
 
 class InvalidKey(ValueError):
@@ -65,9 +65,9 @@ def quarantine_key(tenant_id: str, file_id: str) -> str:
 
 def _segment_problem(label: str, value: str) -> str | None:
     if not value or value in (".", "..") or "/" in value or "\\" in value:
-        return f"{INVALID_KEY}: {label} {value!r} is not one path segment"
+        return f"{REASON_INVALID_KEY}: {label} {value!r} is not one path segment"
     if _CONTROL.search(value):
-        return f"{INVALID_KEY}: {label} {value!r} holds control characters"
+        return f"{REASON_INVALID_KEY}: {label} {value!r} holds control characters"
     return None
 
 
@@ -78,17 +78,17 @@ def upload_key_refusal(tenant_id: str, file_id: str, key: str) -> str | None:
     key's rule by itself, the ingest bucket only from its settings.
     """
     if not TENANT_SLUG.fullmatch(tenant_id):
-        return f"{INVALID_KEY}: tenant id {tenant_id!r} is not a tenant slug"
+        return f"{REASON_INVALID_KEY}: tenant id {tenant_id!r} is not a tenant slug"
     problem = _segment_problem("file id", file_id)
     if problem:
         return problem
     try:
         validate_key(key)
     except InvalidKey as exc:
-        return f"{INVALID_KEY}: {exc}"
+        return f"{REASON_INVALID_KEY}: {exc}"
     prefix = upload_prefix(tenant_id, file_id)
     if not key.startswith(prefix) or len(key) == len(prefix):
-        return f"{OUTSIDE_UPLOAD_PREFIX}: {key!r} is not under {prefix!r}"
+        return f"{REASON_OUTSIDE_UPLOAD_PREFIX}: {key!r} is not under {prefix!r}"
     return None
 
 
@@ -110,7 +110,7 @@ class Places:
             return problem
         if bucket != self.ingest_bucket:
             return (
-                f"{OUTSIDE_UPLOAD_PREFIX}: bucket {bucket!r} is not the ingest bucket "
+                f"{REASON_OUTSIDE_UPLOAD_PREFIX}: bucket {bucket!r} is not the ingest bucket "
                 f"{self.ingest_bucket!r}"
             )
         return None
@@ -122,18 +122,18 @@ class Places:
         its part of the quarantine bucket.
         """
         if not TENANT_SLUG.fullmatch(tenant_id):
-            return f"{INVALID_KEY}: tenant id {tenant_id!r} is not a tenant slug"
+            return f"{REASON_INVALID_KEY}: tenant id {tenant_id!r} is not a tenant slug"
         try:
             validate_key(key)
         except InvalidKey as exc:
-            return f"{INVALID_KEY}: {exc}"
+            return f"{REASON_INVALID_KEY}: {exc}"
         if bucket == tenant_bucket(tenant_id):
             return None
         if bucket == self.ingest_bucket and key.startswith(f"tenants/{tenant_id}/uploads/"):
             return None
         if bucket == self.quarantine_bucket and key.startswith(f"quarantine/{tenant_id}/"):
             return None
-        return f"{OUTSIDE_TENANT}: {bucket}/{key} does not belong to tenant {tenant_id!r}"
+        return f"{REASON_OUTSIDE_TENANT}: {bucket}/{key} does not belong to tenant {tenant_id!r}"
 
 
 DEFAULT_PLACES = Places()

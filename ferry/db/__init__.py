@@ -5,20 +5,6 @@ tenant is set per transaction by `tenant_session` / `tenant_scope`, and the
 application connects as a role that neither owns the tables nor bypasses RLS.
 """
 
-from ferry.db.enums import (
-    FileAction,
-    FileState,
-    GranteeType,
-    MemberRole,
-    MigrationItemState,
-    MigrationState,
-    RejectionReason,
-    SharePermission,
-    ShareStatus,
-    StorageProvider,
-    TenantPlan,
-    TenantStatus,
-)
 from ferry.db.errors import (
     DatabaseError,
     FileNotFound,
@@ -31,55 +17,31 @@ from ferry.db.errors import (
 )
 from ferry.db.models import TENANT_TABLES, Base
 from ferry.db.permissions import Decision, PermissionReason, decide
-from ferry.db.plans import PLAN_LIMITS, PlanLimits, is_upgrade, limits_for
-from ferry.db.repositories import (
-    Location,
-    MigrationItemData,
-    MigrationProgress,
-    ThumbnailData,
-    Usage,
-)
+from ferry.db.repositories import MigrationItemData, MigrationProgress, Usage
 from ferry.db.scope import TenantScope, tenant_scope
 from ferry.db.session import create_engine, create_sessionmaker, tenant_session, validate_tenant_id
 
 __all__ = [
-    "PLAN_LIMITS",
     "TENANT_TABLES",
     "Base",
     "DatabaseError",
     "Decision",
-    "FileAction",
     "FileNotFound",
-    "FileState",
-    "GranteeType",
     "InvalidTenantId",
     "InvalidTransition",
-    "Location",
-    "MemberRole",
     "MigrationItemData",
-    "MigrationItemState",
     "MigrationNotFound",
     "MigrationProgress",
-    "MigrationState",
     "NotFound",
     "PermissionReason",
-    "PlanLimits",
-    "RejectionReason",
     "ShareNotFound",
-    "SharePermission",
-    "ShareStatus",
-    "StorageProvider",
     "TenantNotFound",
-    "TenantPlan",
     "TenantScope",
-    "TenantStatus",
-    "ThumbnailData",
+    "Thumbnail",
     "Usage",
     "create_engine",
     "create_sessionmaker",
     "decide",
-    "is_upgrade",
-    "limits_for",
     "tenant_scope",
     "tenant_session",
     "validate_tenant_id",

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ferry.db.enums import (
+from ferry.contracts.enums import (
     FileState,
     GranteeType,
     MemberRole,

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ferry.db.enums import FileAction, FileState, MemberRole, SharePermission, TenantStatus
+from ferry.contracts.enums import FileAction, FileState, MemberRole, SharePermission, TenantStatus
 
 
 class PermissionReason(StrEnum):

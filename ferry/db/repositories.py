@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ferry.db.enums import (
+from ferry.contracts.enums import (
     FileState,
     GranteeType,
     MemberRole,
@@ -44,6 +44,8 @@ from ferry.db.enums import (
     TenantPlan,
     TenantStatus,
 )
+from ferry.contracts.plans import limits_for
+from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.db.errors import (
     FileNotFound,
     InvalidTransition,
@@ -60,11 +62,12 @@ from ferry.db.models import (
     ProcessedEvent,
     Share,
     Tenant,
-    Thumbnail,
     UsageReport,
     User,
 )
-from ferry.db.plans import limits_for
+from ferry.db.models import (
+    Thumbnail as ThumbnailRow,
+)
 
 M = TypeVar("M", bound=Base)
 
@@ -96,25 +99,6 @@ def _upsert(
         set_["updated_at"] = func.now()
     condition = changed if only_if is None else and_(changed, only_if)
     return stmt.on_conflict_do_update(index_elements=list(key), set_=set_, where=condition)
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where an object is stored."""
-
-    provider: str
-    bucket: str
-    key: str
-
-
-@dataclass(frozen=True)
-class ThumbnailData:
-    name: str
-    key: str
-    width: int
-    height: int
-    content_type: str
-    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -255,7 +239,7 @@ class TenantRepository(Repository):
         """
         deleted: dict[str, int] = {}
         for model in (
-            Thumbnail,
+            ThumbnailRow,
             Share,
             FileMigrationItem,
             FileMigration,
@@ -352,7 +336,7 @@ class FileRepository(Repository):
         declared_content_type: str,
         size_bytes: int,
         uploaded_by: str,
-        location: Location,
+        location: StorageRef,
         sha256: str | None = None,
         upload_event_id: str | None = None,
     ) -> tuple[File, bool]:
@@ -382,10 +366,10 @@ class FileRepository(Repository):
         sha256: str,
         size_bytes: int,
         content_type: str,
-        location: Location,
+        location: StorageRef,
         metadata: Mapping[str, str],
         analysis: Mapping[str, str],
-        thumbnails: Sequence[ThumbnailData] = (),
+        thumbnails: Sequence[Thumbnail] = (),
     ) -> File:
         """Mark a file processed with what processing found; its thumbnails become `thumbnails`."""
         file = await self.require(file_id)
@@ -412,8 +396,8 @@ class FileRepository(Repository):
         await self._replace_thumbnails(file_id, thumbnails)
         return await self.require(file_id)
 
-    async def _replace_thumbnails(self, file_id: str, thumbnails: Sequence[ThumbnailData]) -> None:
-        table = _table(Thumbnail)
+    async def _replace_thumbnails(self, file_id: str, thumbnails: Sequence[Thumbnail]) -> None:
+        table = _table(ThumbnailRow)
         key = ["tenant_id", "file_id", "name"]
         columns = ["key", "width", "height", "content_type", "size_bytes"]
         for thumb in thumbnails:
@@ -427,7 +411,7 @@ class FileRepository(Repository):
                 "content_type": thumb.content_type,
                 "size_bytes": thumb.size_bytes,
             }
-            await self._execute(_upsert(Thumbnail, values, key, columns))
+            await self._execute(_upsert(ThumbnailRow, values, key, columns))
         await self._execute(
             delete(table).where(
                 table.c.tenant_id == self.tenant_id,
@@ -443,7 +427,7 @@ class FileRepository(Repository):
         reason: RejectionReason,
         detail: str,
         signature: str | None = None,
-        location: Location | None = None,
+        location: StorageRef | None = None,
         quarantined: bool = False,
     ) -> File:
         """Mark a file rejected, or quarantined when its object sits in quarantine.
@@ -466,7 +450,7 @@ class FileRepository(Repository):
         await self._update(File, self._key(file_id), values)
         return await self.require(file_id)
 
-    async def set_location(self, file_id: str, location: Location) -> File:
+    async def set_location(self, file_id: str, location: StorageRef) -> File:
         """Point the file at another copy of its object (failover, migration)."""
         await self.require(file_id)
         values = {
@@ -477,11 +461,11 @@ class FileRepository(Repository):
         await self._update(File, self._key(file_id), values)
         return await self.require(file_id)
 
-    async def thumbnails(self, file_id: str) -> list[Thumbnail]:
+    async def thumbnails(self, file_id: str) -> list[ThumbnailRow]:
         stmt = (
-            select(Thumbnail)
-            .where(Thumbnail.tenant_id == self.tenant_id, Thumbnail.file_id == file_id)
-            .order_by(Thumbnail.name)
+            select(ThumbnailRow)
+            .where(ThumbnailRow.tenant_id == self.tenant_id, ThumbnailRow.file_id == file_id)
+            .order_by(ThumbnailRow.name)
             .execution_options(populate_existing=True)
         )
         return list((await self.session.execute(stmt)).scalars())

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ferry.db.enums import FileAction
+from ferry.contracts.enums import FileAction
 from ferry.db.permissions import Decision, decide
 from ferry.db.repositories import (
     FileMigrationRepository,

@@ -23,8 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.config import Settings
 from ferry.consumers.service import WAIT_FOR_TEMPORAL
+from ferry.contracts.topics import FILE_EVENTS
 from ferry.meter.usage import TenantUsage
-from ferry.producers.ids import FILE_EVENTS
 from ferry.schemas import EventDecodeError, decode
 from ferry.worker import connect
 from ferry.workflows.tenant_monitoring import USAGE_SIGNAL, workflow_id

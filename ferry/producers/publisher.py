@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ferry.producers.ids import topic_for
+from ferry.contracts.topics import topic_for
 from ferry.schemas import AVRO_CONTENT_TYPE, encode
 from ferry.telemetry import current_traceparent
 

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ferry.producers.ids import INBOUND_TOPIC, OUTBOUND_TOPIC
+from ferry.contracts.topics import INBOUND_TOPIC, OUTBOUND_TOPIC, STORAGE_NOTIFICATIONS
 from ferry.schemas.codec import NAMESPACE, SchemaRegistry
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "docs" / "events.md"
-NOTIFICATIONS_TOPIC = "ferry.storage-notifications.v1"
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 Schema = Any  # an Avro schema as parsed JSON: a name, a list (union) or an object
@@ -217,7 +216,7 @@ def render_catalogue(registry: SchemaRegistry | None = None) -> str:
         "(`timestamp-millis`) are epoch milliseconds in UTC. Every record is keyed by its",
         "`tenant_id` and starts with the same six envelope fields (`event_id` to `source`).",
         "",
-        f"`{NOTIFICATIONS_TOPIC}` is not listed: it carries the storage providers' own JSON",
+        f"`{STORAGE_NOTIFICATIONS}` is not listed: it carries the storage providers' own JSON",
         "bucket notifications, which the bridge turns into `file.uploaded` events.",
         "",
         "Nested record fields are listed as `parent.child`, the items of an array of records",

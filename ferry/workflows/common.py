@@ -12,21 +12,18 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.events import EventActivities, OutboundEvent
-    from ferry.activities.tenants import TenantPolicy, TenantPolicyActivities
+    from ferry.activities.tenants import TenantPolicyActivities
+    from ferry.contracts.errors import PERMANENT, root_cause
+    from ferry.contracts.policy import TenantPolicy
     from ferry.producers.ids import event_id_for
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 FILE_ID = SearchAttributeKey.for_keyword("FileId")
 
-# Error types no retry can fix: the activity fails at once and the workflow decides.
-PERMANENT = [
-    "ObjectNotFound", "UnknownProvider", "InvalidKey", "TenantNotFound", "FileNotFound",
-    "InvalidTransition", "CorruptFile", "ModelMissing", "OutsideTenant",
-]  # fmt: skip
 STORAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -104,8 +101,7 @@ async def emit(
 
 def failure_detail(err: BaseException) -> str:
     """The readable reason at the bottom of an activity or child workflow failure."""
-    while isinstance(err, ActivityError | ChildWorkflowError) and err.cause is not None:
-        err = err.cause
+    err = root_cause(err)
     if isinstance(err, ApplicationError):
         return f"{err.type}: {err.message}" if err.type else err.message
     return str(err)

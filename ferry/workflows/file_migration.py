@@ -32,10 +32,11 @@ with workflow.unsafe.imports_passed_through():
         ListRequest,
         MigrationActivities,
     )
-    from ferry.activities.storage import BucketRequest
+    from ferry.contracts.enums import MigrationItemState, MigrationState
+    from ferry.contracts.errors import PERMANENT
     from ferry.contracts.layout import tenant_bucket
-    from ferry.db.enums import MigrationItemState, MigrationState
-    from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit, failure_detail
+    from ferry.contracts.storage import BucketRef
+    from ferry.workflows.common import STORAGE_RETRY, call_db, emit, failure_detail
 
 WORKFLOW = "file_migration_workflow"
 # A patch: a tenant's bucket is exactly `ferry-{tenant}` (on any provider). Runs from
@@ -60,12 +61,6 @@ COPY_RETRY = RetryPolicy(
 
 def workflow_id(tenant_id: str, migration_id: str) -> str:
     return f"file-migration/{tenant_id}/{migration_id}"
-
-
-@dataclass
-class BucketRef:
-    provider: str
-    bucket: str
 
 
 @dataclass
@@ -150,8 +145,8 @@ class FileMigrationWorkflow:
 
     @workflow.run
     async def run(self, request: MigrationRequest) -> MigrationResult:
-        source = BucketRequest(request.source.provider, request.source.bucket)
-        target = BucketRequest(request.target.provider, request.target.bucket)
+        source = BucketRef(request.source.provider, request.source.bucket)
+        target = BucketRef(request.target.provider, request.target.bucket)
         refusal = _refusal(request, strict=workflow.patched(OWN_BUCKET_ONLY))
         if refusal is not None:
             self._show(f"refused: {refusal}")
@@ -192,7 +187,7 @@ class FileMigrationWorkflow:
         completed = await self._emit(request, "file.migration_completed", False, None)
         return MigrationResult("completed", self._progress, events=[completed])
 
-    async def _list(self, request: MigrationRequest, source: BucketRequest) -> None:
+    async def _list(self, request: MigrationRequest, source: BucketRef) -> None:
         """Record every source object as pending: the totals the progress counts towards."""
         p = self._progress
         while True:
@@ -211,9 +206,7 @@ class FileMigrationWorkflow:
                 return
             self._continue_if_long(request)
 
-    async def _copy(
-        self, request: MigrationRequest, source: BucketRequest, target: BucketRequest
-    ) -> None:
+    async def _copy(self, request: MigrationRequest, source: BucketRef, target: BucketRef) -> None:
         """Copy the pending objects in batches, a bounded number at once."""
         p = self._progress
         while True:
@@ -255,7 +248,7 @@ class FileMigrationWorkflow:
             self._continue_if_long(request)
 
     async def _copy_batch(
-        self, source: BucketRequest, target: BucketRequest, objects: list[ListedObject]
+        self, source: BucketRef, target: BucketRef, objects: list[ListedObject]
     ) -> CopyResult:
         result: CopyResult = await workflow.execute_activity_method(
             MigrationActivities.copy_objects,
@@ -286,7 +279,7 @@ class FileMigrationWorkflow:
             self._progress.runs += 1
             workflow.continue_as_new(_carry(request, self._progress))
 
-    async def _delete_verified(self, request: MigrationRequest, source: BucketRequest) -> None:
+    async def _delete_verified(self, request: MigrationRequest, source: BucketRef) -> None:
         """The sources of verified copies, once the whole migration is verified."""
         self._show("cleaning up")
         await self._delete_items(
@@ -294,7 +287,7 @@ class FileMigrationWorkflow:
         )
 
     async def _roll_back(
-        self, request: MigrationRequest, target: BucketRequest, detail: str
+        self, request: MigrationRequest, target: BucketRef, detail: str
     ) -> MigrationResult:
         """Files point at the source again; every copy in the target is deleted."""
         self._show("rolling back")
@@ -319,7 +312,7 @@ class FileMigrationWorkflow:
     async def _delete_items(
         self,
         request: MigrationRequest,
-        bucket: BucketRequest,
+        bucket: BucketRef,
         state: MigrationItemState,
         key_of: Callable[[MigrationItem], str | None],
     ) -> None:

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
         ShareInput,
     )
     from ferry.activities.storage import SignRequest, StorageActivities
-    from ferry.db.enums import FileAction, GranteeType, SharePermission
+    from ferry.contracts.enums import FileAction, GranteeType, SharePermission
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
     from ferry.workflows.dedupe import SeenEvents
 

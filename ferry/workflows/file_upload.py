@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
         FileRejectedInput,
         TenantRecord,
         TenantRef,
-        ThumbnailInfo,
         UploadCheckInput,
         UploadRefusal,
     )
@@ -35,16 +34,19 @@ with workflow.unsafe.imports_passed_through():
         ValidationRequest,
     )
     from ferry.activities.scan import ScanActivities, ScanResult
-    from ferry.activities.storage import (
-        Fingerprint,
-        MoveRequest,
-        ScopedRef,
-        StorageActivities,
-        StorageRef,
+    from ferry.activities.storage import Fingerprint, MoveRequest, StorageActivities
+    from ferry.contracts.enums import RejectionReason
+    from ferry.contracts.errors import (
+        LOCATION_REFUSED,
+        OBJECT_NOT_FOUND,
+        PERMANENT,
+        SCAN_LIMIT_EXCEEDED,
+        TENANT_NOT_FOUND,
+        root_cause,
     )
     from ferry.contracts.layout import upload_key_refusal
-    from ferry.db.enums import RejectionReason
-    from ferry.workflows.common import PERMANENT, STORAGE_RETRY, call_db, emit, tenant_policy
+    from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
+    from ferry.workflows.common import STORAGE_RETRY, call_db, emit, tenant_policy
 
 WORKFLOW = "file_upload_workflow"
 SOURCE = "ferry.file-upload"
@@ -53,8 +55,6 @@ LOCAL_SHORT_STEPS = "short-steps-as-local-activities"  # a patch: see `run`
 # A patch: the upload's location is checked before its object is read, a refused one
 # (and an empty object) ends as `file.rejected` without touching the object.
 LOCATION_CHECKED = "upload-location-checked"
-# What activities raise for a location that is not the upload's (`refuse_outside`).
-LOCATION_ERRORS = ("OutsideTenant", "InvalidKey")
 # A tenant's provider that still fails after these attempts is failed over.
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -65,7 +65,7 @@ PROVIDER_RETRY = RetryPolicy(
 SCAN_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=[*PERMANENT, "ScanLimitExceeded"],
+    non_retryable_error_types=PERMANENT,
 )
 
 
@@ -101,7 +101,7 @@ class FileUploadResult:
     reason: str | None = None
     detail: str | None = None
     signature: str | None = None
-    thumbnails: list[ThumbnailInfo] = field(default_factory=list)
+    thumbnails: list[Thumbnail] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     analysis: dict[str, str] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
@@ -220,14 +220,15 @@ class FileUploadWorkflow:
     def _location_refused(self, err: ActivityError) -> Rejection | None:
         """The rejection for an activity that refused the upload's location, if it did."""
         cause = err.cause
-        if self._checked and isinstance(cause, ApplicationError) and cause.type in LOCATION_ERRORS:
+        if self._checked and any(kind.caused(err) for kind in LOCATION_REFUSED):
+            assert isinstance(cause, ApplicationError)
             return _refused_location(cause.message)
         return None
 
     async def _tenant(self, tenant_id: str) -> TenantRecord:
         lookup = await self._db(DatabaseActivities.get_tenant, TenantRef(tenant_id))
         if not lookup.found or lookup.tenant is None:
-            raise ApplicationError(f"unknown tenant {tenant_id!r}", type="TenantNotFound")
+            raise TENANT_NOT_FOUND(f"unknown tenant {tenant_id!r}")
         tenant: TenantRecord = lookup.tenant
         return tenant
 
@@ -286,7 +287,7 @@ class FileUploadWorkflow:
             refused = self._location_refused(err)
             if refused is not None:
                 raise refused from err
-            if _failed_with(err, "ObjectNotFound"):
+            if OBJECT_NOT_FOUND.caused(err):
                 where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
                 raise Rejection(RejectionReason.CORRUPT, f"no object at {where}") from err
             raise
@@ -314,7 +315,8 @@ class FileUploadWorkflow:
             if refused is not None:
                 raise refused from err
             cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "ScanLimitExceeded":
+            if SCAN_LIMIT_EXCEEDED.caused(err):
+                assert isinstance(cause, ApplicationError)
                 raise Rejection(RejectionReason.SCAN_FAILED, cause.message) from err
             raise
         return result
@@ -420,7 +422,7 @@ class FileUploadWorkflow:
 
     async def _thumbnails(
         self, stored: StorageRef, file_id: str, owner: str | None
-    ) -> list[ThumbnailInfo]:
+    ) -> list[Thumbnail]:
         made: ThumbnailSet = await workflow.execute_activity_method(
             MediaActivities.make_thumbnails,
             ThumbnailRequest(source=stored, bucket=stored.bucket, file_id=file_id, tenant_id=owner),
@@ -429,7 +431,7 @@ class FileUploadWorkflow:
             retry_policy=STORAGE_RETRY,
         )
         return [
-            ThumbnailInfo(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
+            Thumbnail(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
             for t in made.thumbnails
         ]
 
@@ -477,7 +479,7 @@ class FileUploadWorkflow:
                     tenant_id=upload.tenant_id,
                 )
             except ActivityError as err:
-                if not _failed_with(err, "ObjectNotFound"):
+                if not OBJECT_NOT_FOUND.caused(err):
                     raise
                 # There was never an object to quarantine.
         await self._db(
@@ -544,12 +546,7 @@ class FileUploadWorkflow:
         )
 
 
-def _failed_with(err: ActivityError, error_type: str) -> bool:
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.type == error_type
-
-
 def _permanent(err: ActivityError) -> bool:
     """A failure no other provider would fix (the source object is gone, a bad key...)."""
-    cause = err.cause
+    cause = root_cause(err)
     return isinstance(cause, ApplicationError) and cause.type in PERMANENT

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import (
@@ -19,14 +18,11 @@ with workflow.unsafe.imports_passed_through():
         UsageMeasurement,
         UsageReport,
     )
-    from ferry.activities.storage import (
-        BucketRequest,
-        ObjectCount,
-        PrefixRequest,
-        StorageActivities,
-    )
-    from ferry.activities.tenants import TenantPolicy
-    from ferry.db.enums import TenantPlan, TenantStatus
+    from ferry.activities.storage import ObjectCount, PrefixRequest, StorageActivities
+    from ferry.contracts.enums import TenantPlan, TenantStatus
+    from ferry.contracts.errors import TENANT_NOT_FOUND
+    from ferry.contracts.policy import TenantPolicy
+    from ferry.contracts.storage import BucketRef
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
     from ferry.workflows.dedupe import SeenEvents
 
@@ -245,7 +241,7 @@ class TenantMonitoringWorkflow:
     async def _load(self) -> None:
         lookup = await call_db(DatabaseActivities.get_tenant, TenantRef(self._tenant_id))
         if not lookup.found or lookup.tenant is None:
-            raise ApplicationError(f"unknown tenant {self._tenant_id!r}", type="TenantNotFound")
+            raise TENANT_NOT_FOUND(f"unknown tenant {self._tenant_id!r}")
         tenant: TenantRecord = lookup.tenant
         self._state.status = str(tenant.status)
         self._state.plan = str(tenant.plan)
@@ -354,7 +350,7 @@ class TenantMonitoringWorkflow:
         workflow.set_current_details("deleting the tenant's data")
         # Its own provider's bucket, and any a failed-over upload wrote on another provider.
         for provider in [s.provider, *(p for p in policy.providers if p != s.provider)]:
-            await self._storage(StorageActivities.delete_bucket, BucketRequest(provider, s.bucket))
+            await self._storage(StorageActivities.delete_bucket, BucketRef(provider, s.bucket))
         for provider in policy.providers:
             for bucket, prefix in (
                 (policy.quarantine_bucket, f"quarantine/{self._tenant_id}/"),

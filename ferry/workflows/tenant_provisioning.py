@@ -13,7 +13,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
-    ApplicationError,
     TimeoutError,
     WorkflowAlreadyStartedError,
 )
@@ -26,12 +25,13 @@ with workflow.unsafe.imports_passed_through():
         TenantRef,
         TenantStatusInput,
     )
-    from ferry.activities.storage import BucketRequest, StorageActivities
-    from ferry.activities.tenants import TenantPolicy
-    from ferry.db.enums import StorageProvider, TenantPlan, TenantStatus
+    from ferry.activities.storage import StorageActivities
+    from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
+    from ferry.contracts.errors import INVALID_REQUEST, PERMANENT
+    from ferry.contracts.policy import TenantPolicy
+    from ferry.contracts.storage import BucketRef
     from ferry.workflows import tenant_monitoring
     from ferry.workflows.common import (
-        PERMANENT,
         call_db,
         emit,
         failure_detail,
@@ -175,10 +175,8 @@ class TenantProvisioningWorkflow:
         if request.plan not in set(TenantPlan) or request.storage_provider not in set(
             StorageProvider
         ):
-            raise ApplicationError(
-                f"unknown plan {request.plan!r} or provider {request.storage_provider!r}",
-                type="InvalidRequest",
-                non_retryable=True,
+            raise INVALID_REQUEST(
+                f"unknown plan {request.plan!r} or provider {request.storage_provider!r}"
             )
         problems = []
         if not SLUG.fullmatch(request.tenant_id):
@@ -195,7 +193,7 @@ class TenantProvisioningWorkflow:
 
     async def _set_up(self, request: TenantCreation, bucket: str) -> None:
         """The database side and the storage side, in parallel; both or neither."""
-        storage = BucketRequest(request.storage_provider, bucket)
+        storage = BucketRef(request.storage_provider, bucket)
         tenant = TenantRef(request.tenant_id)
         rows = workflow.execute_activity_method(
             DatabaseActivities.create_tenant,

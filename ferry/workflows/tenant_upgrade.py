@@ -15,13 +15,13 @@ with workflow.unsafe.imports_passed_through():
         TenantRecord,
         TenantRef,
     )
-    from ferry.activities.tenants import TenantPolicy
-    from ferry.db.enums import TenantPlan, TenantStatus
-    from ferry.db.plans import CURRENCY, is_upgrade, upgrade_price
+    from ferry.contracts.enums import TenantPlan, TenantStatus
+    from ferry.contracts.errors import INVALID_REQUEST, PERMANENT
+    from ferry.contracts.plans import CURRENCY, is_upgrade, upgrade_price
+    from ferry.contracts.policy import TenantPolicy
     from ferry.producers.ids import event_id_for
     from ferry.workflows import tenant_monitoring
     from ferry.workflows.common import (
-        PERMANENT,
         call_db,
         emit,
         failure_detail,
@@ -200,11 +200,7 @@ class TenantUpgradeWorkflow:
         # The event's schema allows no other plan; a request that names one did not
         # come through Kafka, and no event could report on it.
         if not {request.from_plan, request.to_plan} <= set(TenantPlan):
-            raise ApplicationError(
-                f"unknown plan in {request.from_plan!r} → {request.to_plan!r}",
-                type="InvalidRequest",
-                non_retryable=True,
-            )
+            raise INVALID_REQUEST(f"unknown plan in {request.from_plan!r} → {request.to_plan!r}")
         lookup = await call_db(DatabaseActivities.get_tenant, TenantRef(request.tenant_id))
         tenant: TenantRecord | None = lookup.tenant
         if tenant is None:

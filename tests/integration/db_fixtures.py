@@ -22,23 +22,19 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from ferry.config import Settings
-from ferry.db import (
+from ferry.contracts.enums import (
     FileState,
     GranteeType,
-    Location,
     MemberRole,
-    MigrationItemData,
     MigrationItemState,
     RejectionReason,
     SharePermission,
     StorageProvider,
     TenantPlan,
     TenantStatus,
-    ThumbnailData,
-    create_engine,
-    create_sessionmaker,
-    tenant_scope,
 )
+from ferry.contracts.storage import StorageRef, Thumbnail
+from ferry.db import MigrationItemData, create_engine, create_sessionmaker, tenant_scope
 from ferry.db.migrate import alembic_config, upgrade
 from ferry.db.models import Base
 
@@ -178,7 +174,7 @@ async def seed_tenant(sessionmaker: async_sessionmaker[AsyncSession], tenant_id:
         migration_id=f"{tenant_id}-migration",
     )
     bucket = f"ferry-{tenant_id}"
-    original = Location("local", bucket, f"files/{seeded.file_id}/original")
+    original = StorageRef("local", bucket, f"files/{seeded.file_id}/original")
     async with tenant_scope(sessionmaker, tenant_id) as db:
         await db.tenants.create(
             name=f"Tenant {tenant_id}",
@@ -197,7 +193,9 @@ async def seed_tenant(sessionmaker: async_sessionmaker[AsyncSession], tenant_id:
             declared_content_type="image/jpeg",
             size_bytes=1234,
             uploaded_by=seeded.owner,
-            location=Location("local", "ferry-ingest", f"tenants/{tenant_id}/uploads/x/photo.jpg"),
+            location=StorageRef(
+                "local", "ferry-ingest", f"tenants/{tenant_id}/uploads/x/photo.jpg"
+            ),
         )
         await db.files.record_processed(
             seeded.file_id,
@@ -208,9 +206,7 @@ async def seed_tenant(sessionmaker: async_sessionmaker[AsyncSession], tenant_id:
             metadata={"filename": "photo.jpg"},
             analysis={"moderation": "safe"},
             thumbnails=[
-                ThumbnailData(
-                    "256.webp", f"files/{seeded.file_id}/256.webp", 256, 192, "image/webp"
-                )
+                Thumbnail("256.webp", f"files/{seeded.file_id}/256.webp", 256, 192, "image/webp")
             ],
         )
         await db.files.record_processing(
@@ -219,7 +215,9 @@ async def seed_tenant(sessionmaker: async_sessionmaker[AsyncSession], tenant_id:
             declared_content_type="image/jpeg",
             size_bytes=68,
             uploaded_by=seeded.owner,
-            location=Location("local", "ferry-ingest", f"tenants/{tenant_id}/uploads/y/eicar.jpg"),
+            location=StorageRef(
+                "local", "ferry-ingest", f"tenants/{tenant_id}/uploads/y/eicar.jpg"
+            ),
         )
         await db.files.record_rejected(
             seeded.rejected_file_id,

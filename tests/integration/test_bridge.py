@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from ferry.config import Settings
-from ferry.consumers.bridge import INBOUND_TOPICS, NOTIFICATIONS_TOPIC, Bridge, Ledger
+from ferry.consumers.bridge import Bridge, Ledger
 from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
 from ferry.consumers.service import bridge_client, bridge_config
+from ferry.contracts.topics import INBOUND_TOPICS, STORAGE_NOTIFICATIONS
 from ferry.db.ledger import EventLedger
 from ferry.demo import ensure_tenant, stage_upload
 from ferry.devstack import Stack
@@ -464,10 +465,10 @@ async def test_a_bucket_notification_starts_one_upload_and_a_test_event_is_skipp
 
     test_events_before = test_events_skipped()
 
-    await publisher.send_raw(NOTIFICATIONS_TOPIC, value, tenant.encode(), [])
-    await publisher.send_raw(NOTIFICATIONS_TOPIC, value, tenant.encode(), [])
+    await publisher.send_raw(STORAGE_NOTIFICATIONS, value, tenant.encode(), [])
+    await publisher.send_raw(STORAGE_NOTIFICATIONS, value, tenant.encode(), [])
     test_event = (NOTIFICATIONS / "s3_test_event.json").read_bytes()
-    await publisher.send_raw(NOTIFICATIONS_TOPIC, test_event, tenant.encode(), [])
+    await publisher.send_raw(STORAGE_NOTIFICATIONS, test_event, tenant.encode(), [])
 
     async def handled() -> bool:
         return (

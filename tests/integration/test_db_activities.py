@@ -38,21 +38,17 @@ from ferry.activities.database import (
     StartMigrationInput,
     TenantRef,
     TenantStatusInput,
-    ThumbnailInfo,
     UploadCheckInput,
     UploadRefusal,
     UsageReport,
 )
-from ferry.activities.storage import StorageRef
-from ferry.db import (
-    PLAN_LIMITS,
+from ferry.contracts.enums import (
     FileAction,
     FileState,
     GranteeType,
     MemberRole,
     MigrationItemState,
     MigrationState,
-    PermissionReason,
     RejectionReason,
     SharePermission,
     ShareStatus,
@@ -60,6 +56,9 @@ from ferry.db import (
     TenantPlan,
     TenantStatus,
 )
+from ferry.contracts.plans import PLAN_LIMITS
+from ferry.contracts.storage import StorageRef, Thumbnail
+from ferry.db import PermissionReason
 
 if TYPE_CHECKING:
     from db_fixtures import Snapshot
@@ -146,12 +145,8 @@ def _processed(tenant: str, file_id: str, size: int = 2048) -> FileProcessedInpu
         content_type="image/png",
         storage=StorageRef("local", f"ferry-{tenant}", f"files/{file_id}/original"),
         thumbnails=[
-            ThumbnailInfo(
-                "256.webp", f"files/{file_id}/thumbnails/256.webp", 256, 171, "image/webp"
-            ),
-            ThumbnailInfo(
-                "1024.jpg", f"files/{file_id}/thumbnails/1024.jpg", 1024, 683, "image/jpeg"
-            ),
+            Thumbnail("256.webp", f"files/{file_id}/thumbnails/256.webp", 256, 171, "image/webp"),
+            Thumbnail("1024.jpg", f"files/{file_id}/thumbnails/1024.jpg", 1024, 683, "image/jpeg"),
         ],
         metadata={"width": "1536", "height": "1024"},
         analysis={"moderation": "safe", "language": "en"},

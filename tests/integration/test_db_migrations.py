@@ -19,14 +19,8 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from ferry.config import Settings
-from ferry.db import (
-    MemberRole,
-    StorageProvider,
-    TenantPlan,
-    create_engine,
-    create_sessionmaker,
-    tenant_scope,
-)
+from ferry.contracts.enums import MemberRole, StorageProvider, TenantPlan
+from ferry.db import create_engine, create_sessionmaker, tenant_scope
 from ferry.db.cli import db_app
 from ferry.db.migrate import alembic_config, upgrade
 from ferry.db.models import Base

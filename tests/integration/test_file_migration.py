@@ -27,12 +27,12 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from ferry.config import Settings
 from ferry.consumers.tail import TopicFollower
-from ferry.db import Location, tenant_scope
+from ferry.contracts.storage import BucketRef, StorageRef
+from ferry.db import tenant_scope
 from ferry.demo import ensure_tenant
 from ferry.storage import StorageProvider, providers_from_env
 from ferry.watch import watch_migration
 from ferry.workflows.file_migration import (
-    BucketRef,
     FileMigrationWorkflow,
     MigrationProgress,
     MigrationRequest,
@@ -86,7 +86,7 @@ async def _seed(
     async with tenant_scope(sessionmaker, tenant) as db:
         for file_id in file_ids:
             key = f"files/{file_id}/original"
-            location = Location(provider.name, bucket, key)
+            location = StorageRef(provider.name, bucket, key)
             await db.files.record_processing(
                 file_id,
                 filename=f"{file_id}.bin",

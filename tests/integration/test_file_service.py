@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
-from ferry.db import FileState, StorageProvider, tenant_scope
+from ferry.contracts.enums import FileState, StorageProvider
+from ferry.db import tenant_scope
 from ferry.demo import EICAR, ensure_tenant, stage_upload
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage, providers_from_env

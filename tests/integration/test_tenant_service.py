@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from upstream import creation, event, provision, send
 
-from ferry.activities.tenants import TenantPolicy
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
-from ferry.db import TenantPlan, TenantStatus, limits_for, tenant_scope
+from ferry.contracts.enums import TenantPlan, TenantStatus
+from ferry.contracts.plans import limits_for
+from ferry.contracts.policy import TenantPolicy
+from ferry.db import tenant_scope
 from ferry.demo import stage_upload
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage, StorageProvider, providers_from_env

@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from ferry.activities.storage import StorageRef
 from ferry.config import Settings
-from ferry.consumers.bridge import NOTIFICATIONS_TOPIC, Bridge
+from ferry.consumers.bridge import Bridge
 from ferry.consumers.dlq import DeadLetter, read_dead_letters
 from ferry.consumers.tail import TopicFollower
+from ferry.contracts.storage import StorageRef
+from ferry.contracts.topics import STORAGE_NOTIFICATIONS
 from ferry.demo import DEMO_FILES, ensure_tenant, stage_upload
 from ferry.producers import EventPublisher, Published
 from ferry.storage import LocalStorage, StorageProvider, providers_from_env
@@ -264,7 +265,7 @@ async def _notified_upload_is_processed(
     await put(storage, settings.ingest_bucket, key, PNG)
     value, headers = notification(file_id, key, len(PNG))
 
-    await publisher.send_raw(NOTIFICATIONS_TOPIC, value, tenant.encode(), headers)
+    await publisher.send_raw(STORAGE_NOTIFICATIONS, value, tenant.encode(), headers)
 
     [outcome] = await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=60)
     assert outcome["event_type"] == "file.processed", outcome
@@ -390,7 +391,7 @@ async def test_an_eventarc_cloudevent_in_binary_mode_is_processed(
 async def test_an_unknown_document_on_the_notifications_topic_is_dead_lettered(
     bridge: Bridge, publisher: EventPublisher, settings: Settings, value: bytes, reason: str
 ) -> None:
-    sent = await publisher.send_raw(NOTIFICATIONS_TOPIC, value, b"whoever", [])
+    sent = await publisher.send_raw(STORAGE_NOTIFICATIONS, value, b"whoever", [])
 
     letter = await dead_letter_of(settings, sent)
     assert reason in letter.reason
@@ -412,7 +413,7 @@ async def test_a_notification_of_another_buckets_object_is_dead_lettered(
     document["Records"][0]["s3"]["bucket"]["name"] = "someone-elses-bucket"
 
     sent = await publisher.send_raw(
-        NOTIFICATIONS_TOPIC, json.dumps(document).encode(), tenant.encode(), []
+        STORAGE_NOTIFICATIONS, json.dumps(document).encode(), tenant.encode(), []
     )
 
     letter = await dead_letter_of(settings, sent)

@@ -9,7 +9,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from ferry.activities.tenants import TenantPolicy
+from ferry.contracts.policy import TenantPolicy
 from ferry.producers import EventPublisher, inbound_topic_for
 from ferry.workflows.tenant_provisioning import (
     ProvisioningResult,

@@ -21,15 +21,15 @@ from typing import Any
 from replay_keys import REPLAY_KEYS
 from temporalio.client import Client, WorkflowHandle
 
-from ferry.activities.storage import StorageRef
-from ferry.activities.tenants import TenantPolicy
 from ferry.config import Settings, get_settings
+from ferry.contracts.policy import TenantPolicy
+from ferry.contracts.storage import BucketRef, StorageRef
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
 from ferry.storage import LocalStorage
 from ferry.worker import connect, ferry_worker
 from ferry.workflows import file_migration, file_sharing, tenant_monitoring, tenant_upgrade
-from ferry.workflows.file_migration import BucketRef, FileMigrationWorkflow, MigrationRequest
+from ferry.workflows.file_migration import FileMigrationWorkflow, MigrationRequest
 from ferry.workflows.file_sharing import FileSharingWorkflow, ShareRequest, ShareRevocation
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
 from ferry.workflows.tenant_monitoring import LifecycleRequest, UsageUpdate

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.producers.ids import INBOUND_TOPIC, OUTBOUND_TOPIC
+from ferry.contracts.topics import INBOUND_TOPIC, OUTBOUND_TOPIC
 from ferry.schemas import SchemaRegistry, camel_case
 from ferry.schemas.catalogue import CATALOGUE_PATH, anchor, field_rows, main, render_catalogue
 

@@ -12,16 +12,16 @@ import pytest
 from temporalio.converter import DataConverter
 
 from ferry.activities import database as d
-from ferry.activities.storage import StorageRef
-from ferry.db import (
+from ferry.contracts.enums import (
     FileState,
     GranteeType,
     MemberRole,
     MigrationItemState,
-    PermissionReason,
     SharePermission,
     TenantPlan,
 )
+from ferry.contracts.storage import StorageRef
+from ferry.db import PermissionReason
 
 ACTIVITIES = [
     fn
@@ -82,7 +82,7 @@ def test_one_dataclass_in_and_one_out(fn: Any) -> None:
                 1,
                 "u",
                 StorageRef("local", "b", "k"),
-                thumbnails=[d.ThumbnailInfo("n", "k", 1, 2, "c")],
+                thumbnails=[d.Thumbnail("n", "k", 1, 2, "c")],
             ),
             created=True,
         ),

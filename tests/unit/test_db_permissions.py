@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.db import (
+from ferry.contracts.enums import (
     FileAction,
     FileState,
     MemberRole,
-    PermissionReason,
     SharePermission,
     TenantPlan,
     TenantStatus,
-    decide,
-    is_upgrade,
 )
-from ferry.db.plans import PLAN_LIMITS
+from ferry.contracts.plans import PLAN_LIMITS, is_upgrade
+from ferry.db import PermissionReason, decide
 from ferry.db.session import validate_tenant_id
 
 A = FileAction

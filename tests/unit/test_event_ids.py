@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from ferry.producers.ids import event_id_for, inbound_topic_for, topic_for
+from ferry.contracts.topics import inbound_topic_for, topic_for
+from ferry.producers.ids import event_id_for
 from ferry.schemas import SchemaRegistry
 
 WORKFLOW_ID = "file-upload/acme/0b0f2a52-8a5e-4d4c-9a4e-2f1d3c4b5a69"

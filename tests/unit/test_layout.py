@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ferry.contracts.layout import (
-    INVALID_KEY,
-    OUTSIDE_TENANT,
-    OUTSIDE_UPLOAD_PREFIX,
+    REASON_INVALID_KEY,
+    REASON_OUTSIDE_TENANT,
+    REASON_OUTSIDE_UPLOAD_PREFIX,
     Places,
     upload_key_refusal,
 )
@@ -32,24 +32,28 @@ def test_an_upload_may_take_its_own_object(key: str) -> None:
     ("bucket", "key", "reason"),
     [
         # Another tenant's upload in the ingest bucket.
-        ("ferry-ingest", f"tenants/other/uploads/{FILE}/private.txt", OUTSIDE_UPLOAD_PREFIX),
+        ("ferry-ingest", f"tenants/other/uploads/{FILE}/private.txt", REASON_OUTSIDE_UPLOAD_PREFIX),
         # Another tenant's stored original, in its own bucket.
-        ("ferry-other", f"files/{FILE}/original", OUTSIDE_UPLOAD_PREFIX),
+        ("ferry-other", f"files/{FILE}/original", REASON_OUTSIDE_UPLOAD_PREFIX),
         # The tenant's own stored file: an upload takes only what was uploaded for it.
-        ("ferry-acme", f"files/{FILE}/original", OUTSIDE_UPLOAD_PREFIX),
+        ("ferry-acme", f"files/{FILE}/original", REASON_OUTSIDE_UPLOAD_PREFIX),
         # Another file's upload of the same tenant.
-        ("ferry-ingest", "tenants/acme/uploads/another-file/a.txt", OUTSIDE_UPLOAD_PREFIX),
+        ("ferry-ingest", "tenants/acme/uploads/another-file/a.txt", REASON_OUTSIDE_UPLOAD_PREFIX),
         # A tenant whose name starts like this one's.
-        ("ferry-ingest", f"tenants/acme-corp/uploads/{FILE}/a.txt", OUTSIDE_UPLOAD_PREFIX),
+        ("ferry-ingest", f"tenants/acme-corp/uploads/{FILE}/a.txt", REASON_OUTSIDE_UPLOAD_PREFIX),
         # Quarantine, the right prefix in the wrong bucket.
-        ("ferry-quarantine", f"tenants/acme/uploads/{FILE}/a.txt", OUTSIDE_UPLOAD_PREFIX),
+        ("ferry-quarantine", f"tenants/acme/uploads/{FILE}/a.txt", REASON_OUTSIDE_UPLOAD_PREFIX),
         # The prefix alone names no object.
-        ("ferry-ingest", f"tenants/acme/uploads/{FILE}/", INVALID_KEY),
-        ("ferry-ingest", f"tenants/acme/uploads/{FILE}/../../../../canary/secret.txt", INVALID_KEY),
-        ("ferry-ingest", f"tenants/acme/uploads/{FILE}/./a.txt", INVALID_KEY),
-        ("ferry-ingest", f"/tenants/acme/uploads/{FILE}/a.txt", INVALID_KEY),
-        ("ferry-ingest", f"tenants/acme/uploads/{FILE}/a\x00.txt", INVALID_KEY),
-        ("ferry-ingest", f"tenants/acme/uploads/{FILE}\\..\\x", INVALID_KEY),
+        ("ferry-ingest", f"tenants/acme/uploads/{FILE}/", REASON_INVALID_KEY),
+        (
+            "ferry-ingest",
+            f"tenants/acme/uploads/{FILE}/../../../../canary/secret.txt",
+            REASON_INVALID_KEY,
+        ),
+        ("ferry-ingest", f"tenants/acme/uploads/{FILE}/./a.txt", REASON_INVALID_KEY),
+        ("ferry-ingest", f"/tenants/acme/uploads/{FILE}/a.txt", REASON_INVALID_KEY),
+        ("ferry-ingest", f"tenants/acme/uploads/{FILE}/a\x00.txt", REASON_INVALID_KEY),
+        ("ferry-ingest", f"tenants/acme/uploads/{FILE}\\..\\x", REASON_INVALID_KEY),
     ],
 )
 def test_an_upload_may_not_take_another_object(bucket: str, key: str, reason: str) -> None:
@@ -61,7 +65,7 @@ def test_an_upload_may_not_take_another_object(bucket: str, key: str, reason: st
 def test_a_file_id_is_one_segment(file_id: str) -> None:
     key = f"tenants/acme/uploads/{file_id}/a.txt"
     refusal = upload_key_refusal("acme", file_id, key)
-    assert refusal is not None and refusal.startswith(INVALID_KEY)
+    assert refusal is not None and refusal.startswith(REASON_INVALID_KEY)
 
 
 def test_the_readable_reason_names_the_prefix() -> None:
@@ -88,12 +92,12 @@ def test_a_tenant_works_in_its_own_places(bucket: str, key: str) -> None:
 @pytest.mark.parametrize(
     ("bucket", "key", "reason"),
     [
-        ("ferry-other", f"files/{FILE}/original", OUTSIDE_TENANT),
-        ("ferry-acme-corp", f"files/{FILE}/original", OUTSIDE_TENANT),
-        ("ferry-ingest", f"tenants/acme-corp/uploads/{FILE}/a.txt", OUTSIDE_TENANT),
-        ("ferry-quarantine", f"quarantine/acme-corp/{FILE}", OUTSIDE_TENANT),
-        ("ferry-quarantine", f"quarantine/other/{FILE}", OUTSIDE_TENANT),
-        ("ferry-acme", "files/../../ferry-other/files/x/original", INVALID_KEY),
+        ("ferry-other", f"files/{FILE}/original", REASON_OUTSIDE_TENANT),
+        ("ferry-acme-corp", f"files/{FILE}/original", REASON_OUTSIDE_TENANT),
+        ("ferry-ingest", f"tenants/acme-corp/uploads/{FILE}/a.txt", REASON_OUTSIDE_TENANT),
+        ("ferry-quarantine", f"quarantine/acme-corp/{FILE}", REASON_OUTSIDE_TENANT),
+        ("ferry-quarantine", f"quarantine/other/{FILE}", REASON_OUTSIDE_TENANT),
+        ("ferry-acme", "files/../../ferry-other/files/x/original", REASON_INVALID_KEY),
     ],
 )
 def test_a_tenant_works_nowhere_else(bucket: str, key: str, reason: str) -> None:

@@ -35,8 +35,8 @@ from ferry.activities.media import (
     detect_language,
     looks_like_text,
 )
-from ferry.activities.storage import StorageRef
-from ferry.db.enums import RejectionReason
+from ferry.contracts.enums import RejectionReason
+from ferry.contracts.storage import StorageRef
 from ferry.storage import LocalStorage
 
 INGEST = "ferry-ingest"

@@ -35,15 +35,21 @@ from ferry.activities.media import (
     AnalysisRequest,
     Metadata,
     MetadataRequest,
-    Thumbnail,
     ThumbnailRequest,
     ThumbnailSet,
     Validation,
     ValidationRequest,
 )
 from ferry.activities.scan import ScanResult
-from ferry.activities.storage import Fingerprint, MoveRequest, ScopedRef, StorageRef
-from ferry.db.enums import FileState, RejectionReason, StorageProvider, TenantPlan, TenantStatus
+from ferry.activities.storage import Fingerprint, MoveRequest
+from ferry.contracts.enums import (
+    FileState,
+    RejectionReason,
+    StorageProvider,
+    TenantPlan,
+    TenantStatus,
+)
+from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
 from ferry.producers import event_id_for
 from ferry.workflows.file_upload import FileUploadInput, FileUploadResult, FileUploadWorkflow
 

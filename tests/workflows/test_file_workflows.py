@@ -60,8 +60,8 @@ from ferry.activities.migration import (
     ListRequest,
     file_id_of,
 )
-from ferry.activities.storage import SignRequest, StorageRef
-from ferry.db.enums import (
+from ferry.activities.storage import SignRequest
+from ferry.contracts.enums import (
     FileAction,
     FileState,
     GranteeType,
@@ -71,13 +71,13 @@ from ferry.db.enums import (
     SharePermission,
     ShareStatus,
 )
+from ferry.contracts.storage import BucketRef, StorageRef
 from ferry.db.permissions import PermissionReason
 from ferry.producers import event_id_for
 from ferry.workflows import file_migration, file_sharing
 from ferry.workflows.file_migration import (
     COPY_RETRY,
     MAX_BATCHES_IN_FLIGHT,
-    BucketRef,
     FileMigrationWorkflow,
     MigrationProgress,
     MigrationRequest,

@@ -43,10 +43,11 @@ from ferry.activities.database import (
     UsageReport,
 )
 from ferry.activities.events import OutboundEvent, PublishedEvent
-from ferry.activities.storage import BucketRequest, ObjectCount, PrefixRequest
-from ferry.activities.tenants import TenantPolicy
-from ferry.db.enums import StorageProvider, TenantPlan, TenantStatus
-from ferry.db.plans import GiB, limits_for, upgrade_price
+from ferry.activities.storage import ObjectCount, PrefixRequest
+from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
+from ferry.contracts.plans import GiB, limits_for, upgrade_price
+from ferry.contracts.policy import TenantPolicy
+from ferry.contracts.storage import BucketRef
 from ferry.producers import event_id_for
 from ferry.worker import TENANT_WORKFLOWS
 from ferry.workflows import tenant_monitoring, tenant_provisioning, tenant_upgrade
@@ -218,13 +219,13 @@ class FakeActivities:
             return report
 
         @activity.defn(name="create_bucket")
-        async def create_bucket(request: BucketRequest) -> BucketRequest:
+        async def create_bucket(request: BucketRef) -> BucketRef:
             await self._set_up("storage")
             self._call("create_bucket", request)
             return request
 
         @activity.defn(name="delete_bucket")
-        async def delete_bucket(request: BucketRequest) -> ObjectCount:
+        async def delete_bucket(request: BucketRef) -> ObjectCount:
             self._call("delete_bucket", request)
             return ObjectCount(0, 0)
 
@@ -425,7 +426,7 @@ async def test_a_new_tenant_gets_rows_and_bucket_together_then_monitoring_and_a_
     assert (rows.tenant_id, rows.plan, rows.admin_email, rows.storage_bucket) == (
         tenant_id, TenantPlan.FREE, request.admin_email, bucket,
     )  # fmt: skip
-    assert fakes.requests("create_bucket") == [BucketRequest("local", bucket)]
+    assert fakes.requests("create_bucket") == [BucketRef("local", bucket)]
     assert fakes.requests("set_tenant_status") == [
         TenantStatusInput(tenant_id, TenantStatus.ACTIVE)
     ]
@@ -1078,7 +1079,7 @@ async def test_a_tenant_is_suspended_reactivated_and_deleted_only_after_its_grac
         "delete_tenant_rows",
     ]  # fmt: skip
     assert fakes.requests("delete_bucket") == [
-        BucketRequest("local", bucket), BucketRequest("s3", bucket),
+        BucketRef("local", bucket), BucketRef("s3", bucket),
     ]  # fmt: skip
     assert fakes.requests("delete_prefix") == [
         PrefixRequest("local", "ferry-quarantine", f"quarantine/{tenant_id}/"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferry.db.enums import TenantPlan
+from ferry.contracts.enums import TenantPlan
 
 GiB = 1024**3
 TiB = 1024**4
