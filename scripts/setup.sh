@@ -5,12 +5,14 @@
 #   - the Python virtual environment (.venv) with Ferry and its dev tools
 #   - Apache Kafka's jars, fetched with Maven into the cache (~/.cache/ferry)
 #   - Azurite, from the npm registry, into the same cache
+#   - osv-scanner (the dependency audit of `make security`), built with Go into the same cache
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE="${FERRY_CACHE_DIR:-$HOME/.cache/ferry}"
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' ferry/devstack/kafka/pom.xml)"
 AZURITE_VERSION=3.37.0
+OSV_SCANNER_VERSION=2.3.0  # newer releases need a newer Go than Debian's machines have
 PYTHON="${PYTHON:-python3}"
 say() { printf '\033[1;34msetup:\033[0m %s\n' "$*"; }
 stamp_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
@@ -51,7 +53,7 @@ fi
 want="$(stamp_of pyproject.toml)"
 if [ "$(cat .venv/.ferry-stamp 2>/dev/null)" != "$want" ]; then
   say "installing Ferry and its dependencies into .venv"
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[dev,stack]'
   echo "$want" > .venv/.ferry-stamp
 fi
 
@@ -72,6 +74,34 @@ if [ ! -f "$CACHE/node/node_modules/azurite/package.json" ] ||
   say "installing Azurite $AZURITE_VERSION from npm"
   mkdir -p "$CACHE/node"
   npm install --silent --no-audit --no-fund --prefix "$CACHE/node" "azurite@$AZURITE_VERSION" >/dev/null
+fi
+
+# 5. osv-scanner, from the Go module proxy (the Go checksum database is unreachable: GOSUMDB=off).
+#    Go's paths all point into the cache, so nothing lands in ~/go or ~/.cache/go-build; the
+#    module and build caches (~3 GB) are dropped once the binary is built.
+osv_scanner="$CACHE/osv-scanner-$OSV_SCANNER_VERSION/bin/osv-scanner"
+osv_scanner_is_there() {  # (not `| grep -q`: under pipefail, grep's early exit can fail the pipe)
+  local version
+  version="$("$osv_scanner" --version 2>/dev/null)" || return 1
+  grep -qx "osv-scanner version: $OSV_SCANNER_VERSION" <<<"$version"
+}
+if ! osv_scanner_is_there; then
+  if ! command -v go >/dev/null; then
+    echo "setup: osv-scanner $OSV_SCANNER_VERSION is built with Go, but 'go' is not on PATH" >&2
+    exit 1
+  fi
+  say "building osv-scanner $OSV_SCANNER_VERSION with $(go env GOVERSION) (takes minutes)"
+  go_env=(GOPATH="$CACHE/go" GOMODCACHE="$CACHE/go/pkg/mod" GOCACHE="$CACHE/go/build-cache"
+          GOBIN="$(dirname "$osv_scanner")" GOSUMDB=off GOFLAGS="-modcacherw -buildvcs=false")
+  rm -f "$osv_scanner"
+  mkdir -p "$CACHE/go"
+  if ! env "${go_env[@]}" go install "github.com/google/osv-scanner/v2/cmd/osv-scanner@v$OSV_SCANNER_VERSION" \
+      >"$CACHE/go/install.log" 2>&1 || ! osv_scanner_is_there; then
+    cat "$CACHE/go/install.log" >&2
+    echo "setup: could not build osv-scanner $OSV_SCANNER_VERSION (the log is above)" >&2
+    exit 1
+  fi
+  env "${go_env[@]}" go clean -cache -modcache
 fi
 
 say "ready"
