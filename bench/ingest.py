@@ -45,8 +45,8 @@ from ferry.consumers.routes import ROUTES
 from ferry.contracts.topics import INBOUND_TOPICS
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
+from ferry.processes import connect
 from ferry.producers import EventPublisher
-from ferry.worker import connect
 
 RESULTS = Path(__file__).parent / "results"
 console = Console()

@@ -40,8 +40,8 @@ from ferry.contracts.enums import TenantPlan
 from ferry.contracts.storage import StorageRef
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
+from ferry.processes import connect
 from ferry.storage import LocalStorage
-from ferry.worker import connect
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
 
 RESULTS = Path(__file__).parent / "results"

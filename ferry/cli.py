@@ -130,7 +130,7 @@ def consume() -> None:
     """Run the Kafka → Temporal bridge on Ferry's inbound topics."""
     _logging()
     from ferry.config import get_settings
-    from ferry.consumers.service import run_bridge
+    from ferry.processes import run_bridge
 
     settings = get_settings()
     console.print(f"consuming from {settings.kafka_bootstrap} as group {settings.consumer_group}")
@@ -142,7 +142,7 @@ def meter() -> None:
     """Run the usage meter: per-tenant totals from the file events, sent to monitoring."""
     _logging()
     from ferry.config import get_settings
-    from ferry.meter import run_meter
+    from ferry.processes import run_meter
 
     settings = get_settings()
     console.print(f"metering from {settings.kafka_bootstrap} as app {settings.meter_app_id}")
@@ -162,9 +162,9 @@ def codec_server(
 ) -> None:
     """Serve /encode and /decode for the Temporal UI (payloads shown decrypted)."""
     _logging()
-    from ferry.codec import EncryptionCodec
     from ferry.codec_server import serve
     from ferry.config import get_settings
+    from ferry.temporal.codec import EncryptionCodec
 
     settings = get_settings()
     if keys_file is not None:
@@ -187,7 +187,8 @@ def publish(
 ) -> None:
     """Publish events from a JSON file (validated against their schemas, sent as Avro)."""
     from ferry.config import get_settings
-    from ferry.producers import EventPublisher, inbound_topic_for
+    from ferry.contracts.topics import inbound_topic_for
+    from ferry.producers import EventPublisher
     from ferry.schemas import EventDecodeError, decode
 
     raw = json.loads(file.read_text())
@@ -236,8 +237,8 @@ def migration_watch(
 ) -> None:
     """Show a running migration's progress (files and bytes) as a live progress bar."""
     from ferry.config import get_settings
+    from ferry.processes import connect
     from ferry.watch import describe, migration_workflow_id, watch_migration
-    from ferry.worker import connect
 
     async def main() -> None:
         client = await connect(get_settings())

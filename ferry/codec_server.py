@@ -15,7 +15,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from ferry.codec import EncryptionCodec
+from ferry.temporal.codec import EncryptionCodec
 
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry.contracts.layout import Places
+from ferry.contracts.policy import TenantPolicy
 
 
 def _env_file() -> Path:
@@ -32,7 +34,7 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry_app@127.0.0.1:5432/ferry")
     database_admin_url: SecretStr = SecretStr("postgresql+asyncpg://ferry@127.0.0.1:5432/ferry")
     clamd_address: str = "127.0.0.1:3310"
-    # Payload encryption keys, `key_id:base64key,...`; the first encrypts (ferry/codec.py).
+    # Payload encryption keys, `key_id:base64key,...`; the first encrypts (ferry/temporal/codec.py).
     payload_keys: SecretStr | None = None
     local_storage_root: Path = Path(".ferry/storage")
 
@@ -63,6 +65,22 @@ class Settings(BaseSettings):
     def places(self) -> Places:
         """The buckets tenants share a part of (the ingest and quarantine buckets)."""
         return Places(self.ingest_bucket, self.quarantine_bucket)
+
+    def tenant_policy(self, providers: Sequence[str]) -> TenantPolicy:
+        """What tenant workflows read of these settings, for a worker with `providers`."""
+        return TenantPolicy(
+            usage_interval_seconds=self.tenant_usage_interval_seconds,
+            deletion_grace_seconds=self.tenant_deletion_grace_seconds,
+            payment_timeout_seconds=self.payment_timeout_seconds,
+            providers=sorted(providers),
+            ingest_bucket=self.ingest_bucket,
+            quarantine_bucket=self.quarantine_bucket,
+            failover_order=[
+                name
+                for name in (p.strip() for p in self.storage_failover_order.split(","))
+                if name in providers
+            ],
+        )
 
     @property
     def clamd_host_port(self) -> tuple[str, int]:

@@ -20,14 +20,14 @@ from temporalio.service import RPCError
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
-from ferry.consumers.service import bridge_config, event_ledger
 from ferry.consumers.tail import TopicFollower
 from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
+from ferry.contracts.topics import inbound_topic_for
 from ferry.db import create_engine, create_sessionmaker, tenant_scope
-from ferry.meter import run_meter
-from ferry.producers import EventPublisher, inbound_topic_for
+from ferry.processes import bridge_config, connect, event_ledger, run_meter
+from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
-from ferry.worker import connect, ferry_worker
+from ferry.worker import ferry_worker
 from ferry.workflows import tenant_monitoring
 from ferry.workflows.tenant_monitoring import MonitoringState
 

@@ -22,9 +22,8 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 import structlog
+from pydantic import BaseModel
 from structlog.typing import EventDict, WrappedLogger
-
-from ferry.config import Settings
 
 REDACTED = "[redacted]"
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -46,7 +45,7 @@ SECRET_ENVIRONMENT = (
 )
 
 
-def secret_values(settings: Settings) -> list[str]:
+def secret_values(settings: BaseModel) -> list[str]:
     """Strings that must never be logged: the settings' secrets and their parts."""
     values: list[str] = []
     for name in type(settings).model_fields:
@@ -97,7 +96,7 @@ class Redactor:
 
 
 def configure_logging(
-    settings: Settings,
+    settings: BaseModel,
     *,
     json: bool = True,
     level: int = logging.INFO,

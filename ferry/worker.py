@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.runtime import Runtime
-from temporalio.service import RetryConfig
 from temporalio.worker import Worker
 
 from ferry.activities.database import DatabaseActivities
@@ -19,12 +17,12 @@ from ferry.activities.migration import MigrationActivities
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import StorageActivities
 from ferry.activities.tenants import TenantPolicyActivities
-from ferry.codec import data_converter
 from ferry.config import Settings
 from ferry.db import create_engine, create_sessionmaker
+from ferry.processes import connect
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
-from ferry.telemetry import configure_tracing, interceptors, metrics_runtime
+from ferry.telemetry import configure_tracing, metrics_runtime
 from ferry.workflows.file_migration import FileMigrationWorkflow
 from ferry.workflows.file_sharing import FileSharingWorkflow
 from ferry.workflows.file_upload import FileUploadWorkflow
@@ -40,26 +38,6 @@ TENANT_WORKFLOWS: list[type] = [
     TenantPlanChangeWorkflow,
 ]
 WORKFLOWS = FILE_WORKFLOWS + TENANT_WORKFLOWS
-
-
-async def connect(
-    settings: Settings,
-    retry_config: RetryConfig | None = None,
-    lazy: bool = False,
-    runtime: Runtime | None = None,
-) -> Client:
-    """A Temporal client as every Ferry process makes it: payloads encrypted when keys are
-    set, trace context carried into workflows and activities."""
-    keys = settings.payload_keys.get_secret_value() if settings.payload_keys else None
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(keys),
-        interceptors=interceptors(),
-        retry_config=retry_config,
-        lazy=lazy,
-        runtime=runtime,
-    )
 
 
 def storage_providers(settings: Settings) -> dict[str, StorageProvider]:
@@ -90,7 +68,7 @@ async def ferry_worker(
         events = EventActivities(publisher)
         database = DatabaseActivities(create_sessionmaker(engine))
         media = MediaActivities(providers, places=places)
-        tenants = TenantPolicyActivities(settings, list(providers))
+        tenants = TenantPolicyActivities(settings.tenant_policy(list(providers)))
         migration = MigrationActivities(providers)
         activities: list[Any] = [
             storage.fingerprint, storage.move, storage.sign_url, storage.create_bucket,

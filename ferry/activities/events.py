@@ -7,7 +7,9 @@ from typing import Any
 
 from temporalio import activity
 
+from ferry.contracts.errors import INVALID_EVENT
 from ferry.producers import EventPublisher
+from ferry.schemas import EventDecodeError
 
 
 @dataclass
@@ -35,5 +37,13 @@ class EventActivities:
 
     @activity.defn(name="publish_event")
     async def publish(self, event: OutboundEvent) -> PublishedEvent:
-        published = await self._publisher.publish(event.fields)
+        """Encode and send the event; one its schema refuses fails at once (`InvalidEvent`).
+
+        Kafka being away is retried by Temporal; a misspelt field never gets better.
+        """
+        try:
+            published = await self._publisher.publish(event.fields)
+        except (EventDecodeError, ValueError, KeyError) as exc:
+            kind = event.fields.get("event_type")
+            raise INVALID_EVENT(f"{kind!r} is not a valid event: {exc}") from exc
         return PublishedEvent(published.topic, published.partition, published.offset)

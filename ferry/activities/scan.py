@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pyclamd
 from temporalio import activity
 
+from ferry.activities.heartbeat import heartbeating
 from ferry.activities.storage import provider_named, refuse_outside
 from ferry.contracts.errors import (
     OBJECT_NOT_FOUND,
@@ -25,15 +26,6 @@ from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 # clamd reports a file over one of its limits as a "virus" of this family; such a
 # file was not fully scanned, so it is never clean (AlertExceedsMax yes).
 LIMIT_SIGNATURE_PREFIX = "Heuristics.Limits.Exceeded"
-
-
-HEARTBEAT_SECONDS = 5.0
-
-
-async def _heartbeat_every(seconds: float, reader: _StreamReader) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        activity.heartbeat(reader.consumed)
 
 
 @dataclass
@@ -93,19 +85,17 @@ class ScanActivities:
         # clamd gives its verdict only after the whole stream: keep telling
         # Temporal that this attempt is alive meanwhile, so a short heartbeat
         # timeout still detects a dead worker quickly.
-        ticker = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS, reader))
         try:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(
-                self._threads, contextvars.copy_context().run, self._scan, reader
-            )
+            async with heartbeating(lambda: reader.consumed):
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(
+                    self._threads, contextvars.copy_context().run, self._scan, reader
+                )
         except ObjectNotFound:
             raise OBJECT_NOT_FOUND(f"object {ref.bucket}/{ref.key} not found") from None
         except (pyclamd.ConnectionError, OSError) as exc:
             # clamd down or the connection broke: retryable, the file stays unscanned.
             raise SCANNER_UNAVAILABLE(f"clamd unavailable: {exc}") from exc
-        finally:
-            ticker.cancel()
         if result is None:
             return ScanResult(clean=True)
         status, detail = result.get("stream", ("ERROR", "no result for the stream"))

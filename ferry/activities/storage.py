@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from temporalio import activity
 
-from ferry.activities.sniff import sniff_content_type
 from ferry.contracts.errors import INVALID_KEY, OBJECT_NOT_FOUND, OUTSIDE_TENANT, UNKNOWN_PROVIDER
 from ferry.contracts.layout import DEFAULT_PLACES, REASON_INVALID_KEY, Places
 from ferry.contracts.storage import BucketRef, ScopedRef, StorageRef
+from ferry.media.sniff import sniff_content_type
 from ferry.storage import InvalidKey, ObjectNotFound, StorageProvider
 
 

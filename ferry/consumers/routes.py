@@ -7,10 +7,11 @@ converted here, at the edge, once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -20,7 +21,7 @@ from temporalio.common import (
 )
 
 from ferry.contracts.layout import Places
-from ferry.contracts.storage import BucketRef, StorageRef
+from ferry.contracts.storage import BucketRef
 from ferry.workflows import (
     file_migration,
     file_sharing,
@@ -32,6 +33,7 @@ from ferry.workflows import (
 from ferry.workflows.common import search_attributes
 
 Event = dict[str, Any]
+T = TypeVar("T")
 
 
 class Action(StrEnum):
@@ -85,20 +87,34 @@ class Route:
         )
 
 
-def _upload(e: Event) -> file_upload.FileUploadInput:
-    storage = e["storage"]
-    return file_upload.FileUploadInput(
-        event_id=e["event_id"],
-        tenant_id=e["tenant_id"],
-        file_id=e["file_id"],
-        filename=e["filename"],
-        declared_content_type=e["declared_content_type"],
-        size_bytes=e["size_bytes"],
-        storage=StorageRef(storage["provider"], storage["bucket"], storage["key"]),
-        uploaded_by=e["uploaded_by"],
-        sha256=e.get("sha256"),
-        correlation_id=e.get("correlation_id"),
-    )
+def from_event(cls: type[T], event: Event, **given: Any) -> T:
+    """The workflow input `cls` from an event: each field from the event field of its name.
+
+    A field the event does not have keeps its default; a field whose type is a
+    dataclass (a storage or bucket reference) is built from the event's record;
+    `given` sets fields the event names otherwise (or not at all). Events arrive
+    decoded against their schema, so only the schema's fields can reach an input:
+    an upstream service cannot set a field the contract does not give it (a policy).
+    """
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif f.name in event:
+            value, kind = event[f.name], hints[f.name]
+            if (
+                isinstance(value, dict)
+                and isinstance(kind, type)
+                and dataclasses.is_dataclass(kind)
+            ):
+                value = kind(**value)
+            values[f.name] = value
+    return cls(**values)
+
+
+def _converter(cls: type[Any], **given: Callable[[Event], Any]) -> Callable[[Event], Any]:
+    return lambda e: from_event(cls, e, **{name: make(e) for name, make in given.items()})
 
 
 def _upload_refusal(e: Event, places: Places) -> str | None:
@@ -107,87 +123,18 @@ def _upload_refusal(e: Event, places: Places) -> str | None:
     return places.upload_refusal(e["tenant_id"], e["file_id"], storage["bucket"], storage["key"])
 
 
-def _share(e: Event) -> file_sharing.ShareRequest:
-    return file_sharing.ShareRequest(
-        event_id=e["event_id"],
-        tenant_id=e["tenant_id"],
-        share_id=e["share_id"],
-        file_id=e["file_id"],
-        shared_by=e["shared_by"],
-        grantee_type=e["grantee_type"],
-        permission=e["permission"],
-        notify=e["notify"],
-        grantee=e.get("grantee"),
-        expires_at=e.get("expires_at"),
-        message=e.get("message"),
-        correlation_id=e.get("correlation_id"),
-    )
-
-
-def _revocation(e: Event) -> file_sharing.ShareRevocation:
-    return file_sharing.ShareRevocation(e["event_id"], e["share_id"], e["revoked_by"])
-
-
-def _migration(e: Event) -> file_migration.MigrationRequest:
-    # Avro cannot hold two fields named `source`: the migration's is `source_storage`.
-    source, target = e["source_storage"], e["target"]
-    return file_migration.MigrationRequest(
-        event_id=e["event_id"],
-        tenant_id=e["tenant_id"],
-        migration_id=e["migration_id"],
-        source=BucketRef(source["provider"], source["bucket"]),
-        target=BucketRef(target["provider"], target["bucket"]),
-        prefix=e.get("prefix"),
-        batch_size=e["batch_size"],
-        delete_source=e["delete_source"],
-        correlation_id=e.get("correlation_id"),
-    )
-
-
-def _creation(e: Event) -> tenant_provisioning.TenantCreation:
-    return tenant_provisioning.TenantCreation(
-        event_id=e["event_id"],
-        tenant_id=e["tenant_id"],
-        name=e["name"],
-        plan=e["plan"],
-        region=e["region"],
-        admin_email=e["admin_email"],
-        storage_provider=e["storage_provider"],
-        correlation_id=e.get("correlation_id"),
-    )
-
-
-def _upgrade(e: Event) -> tenant_upgrade.UpgradeRequest:
-    return tenant_upgrade.UpgradeRequest(
-        event_id=e["event_id"],
-        tenant_id=e["tenant_id"],
-        upgrade_id=e["upgrade_id"],
-        from_plan=e["from_plan"],
-        to_plan=e["to_plan"],
-        requested_by=e["requested_by"],
-        correlation_id=e.get("correlation_id"),
-    )
+# Avro cannot hold two fields named `source`: the migration's is `source_storage`.
+_migration = _converter(
+    file_migration.MigrationRequest, source=lambda e: BucketRef(**e["source_storage"])
+)
+_payment = _converter(
+    tenant_upgrade.PaymentResult,
+    succeeded=lambda e: e["event_type"] == "billing.payment_succeeded",
+)
 
 
 def _lifecycle(action: str) -> Callable[[Event], tenant_monitoring.LifecycleRequest]:
-    def convert(e: Event) -> tenant_monitoring.LifecycleRequest:
-        return tenant_monitoring.LifecycleRequest(
-            e["event_id"], action, e["requested_by"], e.get("reason")
-        )
-
-    return convert
-
-
-def _payment(e: Event) -> tenant_upgrade.PaymentResult:
-    return tenant_upgrade.PaymentResult(
-        event_id=e["event_id"],
-        payment_id=e["payment_id"],
-        succeeded=e["event_type"] == "billing.payment_succeeded",
-        upgrade_id=e.get("upgrade_id"),
-        amount_minor=e.get("amount_minor"),
-        currency=e.get("currency"),
-        reason=e.get("reason"),
-    )
+    return _converter(tenant_monitoring.LifecycleRequest, action=lambda e: action)
 
 
 def _lifecycle_route(action: str) -> Route:
@@ -221,7 +168,7 @@ ROUTES: dict[str, Route] = {
         file_upload.WORKFLOW,
         lambda e: file_upload.workflow_id(e["tenant_id"], e["file_id"]),
         Queue.FILES,
-        _upload,
+        _converter(file_upload.FileUploadInput),
         lambda e: f"upload of {e['filename']!r} ({e['file_id']}) for tenant {e['tenant_id']}",
         refuse=_upload_refusal,
     ),
@@ -230,7 +177,7 @@ ROUTES: dict[str, Route] = {
         file_sharing.WORKFLOW,
         lambda e: file_sharing.workflow_id(e["tenant_id"], e["share_id"]),
         Queue.FILES,
-        _share,
+        _converter(file_sharing.ShareRequest),
         lambda e: f"share {e['share_id']} of file {e['file_id']} for tenant {e['tenant_id']}",
     ),
     "file.share_revocation_requested": Route(
@@ -238,7 +185,7 @@ ROUTES: dict[str, Route] = {
         file_sharing.WORKFLOW,
         lambda e: file_sharing.workflow_id(e["tenant_id"], e["share_id"]),
         Queue.FILES,
-        _revocation,
+        _converter(file_sharing.ShareRevocation),
         lambda e: f"revoke share {e['share_id']}",
         signal=file_sharing.REVOKE_SIGNAL,
     ),
@@ -255,7 +202,7 @@ ROUTES: dict[str, Route] = {
         tenant_provisioning.WORKFLOW,
         lambda e: tenant_provisioning.workflow_id(e["tenant_id"]),
         Queue.TENANTS,
-        _creation,
+        _converter(tenant_provisioning.TenantCreation),
         lambda e: f"provision tenant {e['tenant_id']} on the {e['plan']} plan",
         tenant_must_exist=False,
     ),
@@ -264,7 +211,7 @@ ROUTES: dict[str, Route] = {
         tenant_upgrade.WORKFLOW,
         lambda e: tenant_upgrade.workflow_id(e["tenant_id"], e["upgrade_id"]),
         Queue.TENANTS,
-        _upgrade,
+        _converter(tenant_upgrade.UpgradeRequest),
         lambda e: f"upgrade tenant {e['tenant_id']} from {e['from_plan']} to {e['to_plan']}",
     ),
     "tenant.suspension_requested": _lifecycle_route("suspend"),

@@ -1,4 +1,4 @@
-"""Deterministic event IDs (CONTRACT §2)."""
+"""Deterministic event IDs (CONTRACT §2): the same ID on every retry of a publish."""
 
 from __future__ import annotations
 

@@ -37,7 +37,6 @@ __all__ = [
     "ShareNotFound",
     "TenantNotFound",
     "TenantScope",
-    "Thumbnail",
     "Usage",
     "create_engine",
     "create_sessionmaker",

@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -600,10 +601,10 @@ class Codec(Service):
         path = self.keys_file(ctx)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            from ferry.codec import new_key_spec
-
+            # A 256-bit AES-GCM key as `FERRY_PAYLOAD_KEYS` spells it (`id:base64`); the
+            # stack builds it itself, as it imports nothing of the code it runs.
             path.touch(mode=0o600)
-            path.write_text(new_key_spec("k1") + "\n")
+            path.write_text(f"k1:{base64.b64encode(secrets.token_bytes(32)).decode()}\n")
 
     def command(self, ctx: Context) -> list[str]:
         ui = ctx.port("temporal_ui")

@@ -10,9 +10,7 @@ signal) is made good by the next one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -21,12 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from ferry.config import Settings
-from ferry.consumers.service import WAIT_FOR_TEMPORAL
 from ferry.contracts.topics import FILE_EVENTS
 from ferry.meter.usage import TenantUsage
 from ferry.schemas import EventDecodeError, decode
-from ferry.worker import connect
 from ferry.workflows.tenant_monitoring import USAGE_SIGNAL, workflow_id
 
 log = logging.getLogger(__name__)
@@ -60,11 +55,11 @@ async def topic_partitions(bootstrap: str, topic: str) -> int:
     return len(described["partitions"])
 
 
-def create_app(settings: Settings, partitions: int, datadir: Path) -> faust.App:
+def create_app(app_id: str, bootstrap: str, partitions: int, datadir: Path) -> faust.App:
     """The faust app: no web server, tables in memory, a new group reads from the start."""
     return faust.App(
-        settings.meter_app_id,
-        broker=broker_url(settings.kafka_bootstrap),
+        app_id,
+        broker=broker_url(bootstrap),
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
@@ -139,21 +134,3 @@ class UsageMeter:
                 raise
             # No monitoring workflow, or it has closed (the tenant was deleted).
             log.debug("no running monitoring workflow for tenant %s: %s", tenant_id, exc)
-
-
-async def run_meter(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the usage meter until `stop` is set.
-
-    While Temporal is unreachable a signal waits (the client retries it), and
-    so does the agent: the meter falls behind, then catches up.
-    """
-    client = await connect(settings, retry_config=WAIT_FOR_TEMPORAL)
-    partitions = await topic_partitions(settings.kafka_bootstrap, FILE_EVENTS)
-    with tempfile.TemporaryDirectory(prefix="ferry-meter-") as datadir:
-        app = create_app(settings, partitions, Path(datadir))
-        UsageMeter(app, client)
-        await app.start()
-        try:
-            await stop.wait()
-        finally:
-            await app.stop()

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ferry.producers import event_id_for
+from ferry.contracts.ids import event_id_for
 from ferry.workflows.tenant_monitoring import USAGE_SIGNAL, UsageUpdate
 
 # How many of a tenant's last event IDs the meter remembers to drop re-deliveries.

@@ -1,4 +1,8 @@
-"""Object storage behind one small async interface."""
+"""Object storage behind one small async interface.
+
+The cloud providers' modules (and their SDKs) load only when a provider is made:
+the interface and the local provider are all that importing this package costs.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ferry.storage.azure import AzureStorage
 from ferry.storage.base import (
     CHUNK_SIZE,
     BucketNotEmpty,
@@ -19,9 +22,7 @@ from ferry.storage.base import (
     validate_bucket,
     validate_key,
 )
-from ferry.storage.gcs import GCSStorage
 from ferry.storage.local import LocalStorage
-from ferry.storage.s3 import S3Storage
 
 
 def providers_from_env(
@@ -32,6 +33,10 @@ def providers_from_env(
     Reads `os.environ` by default: call `ferry.config.get_settings()` first so the stack's
     env file is loaded. Close the providers (`await provider.close()`) when done.
     """
+    from ferry.storage.azure import AzureStorage
+    from ferry.storage.gcs import GCSStorage
+    from ferry.storage.s3 import S3Storage
+
     env = os.environ if environ is None else environ
     providers: dict[str, StorageProvider] = {"local": LocalStorage(local_root)}
     if S3Storage.configured(env):
@@ -45,16 +50,13 @@ def providers_from_env(
 
 __all__ = [
     "CHUNK_SIZE",
-    "AzureStorage",
     "BucketNotEmpty",
     "BucketNotFound",
-    "GCSStorage",
     "InvalidKey",
     "LocalStorage",
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectPage",
-    "S3Storage",
     "StorageProvider",
     "providers_from_env",
     "validate_bucket",

@@ -18,8 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from ferry.activities.events import EventActivities, OutboundEvent
     from ferry.activities.tenants import TenantPolicyActivities
     from ferry.contracts.errors import PERMANENT, root_cause
+    from ferry.contracts.ids import event_id_for
     from ferry.contracts.policy import TenantPolicy
-    from ferry.producers.ids import event_id_for
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 FILE_ID = SearchAttributeKey.for_keyword("FileId")
@@ -30,6 +30,13 @@ STORAGE_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT,
 )
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), non_retryable_error_types=PERMANENT)
+# Publishing waits out a Kafka outage (Temporal is the outbox: the event must go out),
+# at most 30 s between attempts; an event its schema refuses fails the workflow at once.
+EMIT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=PERMANENT,
+)
 
 
 def search_attributes(tenant_id: str, file_id: str | None = None) -> TypedSearchAttributes:
@@ -95,6 +102,7 @@ async def emit(
         EventActivities.publish,
         OutboundEvent(fields={**envelope, **fields}),
         start_to_close_timeout=timedelta(minutes=1),
+        retry_policy=EMIT_RETRY,
     )
     return event_id
 

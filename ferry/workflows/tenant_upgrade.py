@@ -17,9 +17,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.enums import TenantPlan, TenantStatus
     from ferry.contracts.errors import INVALID_REQUEST, PERMANENT
+    from ferry.contracts.ids import event_id_for
     from ferry.contracts.plans import CURRENCY, is_upgrade, upgrade_price
     from ferry.contracts.policy import TenantPolicy
-    from ferry.producers.ids import event_id_for
     from ferry.workflows import tenant_monitoring
     from ferry.workflows.common import (
         call_db,

@@ -13,15 +13,15 @@ from temporalio.client import Client
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
-from ferry.consumers.service import bridge_config
 from ferry.consumers.tail import TopicFollower
 from ferry.db import create_engine, create_sessionmaker
 from ferry.db.ledger import EventLedger
 from ferry.db.migrate import alembic_config, upgrade
 from ferry.demo import ensure_tenant
+from ferry.processes import bridge_config, connect
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
-from ferry.worker import connect, ferry_worker
+from ferry.worker import ferry_worker
 
 pytestmark = pytest.mark.stack
 

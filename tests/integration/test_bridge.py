@@ -21,16 +21,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bridges import running
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from waiting import eventually
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge, Ledger
 from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
-from ferry.consumers.service import bridge_client, bridge_config
 from ferry.contracts.topics import INBOUND_TOPICS, STORAGE_NOTIFICATIONS
 from ferry.db.ledger import EventLedger
 from ferry.demo import ensure_tenant, stage_upload
 from ferry.devstack import Stack
+from ferry.processes import bridge_client, bridge_config
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
 from ferry.workflows import file_upload
@@ -42,12 +43,6 @@ UPLOADS = "ferry.uploads.v1"
 
 async def workflow_ids(client: Client, tenant: str) -> list[str]:
     return [wf.id async for wf in client.list_workflows(f'TenantId = "{tenant}"')]
-
-
-async def wait_until(predicate: Any, timeout: float, interval: float = 0.25) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(interval)
 
 
 def free_port() -> int:
@@ -166,7 +161,7 @@ async def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     async def some_started() -> bool:
         return len(await workflow_ids(client, tenant)) >= 10
 
-    await wait_until(some_started, 60)
+    await eventually(some_started, "some_started", timeout=60, interval=0.25)
     first.send_signal(signal.SIGKILL)
     first.wait()
 
@@ -177,7 +172,7 @@ async def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(
         async def all_started() -> bool:
             return len(await workflow_ids(client, tenant)) >= len(events)
 
-        await wait_until(all_started, 120)
+        await eventually(all_started, "all_started", timeout=120, interval=0.25)
         ids = await workflow_ids(client, tenant)
         assert len(ids) == len(expected)  # one run per event: nothing twice
         assert set(ids) == expected  # and nothing lost
@@ -192,7 +187,7 @@ async def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(
         async def caught_up() -> bool:
             return (await committed_offsets(settings.kafka_bootstrap, group)).get(tp, -1) >= end
 
-        await wait_until(caught_up, 60)
+        await eventually(caught_up, "caught_up", timeout=60, interval=0.25)
         async with httpx.AsyncClient() as http:
             metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
         assert 'ferry_bridge_records_total{outcome="started",topic="ferry.uploads.v1"}' in metrics
@@ -228,7 +223,7 @@ async def test_records_of_one_tenant_start_their_workflows_in_order(
     async def all_started() -> bool:
         return len(await workflow_ids(client, tenant)) >= len(events)
 
-    await wait_until(all_started, 60)
+    await eventually(all_started, "all_started", timeout=60, interval=0.25)
     runs = [wf async for wf in client.list_workflows(f'TenantId = "{tenant}"')]
     started_in = [wf.id for wf in sorted(runs, key=lambda wf: wf.start_time)]
     assert started_in == [f"file-upload/{tenant}/{e['file_id']}" for e in events]
@@ -263,7 +258,7 @@ async def test_a_backlog_on_one_partition_does_not_hold_back_the_others(
         async def all_started() -> bool:
             return bridge.counts["started"] >= len(ids)
 
-        await wait_until(all_started, 120)
+        await eventually(all_started, "all_started", timeout=120, interval=0.25)
     started = {
         wf.id: wf.start_time for wf in [await client.get_workflow_handle(i).describe() for i in ids]
     }
@@ -297,7 +292,7 @@ async def test_a_signal_for_a_workflow_that_does_not_exist_goes_to_the_dlq(
             for d in letters
         )
 
-    await wait_until(dead_lettered, 30)
+    await eventually(dead_lettered, "dead_lettered", timeout=30, interval=0.25)
     [letter] = [
         d
         for d in await read_dead_letters(settings.kafka_bootstrap, limit=20)
@@ -324,7 +319,7 @@ async def test_a_dead_letter_is_replayed_to_its_source_topic_unchanged(
             and d.header("ferry-source-topic") == "ferry.tenants.v1"
         ]
 
-    await wait_until(find, 30)
+    await eventually(find, "find", timeout=30, interval=0.25)
     [letter] = await find()
 
     tp = TopicPartition("ferry.tenants.v1", sent.partition)
@@ -366,7 +361,7 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
             async def all_started() -> bool:
                 return bridge.counts["started"] == len(events)
 
-            await wait_until(all_started, 120)
+            await eventually(all_started, "all_started", timeout=120, interval=0.25)
             sent = await publisher.publish(events[0], topic=UPLOADS)
             tp = TopicPartition(UPLOADS, sent.partition)
 
@@ -375,7 +370,7 @@ async def test_while_temporal_is_down_nothing_is_committed_and_everything_runs_a
                     tp, -1
                 ) > before.get(tp, -1)
 
-            await wait_until(committed_past, 30)
+            await eventually(committed_past, "committed_past", timeout=30, interval=0.25)
             assert set(await workflow_ids(client, tenant)) == {
                 upload_workflow_id(e) for e in events
             }
@@ -424,7 +419,7 @@ async def test_records_keep_starting_while_a_commit_is_slow(
                 async def all_started() -> bool:
                     return bridge.counts["started"] == 4
 
-                await wait_until(all_started, 30)
+                await eventually(all_started, "all_started", timeout=30, interval=0.25)
                 # Started while the commit hung, and nothing committed that the ledger lacks.
                 assert await committed_offsets(settings.kafka_bootstrap, group) == before
 
@@ -435,7 +430,7 @@ async def test_records_keep_starting_while_a_commit_is_slow(
                     offsets = await committed_offsets(settings.kafka_bootstrap, group)
                     return offsets.get(tp, -1) == sent[-1].offset + 1
 
-                await wait_until(all_committed, 30)
+                await eventually(all_committed, "all_committed", timeout=30, interval=0.25)
                 for event in events:
                     assert await ledger.processed(tenant, group, event["event_id"])
             finally:
@@ -476,7 +471,7 @@ async def test_a_bucket_notification_starts_one_upload_and_a_test_event_is_skipp
             and own_bridge.counts["duplicate"] > duplicates_before
         )
 
-    await wait_until(handled, 30)
+    await eventually(handled, "handled", timeout=30, interval=0.25)
     # Counted by kind: the operator sees what was skipped, not only that something was.
     assert test_events_skipped() == test_events_before + 1
     runs = [
@@ -519,7 +514,7 @@ async def test_an_event_for_an_unknown_tenant_goes_to_the_dlq(
             and d.header("ferry-source-topic") == UPLOADS
         ]
 
-    await wait_until(find, 30)
+    await eventually(find, "find", timeout=30, interval=0.25)
     [letter] = await find()
     assert letter.reason == f"unknown tenant {stranger!r}"
     assert await workflow_ids(client, stranger) == []
@@ -547,5 +542,5 @@ async def test_an_event_the_ledger_has_seen_starts_nothing_even_if_temporal_forg
     async def counted() -> bool:
         return own_bridge.counts["duplicate"] > duplicates
 
-    await wait_until(counted, 30)
+    await eventually(counted, "counted", timeout=30, interval=0.25)
     assert await workflow_ids(client, tenant) == []

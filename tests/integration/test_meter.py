@@ -24,11 +24,12 @@ from upstream import provision
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
+from ferry.contracts.ids import event_id_for
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.topics import FILE_EVENTS
 from ferry.demo import stage_upload
 from ferry.meter.app import topic_partitions
-from ferry.producers import EventPublisher, event_id_for
+from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
 from ferry.workflows.tenant_monitoring import (
     USAGE_SIGNAL,

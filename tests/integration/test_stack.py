@@ -15,8 +15,8 @@ from temporalio.client import Client
 from ferry.config import Settings
 from ferry.devstack import DLQ_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS, Stack
 from ferry.devstack.services import tcp_open
+from ferry.processes import connect
 from ferry.producers import EventPublisher
-from ferry.worker import connect
 
 pytestmark = pytest.mark.stack
 

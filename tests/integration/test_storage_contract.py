@@ -19,17 +19,17 @@ import pytest
 
 from ferry.config import Settings
 from ferry.storage import (
-    AzureStorage,
     BucketNotEmpty,
-    GCSStorage,
     InvalidKey,
     LocalStorage,
     ObjectInfo,
     ObjectNotFound,
-    S3Storage,
     StorageProvider,
 )
+from ferry.storage.azure import AzureStorage
 from ferry.storage.base import PART_SIZE
+from ferry.storage.gcs import GCSStorage
+from ferry.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.stack
 

@@ -8,7 +8,6 @@ the Temporal server.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from upstream import creation, event, provision, send
+from waiting import eventually
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
@@ -63,12 +63,6 @@ async def _monitoring_state(client: Client, tenant: str) -> MonitoringState:
     handle = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
     state: MonitoringState = await handle.query("state", result_type=MonitoringState)
     return state
-
-
-async def _until(predicate: Any, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.1)
 
 
 async def _tenant_row(
@@ -256,12 +250,16 @@ async def test_a_paid_upgrade_changes_the_plan_and_duplicate_payments_change_not
     async def monitoring_knows() -> bool:
         return (await _monitoring_state(client, tenant)).plan == "pro"
 
-    await _until(monitoring_knows)
+    await eventually(
+        monitoring_knows, "the monitoring workflow to know the usage", timeout=30, interval=0.1
+    )
     handle = client.get_workflow_handle(f"tenant-upgrade/{tenant}/up-1")
     state = await handle.result()
     assert state["outcome"] == "upgraded"
     # Whichever of the three signals came after the decision was ignored.
-    await _until(lambda: _ignored(handle, 2))
+    await eventually(
+        lambda: _ignored(handle, 2), "the repeats to be ignored", timeout=30, interval=0.1
+    )
 
 
 async def _ignored(handle: Any, expected: int) -> bool:

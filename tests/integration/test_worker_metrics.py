@@ -11,8 +11,9 @@ import pytest
 from upstream import provision
 
 from ferry.config import Settings
+from ferry.processes import connect
 from ferry.telemetry import metrics_runtime
-from ferry.worker import connect, ferry_worker
+from ferry.worker import ferry_worker
 
 pytestmark = pytest.mark.stack
 

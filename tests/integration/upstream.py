@@ -10,7 +10,8 @@ from typing import Any
 from temporalio.client import Client
 
 from ferry.contracts.policy import TenantPolicy
-from ferry.producers import EventPublisher, inbound_topic_for
+from ferry.contracts.topics import inbound_topic_for
+from ferry.producers import EventPublisher
 from ferry.workflows.tenant_provisioning import (
     ProvisioningResult,
     TenantCreation,

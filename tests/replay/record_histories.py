@@ -19,15 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from replay_keys import REPLAY_KEYS
+
+# The tests' own helpers (tests/), when run as a script from the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from temporalio.client import Client, WorkflowHandle
+from waiting import eventually
 
 from ferry.config import Settings, get_settings
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import BucketRef, StorageRef
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
+from ferry.processes import connect
 from ferry.storage import LocalStorage
-from ferry.worker import connect, ferry_worker
+from ferry.worker import ferry_worker
 from ferry.workflows import file_migration, file_sharing, tenant_monitoring, tenant_upgrade
 from ferry.workflows.file_migration import FileMigrationWorkflow, MigrationRequest
 from ferry.workflows.file_sharing import FileSharingWorkflow, ShareRequest, ShareRevocation
@@ -117,9 +122,8 @@ async def provision(client: Client, queue: str, tenant: str, policy: TenantPolic
     )
 
 
-async def until_stage(handle: WorkflowHandle[Any, Any], stage: str) -> None:
-    while (await handle.query("state"))["stage"] != stage:
-        await asyncio.sleep(0.1)
+async def stage_is(handle: WorkflowHandle[Any, Any], stage: str) -> bool:
+    return bool((await handle.query("state"))["stage"] == stage)
 
 
 async def record_tenant_life(client: Client, settings: Settings, queue: str) -> None:
@@ -170,7 +174,9 @@ async def record_upgrades(client: Client, settings: Settings, queue: str) -> Non
             id=tenant_upgrade.workflow_id(tenant, upgrade_id),
             task_queue=queue,
         )
-        await until_stage(handle, "awaiting payment")
+        await eventually(
+            lambda: stage_is(handle, "awaiting payment"), "the payment wait", timeout=60
+        )
         if payment is not None:
             await handle.signal(tenant_upgrade.PAYMENT_SIGNAL, payment)
             await handle.signal(tenant_upgrade.PAYMENT_SIGNAL, payment)

@@ -10,7 +10,7 @@ from replay_keys import REPLAY_KEYS
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from ferry.codec import data_converter
+from ferry.temporal.codec import data_converter
 from ferry.worker import WORKFLOWS
 
 HISTORY_DIR = Path(__file__).parent / "histories"

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from ferry.codec import ENCODING, EncryptionCodec, PayloadKeyError, new_key_spec, parse_keys
+from ferry.temporal.codec import (
+    ENCODING,
+    EncryptionCodec,
+    PayloadKeyError,
+    new_key_spec,
+    parse_keys,
+)
 
 
 def _payload(text: str) -> Payload:

@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
-from ferry.codec import parse_keys
 from ferry.config import Settings
 from ferry.devstack import DLQ_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS, Stack
 from ferry.devstack.services import AZURITE_VERSION, KAFKA_VERSION, TEMPORAL_DYNAMIC_CONFIG
-from ferry.storage import AzureStorage, GCSStorage, S3Storage
+from ferry.storage.azure import AzureStorage
+from ferry.storage.gcs import GCSStorage
+from ferry.storage.s3 import S3Storage
+from ferry.temporal.codec import parse_keys
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose.yaml"

@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
+from ferry.contracts.ids import event_id_for
 from ferry.contracts.topics import inbound_topic_for, topic_for
-from ferry.producers.ids import event_id_for
 from ferry.schemas import SchemaRegistry
 
 WORKFLOW_ID = "file-upload/acme/0b0f2a52-8a5e-4d4c-9a4e-2f1d3c4b5a69"
-# The namespace documented in ferry/producers/ids.py; IDs already published
+# The namespace documented in ferry/contracts/ids.py; IDs already published
 # downstream depend on it, so it is written out here rather than imported.
 NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c55-9a55-0c7b3b6f7e21")
 

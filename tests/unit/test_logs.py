@@ -12,10 +12,10 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from ferry.codec import new_key_spec
 from ferry.config import Settings
 from ferry.logs import bind, configure_logging
 from ferry.schemas import EventDecodeError, decode
+from ferry.temporal.codec import new_key_spec
 
 DB_PASSWORD = "Sup3r-S3cret-pw"
 PAYLOAD_KEYS = new_key_spec("k1")

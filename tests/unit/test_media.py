@@ -24,7 +24,6 @@ from ferry.activities.media import (
     Analysis,
     AnalysisRequest,
     MediaActivities,
-    MediaLimits,
     Metadata,
     MetadataRequest,
     ModerationLabel,
@@ -32,11 +31,11 @@ from ferry.activities.media import (
     ThumbnailSet,
     Validation,
     ValidationRequest,
-    detect_language,
-    looks_like_text,
 )
 from ferry.contracts.enums import RejectionReason
 from ferry.contracts.storage import StorageRef
+from ferry.media.analysis import detect_language, looks_like_text
+from ferry.media.limits import MediaLimits
 from ferry.storage import LocalStorage
 
 INGEST = "ferry-ingest"

@@ -26,7 +26,7 @@ from ferry.consumers.notifications import (
 from ferry.schemas import decode, encode
 
 FIXTURES = Path(__file__).parent / "notifications"
-# The namespace in ferry/consumers/notifications.py; event IDs already published depend
+# The namespace in ferry/consumers/notifications/common.py; event IDs already published depend
 # on it, so it is written out here rather than imported.
 NAMESPACE = uuid.UUID("872148f5-ad01-4fa2-9617-df8f06442240")
 

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from ferry.activities.sniff import sniff_content_type
+from ferry.media.sniff import sniff_content_type
 
 SAMPLE = 4096  # what the fingerprint activity passes: the first 4 KiB
 

@@ -49,8 +49,8 @@ from ferry.contracts.enums import (
     TenantPlan,
     TenantStatus,
 )
+from ferry.contracts.ids import event_id_for
 from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
-from ferry.producers import event_id_for
 from ferry.workflows.file_upload import FileUploadInput, FileUploadResult, FileUploadWorkflow
 
 SHA = "ab" * 32

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import inspect
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from waiting import eventually
 
 from ferry.activities.database import (
     FileLookup,
@@ -71,9 +71,9 @@ from ferry.contracts.enums import (
     SharePermission,
     ShareStatus,
 )
+from ferry.contracts.ids import event_id_for
 from ferry.contracts.storage import BucketRef, StorageRef
 from ferry.db.permissions import PermissionReason
-from ferry.producers import event_id_for
 from ferry.workflows import file_migration, file_sharing
 from ferry.workflows.file_migration import (
     COPY_RETRY,
@@ -381,22 +381,6 @@ async def file_worker(env: WorkflowEnvironment, fakes: FakeActivities) -> AsyncI
         activities=fakes.activities(),
     ):
         yield queue
-
-
-async def eventually(
-    condition: Callable[[], Any | Awaitable[Any]], what: str, timeout: float = 15.0
-) -> None:
-    """Waits in real time (the test server's clock does not skip meanwhile) until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        outcome = condition()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def status_starts(handle: WorkflowHandle[Any, Any], prefix: str) -> bool:

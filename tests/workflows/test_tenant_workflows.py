@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from waiting import eventually
 
 from ferry.activities.database import (
     ApplyPlanInput,
@@ -45,10 +45,10 @@ from ferry.activities.database import (
 from ferry.activities.events import OutboundEvent, PublishedEvent
 from ferry.activities.storage import ObjectCount, PrefixRequest
 from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
+from ferry.contracts.ids import event_id_for
 from ferry.contracts.plans import GiB, limits_for, upgrade_price
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import BucketRef
-from ferry.producers import event_id_for
 from ferry.worker import TENANT_WORKFLOWS
 from ferry.workflows import tenant_monitoring, tenant_provisioning, tenant_upgrade
 from ferry.workflows.common import TENANT_ID
@@ -339,22 +339,6 @@ async def stop_monitoring(env: WorkflowEnvironment, tenant_id: str) -> None:
         await eventually(settled, "the monitoring workflow to wait on its timer", timeout=10)
     if await running():
         await handle.terminate(reason="the test is over")
-
-
-async def eventually(
-    condition: Callable[[], Any | Awaitable[Any]], what: str, timeout: float = 15.0
-) -> None:
-    """Waits (in real time; the test server's clock runs as usual) until `condition` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        outcome = condition()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""Read an object once: sniff its type, then stop, stream it through or spool it to disk.
+
+Pillow, pypdf and tesseract need a file; the object is then written to a
+temporary file that is deleted when the context ends. Nothing is held in
+memory beyond the first bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio.exceptions import ApplicationError
+
+from ferry.activities.heartbeat import beat
+from ferry.contracts.errors import OBJECT_NOT_FOUND
+from ferry.contracts.storage import StorageRef
+from ferry.media.errors import TooLarge
+from ferry.media.limits import MediaLimits
+from ferry.media.sniff import SNIFF_BYTES, TextCheck, sniff_media_type
+from ferry.media.types import IMAGE_TYPES, PDF, TEXT
+from ferry.storage import ObjectNotFound, StorageProvider
+
+T = TypeVar("T")
+
+
+class Plan(Enum):
+    STOP = "stop"  # the first bytes are enough
+    STREAM = "stream"  # read everything, keep nothing
+    SPOOL = "spool"  # read everything into a temporary file
+
+
+@dataclass
+class Fetched:
+    content_type: str
+    head: bytes
+    size: int
+    sha256: str | None = None
+    path: Path | None = None
+    text_error: str | None = None
+
+
+def spool_images_and_pdfs(content_type: str) -> Plan:
+    """Images and PDFs go to disk for Pillow and pypdf; anything else is streamed."""
+    return Plan.SPOOL if content_type in IMAGE_TYPES or content_type == PDF else Plan.STREAM
+
+
+def not_found(ref: StorageRef) -> ApplicationError:
+    return OBJECT_NOT_FOUND(f"object {ref.bucket}/{ref.key} not found on {ref.provider}")
+
+
+def _temp_file(temp_dir: str | None) -> tuple[io.BufferedWriter, Path]:
+    fd, name = tempfile.mkstemp(prefix="ferry-media-", dir=temp_dir)
+    return os.fdopen(fd, "wb"), Path(name)
+
+
+@asynccontextmanager
+async def fetch(
+    provider: StorageProvider,
+    ref: StorageRef,
+    plan: Callable[[str], Plan],
+    limits: MediaLimits,
+    *,
+    hash_all: bool = False,
+    max_bytes: int | None = None,
+) -> AsyncIterator[Fetched]:
+    """Stream an object once: sniff it, then per `plan` stop, stream or spool it.
+
+    The first bytes are kept in `head` (enough for a text excerpt); `hash_all`
+    reads to the end for the SHA-256; text is checked for UTF-8 as it passes;
+    over `max_bytes` is `TooLarge`. Each chunk heartbeats with the bytes read.
+    The temporary file, if any, is deleted when the context ends.
+    """
+    head_bytes = max(SNIFF_BYTES, limits.text_excerpt_chars * 4)
+    temp_dir = limits.temp_dir
+    digest = hashlib.sha256() if hash_all else None
+    text = TextCheck()
+    fetched = Fetched(content_type="", head=b"", size=0)
+    handle: io.BufferedWriter | None = None
+    decided: Plan | None = None
+    pending: list[bytes] = []
+    stream = provider.read(ref.bucket, ref.key)
+
+    async def take(chunk: bytes) -> None:
+        if handle is not None:
+            await asyncio.to_thread(handle.write, chunk)
+        if fetched.content_type == TEXT:
+            text.feed(chunk, fetched.size)
+
+    try:
+        async for chunk in stream:
+            fetched.size += len(chunk)
+            if max_bytes is not None and fetched.size > max_bytes:
+                raise TooLarge(f"object is over {max_bytes} bytes")
+            if digest is not None:
+                digest.update(chunk)
+            if len(fetched.head) < head_bytes:
+                fetched.head += chunk[: head_bytes - len(fetched.head)]
+            beat(fetched.size)
+            if decided is None:
+                pending.append(chunk)
+                if len(fetched.head) < SNIFF_BYTES:
+                    continue
+                fetched.content_type = sniff_media_type(fetched.head[:SNIFF_BYTES])
+                decided = plan(fetched.content_type)
+                if decided is Plan.SPOOL:
+                    handle, fetched.path = await asyncio.to_thread(_temp_file, temp_dir)
+                for early in pending:
+                    await take(early)
+                pending.clear()
+            elif decided is not Plan.STOP or digest is not None:
+                await take(chunk)
+            if decided is Plan.STOP and digest is None and len(fetched.head) >= head_bytes:
+                break
+        else:
+            if decided is None:  # smaller than the sniffing sample
+                fetched.content_type = sniff_media_type(fetched.head)
+                decided = plan(fetched.content_type)
+                if decided is Plan.SPOOL:
+                    handle, fetched.path = await asyncio.to_thread(_temp_file, temp_dir)
+                for early in pending:
+                    await take(early)
+            if fetched.content_type == TEXT:
+                text.finish()
+        fetched.text_error = text.error
+        if handle is not None:
+            await asyncio.to_thread(handle.close)
+        if digest is not None:
+            fetched.sha256 = digest.hexdigest()
+        yield fetched
+    except ObjectNotFound:
+        raise not_found(ref) from None
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with suppress(Exception):
+                await aclose()
+        if handle is not None:
+            handle.close()
+        if fetched.path is not None:
+            fetched.path.unlink(missing_ok=True)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker thread, e.g. Pillow or pypdf on a spooled file."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        # The thread cannot be stopped; let it finish before its files are deleted.
+        with suppress(BaseException):
+            await task
+        raise
+    return task.result()

@@ -1,0 +1,75 @@
+"""What every repository shares: the base class and the upsert and update helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import ColumnElement, CursorResult, Table, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import Insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ferry.db.models import Base
+
+M = TypeVar("M", bound=Base)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _changed(table: Table, values: Mapping[str, Any]) -> ColumnElement[bool]:
+    """True for a row where any of `values` differs (NULL-safe)."""
+    return or_(*(table.c[name].is_distinct_from(value) for name, value in values.items()))
+
+
+def _upsert(
+    model: type[Base],
+    values: Mapping[str, Any],
+    key: Sequence[str],
+    update_columns: Sequence[str] = (),
+    only_if: ColumnElement[bool] | None = None,
+) -> Insert:
+    """INSERT, or on a key conflict update `update_columns` where they changed."""
+    stmt = pg_insert(_table(model)).values(dict(values))
+    if not update_columns:
+        return stmt.on_conflict_do_nothing(index_elements=list(key))
+    table = _table(model)
+    changed = or_(*(table.c[c].is_distinct_from(stmt.excluded[c]) for c in update_columns))
+    set_: dict[str, Any] = {c: stmt.excluded[c] for c in update_columns}
+    if "updated_at" in table.c:
+        set_["updated_at"] = func.now()
+    condition = changed if only_if is None else and_(changed, only_if)
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=set_, where=condition)
+
+
+class Repository:
+    """One tenant's rows of one kind, inside the caller's transaction."""
+
+    def __init__(self, session: AsyncSession, tenant_id: str) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    async def _one(self, model: type[M], *where: ColumnElement[bool]) -> M | None:
+        stmt = select(model).where(*where).execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def _update(
+        self,
+        model: type[Base],
+        where: Sequence[ColumnElement[bool]],
+        values: Mapping[str, Any],
+        also: Mapping[str, Any] | None = None,
+    ) -> int:
+        """UPDATE rows where one of `values` differs; `also` is set alongside, not compared."""
+        table = _table(model)
+        new: dict[str, Any] = {**values, **(also or {})}
+        if "updated_at" in table.c:
+            new["updated_at"] = func.now()
+        stmt = update(table).where(*where, _changed(table, values)).values(new)
+        result = cast(CursorResult[Any], await self.session.execute(stmt))
+        return result.rowcount
+
+    async def _execute(self, stmt: Any) -> CursorResult[Any]:
+        return cast(CursorResult[Any], await self.session.execute(stmt))

@@ -1,0 +1,188 @@
+"""The tenant's files, their states and thumbnails, and what they add up to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select
+
+from ferry.contracts.enums import FileState, RejectionReason
+from ferry.contracts.storage import StorageRef, Thumbnail
+from ferry.db.errors import FileNotFound, InvalidTransition
+from ferry.db.models import File
+from ferry.db.models import Thumbnail as ThumbnailRow
+from ferry.db.repositories.base import Repository, _table, _upsert
+
+
+@dataclass(frozen=True)
+class Usage:
+    files: int
+    bytes: int
+
+
+class FileRepository(Repository):
+    """The tenant's files, their states and thumbnails."""
+
+    def _key(self, file_id: str) -> list[ColumnElement[bool]]:
+        return [File.tenant_id == self.tenant_id, File.id == file_id]
+
+    async def get(self, file_id: str) -> File | None:
+        return await self._one(File, *self._key(file_id))
+
+    async def require(self, file_id: str) -> File:
+        file = await self.get(file_id)
+        if file is None:
+            raise FileNotFound(file_id)
+        return file
+
+    async def record_processing(
+        self,
+        file_id: str,
+        *,
+        filename: str,
+        declared_content_type: str,
+        size_bytes: int,
+        uploaded_by: str,
+        location: StorageRef,
+        sha256: str | None = None,
+        upload_event_id: str | None = None,
+    ) -> tuple[File, bool]:
+        """Record an upload as `processing`; True if new. A known file is left as it is."""
+        values = {
+            "tenant_id": self.tenant_id,
+            "id": file_id,
+            "state": FileState.PROCESSING,
+            "filename": filename,
+            "declared_content_type": declared_content_type,
+            "size_bytes": size_bytes,
+            "uploaded_by": uploaded_by,
+            "storage_provider": location.provider,
+            "storage_bucket": location.bucket,
+            "storage_key": location.key,
+            "sha256": sha256,
+            "upload_event_id": upload_event_id,
+        }
+        stmt = _upsert(File, values, ["tenant_id", "id"]).returning(_table(File).c.id)
+        created = (await self._execute(stmt)).first() is not None
+        return await self.require(file_id), created
+
+    async def record_processed(
+        self,
+        file_id: str,
+        *,
+        sha256: str,
+        size_bytes: int,
+        content_type: str,
+        location: StorageRef,
+        metadata: Mapping[str, str],
+        analysis: Mapping[str, str],
+        thumbnails: Sequence[Thumbnail] = (),
+    ) -> File:
+        """Mark a file processed with what processing found; its thumbnails become `thumbnails`."""
+        file = await self.require(file_id)
+        if file.state not in (FileState.PROCESSING, FileState.PROCESSED):
+            raise InvalidTransition(f"file {file_id!r} is {file.state}; it cannot become processed")
+        table = _table(File)
+        values = {
+            "state": FileState.PROCESSED,
+            "sha256": sha256,
+            "size_bytes": size_bytes,
+            "content_type": content_type,
+            "storage_provider": location.provider,
+            "storage_bucket": location.bucket,
+            "storage_key": location.key,
+            "metadata": dict(metadata),
+            "analysis": dict(analysis),
+        }
+        await self._update(
+            File,
+            self._key(file_id),
+            values,
+            also={"processed_at": func.coalesce(table.c.processed_at, func.now())},
+        )
+        await self._replace_thumbnails(file_id, thumbnails)
+        return await self.require(file_id)
+
+    async def _replace_thumbnails(self, file_id: str, thumbnails: Sequence[Thumbnail]) -> None:
+        table = _table(ThumbnailRow)
+        key = ["tenant_id", "file_id", "name"]
+        columns = ["key", "width", "height", "content_type", "size_bytes"]
+        for thumb in thumbnails:
+            values = {
+                "tenant_id": self.tenant_id,
+                "file_id": file_id,
+                "name": thumb.name,
+                "key": thumb.key,
+                "width": thumb.width,
+                "height": thumb.height,
+                "content_type": thumb.content_type,
+                "size_bytes": thumb.size_bytes,
+            }
+            await self._execute(_upsert(ThumbnailRow, values, key, columns))
+        await self._execute(
+            delete(table).where(
+                table.c.tenant_id == self.tenant_id,
+                table.c.file_id == file_id,
+                table.c.name.not_in([t.name for t in thumbnails]),
+            )
+        )
+
+    async def record_rejected(
+        self,
+        file_id: str,
+        *,
+        reason: RejectionReason,
+        detail: str,
+        signature: str | None = None,
+        location: StorageRef | None = None,
+        quarantined: bool = False,
+    ) -> File:
+        """Mark a file rejected, or quarantined when its object sits in quarantine.
+
+        Allowed from any state: a verdict that a file is bad always wins.
+        """
+        await self.require(file_id)
+        values: dict[str, Any] = {
+            "state": FileState.QUARANTINED if quarantined else FileState.REJECTED,
+            "reject_reason": RejectionReason(reason),
+            "reject_detail": detail,
+            "signature": signature,
+        }
+        if location is not None:
+            values |= {
+                "storage_provider": location.provider,
+                "storage_bucket": location.bucket,
+                "storage_key": location.key,
+            }
+        await self._update(File, self._key(file_id), values)
+        return await self.require(file_id)
+
+    async def set_location(self, file_id: str, location: StorageRef) -> File:
+        """Point the file at another copy of its object (failover, migration)."""
+        await self.require(file_id)
+        values = {
+            "storage_provider": location.provider,
+            "storage_bucket": location.bucket,
+            "storage_key": location.key,
+        }
+        await self._update(File, self._key(file_id), values)
+        return await self.require(file_id)
+
+    async def thumbnails(self, file_id: str) -> list[ThumbnailRow]:
+        stmt = (
+            select(ThumbnailRow)
+            .where(ThumbnailRow.tenant_id == self.tenant_id, ThumbnailRow.file_id == file_id)
+            .order_by(ThumbnailRow.name)
+            .execution_options(populate_existing=True)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def usage(self) -> Usage:
+        """Files and bytes of the tenant's processed files (what counts against the quota)."""
+        stmt = select(func.count(), func.coalesce(func.sum(File.size_bytes), 0)).where(
+            File.tenant_id == self.tenant_id, File.state == FileState.PROCESSED
+        )
+        files, size = (await self.session.execute(stmt)).one()
+        return Usage(files=int(files), bytes=int(size))

@@ -1,0 +1,117 @@
+"""The tenant's own row, and the deletion of all of a tenant's rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+
+from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
+from ferry.contracts.plans import limits_for
+from ferry.db.errors import TenantNotFound
+from ferry.db.models import (
+    File,
+    FileMigration,
+    FileMigrationItem,
+    Membership,
+    Share,
+    Tenant,
+    UsageReport,
+    User,
+)
+from ferry.db.models import Thumbnail as ThumbnailRow
+from ferry.db.repositories.base import Repository, _table, _upsert
+
+
+class TenantRepository(Repository):
+    """The tenant's own row: plan, status, quotas, storage."""
+
+    async def get(self) -> Tenant | None:
+        return await self._one(Tenant, Tenant.id == self.tenant_id)
+
+    async def require(self) -> Tenant:
+        tenant = await self.get()
+        if tenant is None:
+            raise TenantNotFound(self.tenant_id)
+        return tenant
+
+    async def create(
+        self,
+        *,
+        name: str,
+        plan: TenantPlan,
+        region: str,
+        admin_email: str,
+        storage_provider: StorageProvider,
+        storage_bucket: str,
+    ) -> tuple[Tenant, bool]:
+        """Insert the tenant in `provisioning` with its plan's quotas; True if it was new.
+
+        An existing tenant is left as it is (a repeat is not a second tenant).
+        """
+        limits = limits_for(plan)
+        values = {
+            "id": self.tenant_id,
+            "name": name,
+            "plan": TenantPlan(plan),
+            "status": TenantStatus.PROVISIONING,
+            "region": region,
+            "admin_email": admin_email,
+            "storage_provider": StorageProvider(storage_provider),
+            "storage_bucket": storage_bucket,
+            "quota_bytes": limits.quota_bytes,
+            "quota_files": limits.quota_files,
+            "max_file_bytes": limits.max_file_bytes,
+        }
+        stmt = _upsert(Tenant, values, key=["id"]).returning(_table(Tenant).c.id)
+        created = (await self._execute(stmt)).first() is not None
+        return await self.require(), created
+
+    async def set_status(self, status: TenantStatus, reason: str | None = None) -> Tenant:
+        await self.require()
+        await self._update(
+            Tenant,
+            [Tenant.id == self.tenant_id],
+            {"status": TenantStatus(status), "status_reason": reason},
+        )
+        return await self.require()
+
+    async def apply_plan(self, plan: TenantPlan) -> Tenant:
+        """Set the plan and the quotas and limits that come with it."""
+        await self.require()
+        limits = limits_for(plan)
+        values = {
+            "plan": TenantPlan(plan),
+            "quota_bytes": limits.quota_bytes,
+            "quota_files": limits.quota_files,
+            "max_file_bytes": limits.max_file_bytes,
+        }
+        await self._update(Tenant, [Tenant.id == self.tenant_id], values)
+        return await self.require()
+
+    async def set_over_quota(self, over_quota: bool) -> Tenant:
+        await self.require()
+        await self._update(Tenant, [Tenant.id == self.tenant_id], {"over_quota": over_quota})
+        return await self.require()
+
+    async def delete_rows(self) -> dict[str, int]:
+        """Delete every row of the tenant, children first; the counts by table.
+
+        Processed event IDs are kept: they hold no user data, and they stop a
+        redelivered `tenant.creation_requested` from resurrecting the tenant.
+        """
+        deleted: dict[str, int] = {}
+        for model in (
+            ThumbnailRow,
+            Share,
+            FileMigrationItem,
+            FileMigration,
+            File,
+            Membership,
+            User,
+            UsageReport,
+        ):
+            table = _table(model)
+            result = await self._execute(delete(table).where(table.c.tenant_id == self.tenant_id))
+            deleted[table.name] = result.rowcount
+        result = await self._execute(delete(_table(Tenant)).where(Tenant.id == self.tenant_id))
+        deleted["tenants"] = result.rowcount
+        return deleted

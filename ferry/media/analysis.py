@@ -1,0 +1,183 @@
+"""AI analysis of content: moderation (nudenet), OCR (tesseract) and language (langdetect)."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytesseract
+from langdetect import DetectorFactory, detect_langs
+from langdetect.lang_detect_exception import LangDetectException
+from PIL import Image, ImageOps
+
+from ferry.media.documents import excerpt
+from ferry.media.errors import CorruptContent, ModelMissing
+from ferry.media.images import fit, open_image, to_srgb
+from ferry.media.limits import MediaLimits
+
+# nudenet's classes that count towards `nsfw`. Covered parts, faces, feet, armpits,
+# bellies and male chests are reported as labels but never make a file nsfw.
+EXPOSED_CLASSES = frozenset(
+    {
+        "FEMALE_BREAST_EXPOSED",
+        "FEMALE_GENITALIA_EXPOSED",
+        "MALE_GENITALIA_EXPOSED",
+        "BUTTOCKS_EXPOSED",
+        "ANUS_EXPOSED",
+    }
+)
+
+# Fewer samples than this off the background: nothing is written there.
+MIN_INK_SAMPLES = 8
+
+# langdetect keeps one global factory; its lazy loading is not thread-safe.
+_LANGUAGE_LOCK = threading.Lock()
+
+
+class Moderator:
+    """nudenet's detector with the model that ships in its package, loaded on first use."""
+
+    def __init__(self) -> None:
+        self._detector: Any = None
+        self._lock = threading.Lock()
+        self.model_name: str | None = None
+
+    @property
+    def model_path(self) -> Path:
+        """The ONNX model inside the nudenet package (never downloaded)."""
+        spec = importlib.util.find_spec("nudenet")
+        if spec is None or spec.origin is None:
+            raise ModelMissing("nudenet is not installed")
+        return Path(spec.origin).resolve().parent / "320n.onnx"
+
+    @property
+    def loaded(self) -> bool:
+        return self._detector is not None
+
+    def _nude_detector(self) -> Any:
+        """The NudeDetector, loaded once per instance on first use (thread-safe)."""
+        if self._detector is None:
+            with self._lock:
+                if self._detector is None:
+                    from nudenet import NudeDetector  # cv2 and onnxruntime: load on demand
+
+                    path = self.model_path
+                    if not path.is_file():
+                        raise ModelMissing(f"nudenet model missing at {path}")
+                    self.model_name = f"nudenet-{package_version('nudenet')}/{path.name}"
+                    detector = NudeDetector(model_path=str(path))
+                    detector.onnx_session = moderation_session(path)
+                    self._detector = detector
+        return self._detector
+
+    def labels(self, image: Image.Image) -> list[tuple[str, float]]:
+        """(class, best score) of each class detected in `image`, highest score first."""
+        detector = self._nude_detector()
+        # nudenet expects what cv2.imread returns: an HxWx3 uint8 array in BGR order.
+        array = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        detections: list[dict[str, Any]] = detector.detect(array)
+        scores: dict[str, float] = {}
+        for detection in detections:
+            name, score = str(detection["class"]), float(detection["score"])
+            scores[name] = max(score, scores.get(name, 0.0))
+        return [
+            (name, round(score, 4))
+            for name, score in sorted(scores.items(), key=lambda item: -item[1])
+        ]
+
+
+def is_nsfw(labels: list[tuple[str, float]], threshold: float) -> bool:
+    """Whether an `EXPOSED_CLASSES` label scores at or above `threshold`."""
+    return any(name in EXPOSED_CLASSES and score >= threshold for name, score in labels)
+
+
+def moderation_session(path: Path) -> Any:
+    """The model's ONNX Runtime session: one thread per inference, and no spinning.
+
+    Analyses run in parallel in their own threads already; ONNX Runtime's own
+    pool would compete with them for the cores, and its threads spin between
+    runs, which costs a third more CPU per image for no gain.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def analysis_images(
+    path: Path, content_type: str, limits: MediaLimits
+) -> tuple[Image.Image, Image.Image]:
+    """An upright RGB image for moderation and a greyscale one for OCR, both bounded."""
+    with open_image(path, content_type, limits) as image:
+        if image.format == "JPEG":
+            image.draft("RGB", fit(image.size, limits.ocr_max_side))
+        try:
+            image.load()
+            upright = to_srgb(ImageOps.exif_transpose(image) or image)
+        except Exception as exc:
+            raise CorruptContent(f"image data is damaged: {exc}") from exc
+    if upright.mode == "RGBA":
+        flat = Image.new("RGB", upright.size, (255, 255, 255))
+        flat.paste(upright, mask=upright.getchannel("A"))
+        upright = flat
+    ocr_image = upright.convert("L")
+    ocr_image.thumbnail((limits.ocr_max_side, limits.ocr_max_side), Image.Resampling.LANCZOS)
+    moderation = upright.copy()
+    moderation.thumbnail(
+        (limits.moderation_max_side, limits.moderation_max_side), Image.Resampling.LANCZOS
+    )
+    return moderation, ocr_image
+
+
+def looks_like_text(image: Image.Image, background_share: float) -> bool:
+    """A cheap guess: does one band of brightness cover `background_share` of the image,
+    with something (ink) on it? A blank image is not worth an OCR run."""
+    if background_share <= 0:
+        return True
+    # Point sampling: averaging would smooth noise into a false "background".
+    sample = image.convert("L").resize((256, 256), Image.Resampling.NEAREST)
+    histogram = sample.histogram()
+    total = sum(histogram)
+    window = max(sum(histogram[start : start + 16]) for start in range(0, 256 - 15))
+    return total > 0 and window / total >= background_share and total - window >= MIN_INK_SAMPLES
+
+
+def ocr(image: Image.Image, limits: MediaLimits) -> str | None:
+    """The text tesseract reads in `image`, one line per line; None when it looks like none."""
+    if not looks_like_text(image, limits.ocr_background_share):
+        return None
+    try:
+        text = pytesseract.image_to_string(
+            image, lang=limits.ocr_language, timeout=limits.ocr_timeout_seconds
+        )
+    except RuntimeError as exc:  # pytesseract's timeout
+        if "timeout" in str(exc).lower():
+            return None
+        raise
+    lines = (" ".join(line.split()) for line in str(text).splitlines())
+    return excerpt("\n".join(line for line in lines if line), limits.ocr_text_chars)
+
+
+def detect_language(text: str, min_letters: int) -> tuple[str | None, float | None]:
+    """The most likely language (ISO 639-1) and its probability; None for too little text."""
+    if sum(char.isalpha() for char in text) < min_letters:
+        return None, None
+    with _LANGUAGE_LOCK:
+        DetectorFactory.seed = 0  # langdetect samples at random; seeded, it is repeatable
+        try:
+            languages = detect_langs(text)
+        except LangDetectException:
+            return None, None
+    if not languages:
+        return None, None
+    return str(languages[0].lang), round(float(languages[0].prob), 4)
