@@ -217,13 +217,12 @@ class FileUploadWorkflow:
             return ScopedRef(ref.provider, ref.bucket, ref.key)
         return ScopedRef.of(upload.storage, upload.tenant_id, upload.file_id)
 
-    def _location_refused(self, err: ActivityError) -> Rejection | None:
-        """The rejection for an activity that refused the upload's location, if it did."""
+    def _reject_refused_location(self, err: ActivityError) -> None:
+        """Turn an activity's refusal of the upload's location into a rejection."""
         cause = err.cause
         if self._checked and any(kind.caused(err) for kind in LOCATION_REFUSED):
             assert isinstance(cause, ApplicationError)
-            return _refused_location(cause.message)
-        return None
+            raise _refused_location(cause.message) from err
 
     async def _tenant(self, tenant_id: str) -> TenantRecord:
         lookup = await self._db(DatabaseActivities.get_tenant, TenantRef(tenant_id))
@@ -263,9 +262,7 @@ class FileUploadWorkflow:
                 retry_policy=STORAGE_RETRY,
             )
         except ActivityError as err:
-            refused = self._location_refused(err)
-            if refused is not None:
-                raise refused from err
+            self._reject_refused_location(err)
             raise
         if not validation.ok:
             assert validation.reason is not None
@@ -284,9 +281,7 @@ class FileUploadWorkflow:
                 retry_policy=STORAGE_RETRY,
             )
         except ActivityError as err:
-            refused = self._location_refused(err)
-            if refused is not None:
-                raise refused from err
+            self._reject_refused_location(err)
             if OBJECT_NOT_FOUND.caused(err):
                 where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
                 raise Rejection(RejectionReason.CORRUPT, f"no object at {where}") from err
@@ -305,15 +300,13 @@ class FileUploadWorkflow:
                 ScanActivities.scan,
                 self._upload_ref(upload),
                 start_to_close_timeout=timedelta(minutes=30),
-                # The scan heartbeats every few seconds: a dead worker's attempt
+                # The scan heartbeats at least every 15 s: a dead worker's attempt
                 # is retried on another within half a minute.
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=SCAN_RETRY,
             )
         except ActivityError as err:
-            refused = self._location_refused(err)
-            if refused is not None:
-                raise refused from err
+            self._reject_refused_location(err)
             cause = err.cause
             if SCAN_LIMIT_EXCEEDED.caused(err):
                 assert isinstance(cause, ApplicationError)
