@@ -39,11 +39,12 @@ format:
 
 # The dependency audit: osv-scanner (built by setup.sh) reads the exact installed set (pip freeze,
 # Ferry itself excluded) and an offline copy of the PyPA advisories, by default the sibling of the
-# repository (see its README.md): make security VULNDB=/path/to/vulndb. The names are normalised
+# repository, else the workplace's /work/shared/vulndb (see its README.md): make security
+# VULNDB=/path/to/vulndb for another copy; with none of them the check fails. The names are normalised
 # (PEP 503) because osv-scanner drops a requirement whose name has a dot (boolean.py) without a
 # word. osv-scanner exits 1 when it finds vulnerabilities: the judge gets its exit code and fails
 # on anything else (no database, a crash) with exit 2, whatever the report says.
-VULNDB ?= ../shared/vulndb
+VULNDB ?= $(or $(firstword $(wildcard ../shared/vulndb /work/shared/vulndb)),../shared/vulndb)
 OSV_SCANNER := $(or $(FERRY_CACHE_DIR),$(HOME)/.cache/ferry)/osv-scanner-2.3.0/bin/osv-scanner
 SECURITY := test-artifacts/security
 

@@ -1,8 +1,8 @@
 """scripts/security.py, the judge of `make security`, on small inputs.
 
 The dependency audit is tested with the real osv-scanner (built into Ferry's cache by `make setup`)
-and the real offline advisory database (`../shared/vulndb`, or FERRY_VULNDB): a missing scanner
-or database fails these tests, it does not skip them.
+and the real offline advisory database (FERRY_VULNDB, `../shared/vulndb` or `/work/shared/vulndb`):
+a missing scanner or database fails these tests, it does not skip them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "security.py"
-VULNDB = Path(os.environ.get("FERRY_VULNDB") or REPO.parent / "shared" / "vulndb")
+# As `make security` looks for it: FERRY_VULNDB, the repository's sibling, the workplace's copy.
+VULNDB = next(
+    (
+        path
+        for path in (
+            Path(os.environ.get("FERRY_VULNDB") or REPO.parent / "shared" / "vulndb"),
+            Path("/work/shared/vulndb"),
+        )
+        if path.is_dir()
+    ),
+    REPO.parent / "shared" / "vulndb",
+)
 CACHE = Path(os.environ.get("FERRY_CACHE_DIR") or Path.home() / ".cache" / "ferry")
 OSV_SCANNER = CACHE / "osv-scanner-2.3.0" / "bin" / "osv-scanner"
 
