@@ -24,9 +24,10 @@ from temporalio.client import Client
 from waiting import eventually
 
 from ferry.config import Settings
-from ferry.consumers.bridge import Bridge, Ledger
+from ferry.consumers.bridge import Bridge
 from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
+from ferry.consumers.records import Ledger
 from ferry.contracts.topics import INBOUND_TOPICS, STORAGE_NOTIFICATIONS
 from ferry.db.ledger import EventLedger
 from ferry.demo import ensure_tenant, stage_upload

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.devstack import services
-from ferry.devstack.services import EICAR, build_signatures
+from ferry.devstack.services import EICAR, build_signatures, clamd
 
 # md5 and sha256 of the 68-byte EICAR test file, as published by eicar.org.
 EICAR_MD5 = "44d88612fea8a8f36de82e1278abb02f"
@@ -94,7 +93,7 @@ def test_hdb_lists_every_regular_file_of_the_testfiles_dir(
     (testfiles / "empty.bin").write_bytes(b"")
     (testfiles / "subdir").mkdir()
     (testfiles / "subdir" / "nested.exe").write_bytes(b"not listed")
-    monkeypatch.setattr(services, "CLAMAV_TESTFILES", testfiles)
+    monkeypatch.setattr(clamd, "CLAMAV_TESTFILES", testfiles)
     database = tmp_path / "db"
     database.mkdir()
 
@@ -114,7 +113,7 @@ def test_hdb_lists_every_regular_file_of_the_testfiles_dir(
 def test_without_a_testfiles_dir_eicar_is_still_there_and_no_test_file_is_listed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "CLAMAV_TESTFILES", tmp_path / "does-not-exist")
+    monkeypatch.setattr(clamd, "CLAMAV_TESTFILES", tmp_path / "does-not-exist")
     database = tmp_path / "db"
     database.mkdir()
     build_signatures(database)
@@ -126,7 +125,7 @@ def test_without_a_testfiles_dir_eicar_is_still_there_and_no_test_file_is_listed
 def test_no_empty_hdb_is_written_without_testfiles(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "CLAMAV_TESTFILES", tmp_path / "does-not-exist")
+    monkeypatch.setattr(clamd, "CLAMAV_TESTFILES", tmp_path / "does-not-exist")
     database = tmp_path / "db"
     database.mkdir()
     build_signatures(database)

@@ -11,7 +11,7 @@ from collections.abc import Collection
 
 import pytest
 
-from ferry.consumers.bridge import TenantDirectory
+from ferry.consumers.records import TenantDirectory
 
 
 class Lookups:

@@ -1,0 +1,60 @@
+"""The services of the local stack: how each is prepared, started and checked.
+
+Every service is a real program started as a local process on loopback. A
+service's ports are chosen once, on the first `up`, and kept in the stack's
+state so that data written under them (Kafka's quorum, Postgres, the Temporal
+SQLite file) stays valid across `down` and `up`.
+"""
+
+from __future__ import annotations
+
+from ferry.devstack.services.base import (
+    Context,
+    Service,
+    cache_dir,
+    http_status,
+    tcp_open,
+    venv_bin,
+)
+from ferry.devstack.services.clamd import CLAMAV_TESTFILES, EICAR, Clamd, build_signatures
+from ferry.devstack.services.codec import Codec
+from ferry.devstack.services.emulators import AZURITE_VERSION, GCS, S3, Azurite
+from ferry.devstack.services.kafka import KAFKA_VERSION, Kafka
+from ferry.devstack.services.postgres import Postgres
+from ferry.devstack.services.temporal import TEMPORAL_DYNAMIC_CONFIG, Temporal
+
+__all__ = [
+    "AZURITE_VERSION",
+    "CLAMAV_TESTFILES",
+    "EICAR",
+    "KAFKA_VERSION",
+    "PREFERRED_PORTS",
+    "SERVICES",
+    "TEMPORAL_DYNAMIC_CONFIG",
+    "Context",
+    "Service",
+    "build_signatures",
+    "cache_dir",
+    "http_status",
+    "tcp_open",
+    "venv_bin",
+]
+
+SERVICES: tuple[Service, ...] = (
+    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite()
+)  # fmt: skip
+
+PREFERRED_PORTS = {
+    "kafka": 19092,
+    "kafka_controller": 19093,
+    "temporal": 17233,
+    "temporal_ui": 18233,
+    "temporal_http": 17243,
+    "temporal_metrics": 17253,
+    "codec": 18234,
+    "postgres": 15432,
+    "clamd": 13310,
+    "s3": 15000,
+    "gcs": 14443,
+    "azurite": 10000,
+}
