@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.activities.events import EventActivities, OutboundEvent
     from ferry.activities.tenants import TenantPolicyActivities
     from ferry.contracts.errors import PERMANENT, root_cause
+    from ferry.contracts.events import Event
     from ferry.contracts.ids import event_id_for
     from ferry.contracts.policy import TenantPolicy
 
@@ -74,14 +75,13 @@ async def tenant_policy() -> TenantPolicy:
 
 
 async def emit(
-    event_type: str,
+    event: Event,
     *,
     tenant_id: str,
     source: str,
     correlation_id: str | None,
     sequence: int = 0,
     local_activity: bool = False,
-    **fields: Any,
 ) -> str:
     """Publish one event with its deterministic ID (CONTRACT §2); returns the ID.
 
@@ -89,10 +89,10 @@ async def emit(
     than once; `local_activity` publishes from the workflow's own worker (see
     `call_db`).
     """
-    event_id = event_id_for(workflow.info().workflow_id, event_type, sequence)
+    event_id = event_id_for(workflow.info().workflow_id, event.EVENT_TYPE, sequence)
     envelope = {
         "event_id": event_id,
-        "event_type": event_type,
+        "event_type": event.EVENT_TYPE,
         "occurred_at": int(workflow.now().timestamp() * 1000),
         "tenant_id": tenant_id,
         "correlation_id": correlation_id,
@@ -100,7 +100,7 @@ async def emit(
     }
     await _execute(local_activity)(
         EventActivities.publish,
-        OutboundEvent(fields={**envelope, **fields}),
+        OutboundEvent(fields={**envelope, **event.fields()}),
         start_to_close_timeout=timedelta(minutes=1),
         retry_policy=EMIT_RETRY,
     )

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.enums import MigrationItemState, MigrationState
     from ferry.contracts.errors import PERMANENT
+    from ferry.contracts.events import FileMigrationCompleted, FileMigrationFailed
     from ferry.contracts.layout import tenant_bucket
     from ferry.contracts.storage import BucketRef
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit, failure_detail
@@ -150,7 +151,7 @@ class FileMigrationWorkflow:
         refusal = _refusal(request, strict=workflow.patched(OWN_BUCKET_ONLY))
         if refusal is not None:
             self._show(f"refused: {refusal}")
-            refused = await self._emit(request, "file.migration_failed", False, refusal)
+            refused = await self._emit(request, FileMigrationFailed, False, refusal)
             return MigrationResult("refused", self._progress, refusal, [refused])
         if request.progress is None:
             await call_db(
@@ -184,7 +185,7 @@ class FileMigrationWorkflow:
             FinishMigrationInput(request.tenant_id, request.migration_id, MigrationState.COMPLETED),
         )
         self._show("completed")
-        completed = await self._emit(request, "file.migration_completed", False, None)
+        completed = await self._emit(request, FileMigrationCompleted, False, None)
         return MigrationResult("completed", self._progress, events=[completed])
 
     async def _list(self, request: MigrationRequest, source: BucketRef) -> None:
@@ -306,7 +307,7 @@ class FileMigrationWorkflow:
         )
         self._progress.files_done = self._progress.bytes_done = 0
         self._show("rolled back")
-        failed = await self._emit(request, "file.migration_failed", True, detail)
+        failed = await self._emit(request, FileMigrationFailed, True, detail)
         return MigrationResult("rolled_back", self._progress, detail, [failed])
 
     async def _delete_items(
@@ -339,20 +340,25 @@ class FileMigrationWorkflow:
                 return
 
     async def _emit(
-        self, request: MigrationRequest, event_type: str, rolled_back: bool, detail: str | None
+        self,
+        request: MigrationRequest,
+        outcome: type[FileMigrationCompleted | FileMigrationFailed],
+        rolled_back: bool,
+        detail: str | None,
     ) -> str:
         p = self._progress
         return await emit(
-            event_type,
+            outcome(
+                migration_id=request.migration_id,
+                files_moved=p.files_done,
+                bytes_moved=p.bytes_done,
+                files_failed=p.files_failed,
+                rolled_back=rolled_back,
+                detail=detail,
+            ),
             tenant_id=request.tenant_id,
             source=SOURCE,
             correlation_id=request.correlation_id or request.event_id,
-            migration_id=request.migration_id,
-            files_moved=p.files_done,
-            bytes_moved=p.bytes_done,
-            files_failed=p.files_failed,
-            rolled_back=rolled_back,
-            detail=detail,
         )
 
 

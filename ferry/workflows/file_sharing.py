@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 
@@ -19,6 +18,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.activities.storage import SignRequest, StorageActivities
     from ferry.contracts.enums import FileAction, GranteeType, SharePermission
+    from ferry.contracts.events import (
+        FileShared,
+        FileShareExpired,
+        FileShareRevoked,
+        NotificationRequested,
+    )
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
     from ferry.workflows.dedupe import SeenEvents
 
@@ -152,10 +157,11 @@ class FileSharingWorkflow:
             url = await self._sign(file, expires_at)
         outcome.expires_at, outcome.has_link = expires_at, url is not None
         if share.notify and share.grantee:
-            outcome.events.append(await self._notify(share, file, url, expires_at))
-        outcome.events.append(await self._emit(share, "file.shared", url, expires_at))
+            notice = await self._notify(share, share.grantee, file, url, expires_at)
+            outcome.events.append(notice)
+        outcome.events.append(await self._emit(share, FileShared, url, expires_at))
         outcome.status, outcome.detail = await self._until_it_ends(share, expires_at)
-        ended = "file.share_revoked" if outcome.status == "revoked" else "file.share_expired"
+        ended = FileShareRevoked if outcome.status == "revoked" else FileShareExpired
         outcome.events.append(await self._emit(share, ended, None, expires_at))
         self._enter(outcome.status)
         return outcome
@@ -216,7 +222,12 @@ class FileSharingWorkflow:
         return "revoked", f"revoked by {revoked_by}"
 
     async def _notify(
-        self, share: ShareRequest, file: FileRecord, url: str | None, expires_at: datetime | None
+        self,
+        share: ShareRequest,
+        recipient: str,
+        file: FileRecord,
+        url: str | None,
+        expires_at: datetime | None,
     ) -> str:
         params = {
             "file_id": share.file_id,
@@ -230,33 +241,35 @@ class FileSharingWorkflow:
             params["expires_at"] = expires_at.astimezone(UTC).isoformat()
         if share.message:
             params["message"] = share.message
+        notification = NotificationRequested(
+            channel="email", recipient=recipient, template=SHARED_TEMPLATE, params=params
+        )
         return await emit(
-            "notification.requested",
+            notification,
             tenant_id=share.tenant_id,
             source=SOURCE,
             correlation_id=share.correlation_id or share.event_id,
-            channel="email",
-            recipient=share.grantee,
-            template=SHARED_TEMPLATE,
-            params=params,
         )
 
     async def _emit(
-        self, share: ShareRequest, event_type: str, url: str | None, expires_at: datetime | None
+        self,
+        share: ShareRequest,
+        kind: type[FileShared | FileShareRevoked | FileShareExpired],
+        url: str | None,
+        expires_at: datetime | None,
     ) -> str:
-        fields: dict[str, Any] = {
-            "share_id": share.share_id,
-            "file_id": share.file_id,
-            "grantee_type": share.grantee_type,
-            "grantee": share.grantee,
-            "permission": share.permission,
-            "url": url,
-            "expires_at": None if expires_at is None else int(expires_at.timestamp() * 1000),
-        }
+        event = kind(
+            share_id=share.share_id,
+            file_id=share.file_id,
+            grantee_type=share.grantee_type,
+            grantee=share.grantee,
+            permission=share.permission,
+            url=url,
+            expires_at=None if expires_at is None else int(expires_at.timestamp() * 1000),
+        )
         return await emit(
-            event_type,
+            event,
             tenant_id=share.tenant_id,
             source=SOURCE,
             correlation_id=share.correlation_id or share.event_id,
-            **fields,
         )

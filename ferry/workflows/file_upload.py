@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         TENANT_NOT_FOUND,
         root_cause,
     )
+    from ferry.contracts.events import Event, FileProcessed, FileRejected, PublishedThumbnail
     from ferry.contracts.layout import upload_key_refusal
     from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit, tenant_policy
@@ -345,24 +346,25 @@ class FileUploadWorkflow:
         self._enter("publishing")
         event_id = await self._emit(
             upload,
-            "file.processed",
-            file_id=upload.file_id,
-            sha256=metadata.sha256,
-            size_bytes=metadata.size_bytes,
-            content_type=validation.content_type,
-            storage={"provider": stored.provider, "bucket": stored.bucket, "key": stored.key},
-            thumbnails=[
-                {
-                    "name": t.name,
-                    "key": t.key,
-                    "width": t.width,
-                    "height": t.height,
-                    "content_type": t.content_type,
-                }
-                for t in thumbnails
-            ],
-            metadata=public,
-            analysis=analysis,
+            FileProcessed(
+                file_id=upload.file_id,
+                sha256=metadata.sha256,
+                size_bytes=metadata.size_bytes,
+                content_type=validation.content_type,
+                storage=StorageRef(stored.provider, stored.bucket, stored.key),
+                thumbnails=[
+                    PublishedThumbnail(
+                        name=t.name,
+                        key=t.key,
+                        width=t.width,
+                        height=t.height,
+                        content_type=t.content_type,
+                    )
+                    for t in thumbnails
+                ],
+                metadata=public,
+                analysis=analysis,
+            ),
         )
         self._enter("processed")
         return FileUploadResult(
@@ -489,11 +491,12 @@ class FileUploadWorkflow:
         )
         event_id = await self._emit(
             upload,
-            "file.rejected",
-            file_id=upload.file_id,
-            reason=str(rejection.reason),
-            detail=rejection.detail,
-            signature=rejection.signature,
+            FileRejected(
+                file_id=upload.file_id,
+                reason=str(rejection.reason),
+                detail=rejection.detail,
+                signature=rejection.signature,
+            ),
         )
         self._enter(f"rejected: {rejection.reason}")
         return FileUploadResult(
@@ -528,14 +531,13 @@ class FileUploadWorkflow:
     async def _db(self, activity: Any, request: Any) -> Any:
         return await call_db(activity, request, local=self._local)
 
-    async def _emit(self, upload: FileUploadInput, event_type: str, **fields: Any) -> str:
+    async def _emit(self, upload: FileUploadInput, event: Event) -> str:
         return await emit(
-            event_type,
+            event,
             tenant_id=upload.tenant_id,
             source=SOURCE,
             correlation_id=upload.correlation_id or upload.event_id,
             local_activity=self._local,
-            **fields,
         )
 
 

@@ -21,6 +21,14 @@ with workflow.unsafe.imports_passed_through():
     from ferry.activities.storage import ObjectCount, PrefixRequest, StorageActivities
     from ferry.contracts.enums import TenantPlan, TenantStatus
     from ferry.contracts.errors import TENANT_NOT_FOUND
+    from ferry.contracts.events import (
+        Event,
+        TenantDeleted,
+        TenantQuotaExceeded,
+        TenantReactivated,
+        TenantSuspended,
+        TenantUsageReported,
+    )
     from ferry.contracts.policy import TenantPolicy
     from ferry.contracts.storage import BucketRef
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
@@ -289,14 +297,15 @@ class TenantMonitoringWorkflow:
             ),
         )
         await self._emit(
-            "tenant.usage_reported",
+            TenantUsageReported(
+                files=s.files,
+                bytes=s.bytes,
+                quota_bytes=s.quota_bytes,
+                plan=s.plan,
+                window_start=window_start,
+                window_end=now,
+            ),
             None,
-            files=s.files,
-            bytes=s.bytes,
-            quota_bytes=s.quota_bytes,
-            plan=s.plan,
-            window_start=window_start,
-            window_end=now,
         )
         await self._check_quota(correlation_id=None)
 
@@ -310,12 +319,11 @@ class TenantMonitoringWorkflow:
         )
         s.over_quota = over
         if over:
-            await self._emit(
-                "tenant.quota_exceeded",
-                correlation_id,
-                detail=f"{s.files} files and {s.bytes} bytes used; the {s.plan} plan allows "
-                f"{s.quota_files} files and {s.quota_bytes} bytes",
+            detail = (
+                f"{s.files} files and {s.bytes} bytes used; the {s.plan} plan allows "
+                f"{s.quota_files} files and {s.quota_bytes} bytes"
             )
+            await self._emit(TenantQuotaExceeded(detail=detail), correlation_id)
 
     # Lifecycle
 
@@ -323,13 +331,13 @@ class TenantMonitoringWorkflow:
         s = self._state
         if request.action == "suspend" and s.status == "active":
             await self._set_status(TenantStatus.SUSPENDED, request.reason)
-            await self._emit("tenant.suspended", request.event_id, detail=request.reason)
+            await self._emit(TenantSuspended(detail=request.reason), request.event_id)
         elif request.action == "reactivate" and s.status in ("suspended", "deleting"):
             cancelled = s.status == "deleting"
             await self._set_status(TenantStatus.ACTIVE, None)
             s.delete_at = None
             detail = "the pending deletion is cancelled" if cancelled else request.reason
-            await self._emit("tenant.reactivated", request.event_id, detail=detail)
+            await self._emit(TenantReactivated(detail=detail), request.event_id)
         elif request.action == "delete" and s.status != "deleting":
             await self._set_status(TenantStatus.DELETING, request.reason)
             s.delete_at = self._now() + int(policy.deletion_grace_seconds * 1000)
@@ -361,7 +369,7 @@ class TenantMonitoringWorkflow:
                 )
         await call_db(DatabaseActivities.delete_tenant_rows, TenantRef(self._tenant_id))
         s.status = "deleted"
-        await self._emit("tenant.deleted", None, detail=None)
+        await self._emit(TenantDeleted(detail=None), None)
         workflow.set_current_details("deleted")
 
     async def _storage(self, activity: Any, request: Any) -> Any:
@@ -373,16 +381,15 @@ class TenantMonitoringWorkflow:
             retry_policy=STORAGE_RETRY,
         )
 
-    async def _emit(self, event_type: str, correlation_id: str | None, **fields: Any) -> str:
-        sequence = self._state.emitted.get(event_type, 0)
-        self._state.emitted[event_type] = sequence + 1
+    async def _emit(self, event: Event, correlation_id: str | None) -> str:
+        sequence = self._state.emitted.get(event.EVENT_TYPE, 0)
+        self._state.emitted[event.EVENT_TYPE] = sequence + 1
         return await emit(
-            event_type,
+            event,
             tenant_id=self._tenant_id,
             source=SOURCE,
             correlation_id=correlation_id,
             sequence=sequence,
-            **fields,
         )
 
 

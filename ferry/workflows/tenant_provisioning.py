@@ -28,6 +28,12 @@ with workflow.unsafe.imports_passed_through():
     from ferry.activities.storage import StorageActivities
     from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
     from ferry.contracts.errors import INVALID_REQUEST, PERMANENT
+    from ferry.contracts.events import (
+        Event,
+        NotificationRequested,
+        TenantProvisioned,
+        TenantProvisioningFailed,
+    )
     from ferry.contracts.policy import TenantPolicy
     from ferry.contracts.storage import BucketRef
     from ferry.workflows import tenant_monitoring
@@ -147,18 +153,18 @@ class TenantProvisioningWorkflow:
         self._enter("welcoming")
         welcome = await self._emit(
             request,
-            "notification.requested",
-            channel="email",
-            recipient=request.admin_email,
-            template=WELCOME_TEMPLATE,
-            params={"tenant_id": request.tenant_id, "name": request.name, "plan": request.plan},
+            NotificationRequested(
+                channel="email",
+                recipient=request.admin_email,
+                template=WELCOME_TEMPLATE,
+                params={"tenant_id": request.tenant_id, "name": request.name, "plan": request.plan},
+            ),
         )
         provisioned = await self._emit(
             request,
-            "tenant.provisioned",
-            plan=request.plan,
-            storage={"provider": request.storage_provider, "bucket": bucket},
-            detail=None,
+            TenantProvisioned(
+                plan=request.plan, storage=BucketRef(request.storage_provider, bucket), detail=None
+            ),
         )
         self._enter("provisioned")
         return ProvisioningResult(
@@ -268,10 +274,11 @@ class TenantProvisioningWorkflow:
             undone.append(what)
         failed = await self._emit(
             request,
-            "tenant.provisioning_failed",
-            plan=request.plan,
-            storage={"provider": request.storage_provider, "bucket": bucket},
-            detail=detail,
+            TenantProvisioningFailed(
+                plan=request.plan,
+                storage=BucketRef(request.storage_provider, bucket),
+                detail=detail,
+            ),
         )
         self._enter(f"failed: {detail}")
         return ProvisioningResult(
@@ -284,13 +291,12 @@ class TenantProvisioningWorkflow:
             events=[failed],
         )
 
-    async def _emit(self, request: TenantCreation, event_type: str, **fields: Any) -> str:
+    async def _emit(self, request: TenantCreation, event: Event) -> str:
         return await emit(
-            event_type,
+            event,
             tenant_id=request.tenant_id,
             source=SOURCE,
             correlation_id=request.correlation_id or request.event_id,
-            **fields,
         )
 
 

@@ -17,6 +17,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.enums import TenantPlan, TenantStatus
     from ferry.contracts.errors import INVALID_REQUEST, PERMANENT
+    from ferry.contracts.events import (
+        BillingChargeRequested,
+        BillingRefundRequested,
+        Event,
+        TenantUpgraded,
+        TenantUpgradeFailed,
+    )
     from ferry.contracts.ids import event_id_for
     from ferry.contracts.plans import CURRENCY, is_upgrade, upgrade_price
     from ferry.contracts.policy import TenantPolicy
@@ -186,13 +193,13 @@ class TenantUpgradeWorkflow:
         except UpgradeFailed as failed:
             self._state.outcome, self._state.detail = "failed", failed.detail
             self._state.rolled_back = failed.rolled_back
-            await self._emit(request, "tenant.upgrade_failed", failed.detail, failed.rolled_back)
+            await self._emit(request, TenantUpgradeFailed, failed.detail, failed.rolled_back)
             self._enter(f"failed: {failed.detail}")
             if self._state.payment_request_id is not None and self._state.payment is None:
                 await self._refund_late_payment(request, policy)
             return self._state
         self._state.outcome = "upgraded"
-        await self._emit(request, "tenant.upgraded", None, False)
+        await self._emit(request, TenantUpgraded, None, False)
         self._enter("upgraded")
         return self._state
 
@@ -221,20 +228,19 @@ class TenantUpgradeWorkflow:
     async def _charge(self, request: UpgradeRequest, policy: TenantPolicy) -> PaymentResult:
         """Request the charge and wait for its result, or for the timeout."""
         state = self._state
-        state.payment_request_id = event_id_for(workflow.info().workflow_id, "payment-request")
+        state.payment_request_id = _payment_request_id()
         from_plan, to_plan = TenantPlan(request.from_plan), TenantPlan(request.to_plan)
         state.amount_minor = upgrade_price(from_plan, to_plan)
         state.events.append(
-            await emit(
-                "billing.charge_requested",
-                tenant_id=request.tenant_id,
-                source=SOURCE,
-                correlation_id=request.correlation_id or request.event_id,
-                payment_request_id=state.payment_request_id,
-                upgrade_id=request.upgrade_id,
-                amount_minor=state.amount_minor,
-                currency=state.currency,
-                description=f"Ferry: {request.from_plan} → {request.to_plan} plan",
+            await self._publish(
+                request,
+                BillingChargeRequested(
+                    payment_request_id=state.payment_request_id,
+                    upgrade_id=request.upgrade_id,
+                    amount_minor=state.amount_minor,
+                    currency=state.currency,
+                    description=f"Ferry: {request.from_plan} → {request.to_plan} plan",
+                ),
             )
         )
         self._enter("awaiting payment")
@@ -279,17 +285,17 @@ class TenantUpgradeWorkflow:
 
     async def _refund(self, request: UpgradeRequest, payment: PaymentResult, reason: str) -> None:
         self._state.events.append(
-            await emit(
-                "billing.refund_requested",
-                tenant_id=request.tenant_id,
-                source=SOURCE,
-                correlation_id=request.correlation_id or request.event_id,
-                payment_request_id=self._state.payment_request_id,
-                payment_id=payment.payment_id,
-                upgrade_id=request.upgrade_id,
-                amount_minor=payment.amount_minor or self._state.amount_minor,
-                currency=payment.currency or self._state.currency,
-                reason=reason,
+            await self._publish(
+                request,
+                BillingRefundRequested(
+                    # Set when the charge was requested, before any payment can arrive.
+                    payment_request_id=self._state.payment_request_id or _payment_request_id(),
+                    payment_id=payment.payment_id,
+                    upgrade_id=request.upgrade_id,
+                    amount_minor=payment.amount_minor or self._state.amount_minor,
+                    currency=payment.currency or self._state.currency,
+                    reason=reason,
+                ),
             )
         )
 
@@ -325,18 +331,30 @@ class TenantUpgradeWorkflow:
         )
 
     async def _emit(
-        self, request: UpgradeRequest, event_type: str, detail: str | None, rolled_back: bool
+        self,
+        request: UpgradeRequest,
+        outcome: type[TenantUpgraded | TenantUpgradeFailed],
+        detail: str | None,
+        rolled_back: bool,
     ) -> None:
-        self._state.events.append(
-            await emit(
-                event_type,
-                tenant_id=request.tenant_id,
-                source=SOURCE,
-                correlation_id=request.correlation_id or request.event_id,
-                upgrade_id=request.upgrade_id,
-                from_plan=request.from_plan,
-                to_plan=request.to_plan,
-                rolled_back=rolled_back,
-                detail=detail,
-            )
+        event = outcome(
+            upgrade_id=request.upgrade_id,
+            from_plan=request.from_plan,
+            to_plan=request.to_plan,
+            rolled_back=rolled_back,
+            detail=detail,
         )
+        self._state.events.append(await self._publish(request, event))
+
+    async def _publish(self, request: UpgradeRequest, event: Event) -> str:
+        return await emit(
+            event,
+            tenant_id=request.tenant_id,
+            source=SOURCE,
+            correlation_id=request.correlation_id or request.event_id,
+        )
+
+
+def _payment_request_id() -> str:
+    """The billing system's idempotency key of this upgrade's charge: the same on every retry."""
+    return event_id_for(workflow.info().workflow_id, "payment-request")
