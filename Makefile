@@ -44,7 +44,10 @@ format:
 # (PEP 503) because osv-scanner drops a requirement whose name has a dot (boolean.py) without a
 # word. osv-scanner exits 1 when it finds vulnerabilities: the judge gets its exit code and fails
 # on anything else (no database, a crash) with exit 2, whatever the report says.
-VULNDB ?= $(or $(firstword $(wildcard ../shared/vulndb /work/shared/vulndb)),../shared/vulndb)
+# (Found by its advisories, not its directory: osv-scanner creates an empty one where it looks.)
+VULNDB_ZIP := osv-scanner/PyPI/all.zip
+VULNDB ?= $(or $(patsubst %/$(VULNDB_ZIP),%,$(firstword $(wildcard \
+	../shared/vulndb/$(VULNDB_ZIP) /work/shared/vulndb/$(VULNDB_ZIP)))),../shared/vulndb)
 OSV_SCANNER := $(or $(FERRY_CACHE_DIR),$(HOME)/.cache/ferry)/osv-scanner-2.3.0/bin/osv-scanner
 SECURITY := test-artifacts/security
 

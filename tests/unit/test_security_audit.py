@@ -28,7 +28,7 @@ VULNDB = next(
             Path(os.environ.get("FERRY_VULNDB") or REPO.parent / "shared" / "vulndb"),
             Path("/work/shared/vulndb"),
         )
-        if path.is_dir()
+        if (path / "osv-scanner" / "PyPI" / "all.zip").is_file()
     ),
     REPO.parent / "shared" / "vulndb",
 )
