@@ -27,6 +27,58 @@ class Event:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ShareEvent(Event):
+    """A share's state, as every share event announces it."""
+
+    share_id: str
+    file_id: str
+    grantee_type: str
+    grantee: str | None = None
+    permission: str
+    url: str | None = None
+    expires_at: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationOutcome(Event):
+    """How a migration ended: what moved, and whether it was undone."""
+
+    migration_id: str
+    files_moved: int
+    bytes_moved: int
+    files_failed: int
+    rolled_back: bool
+    detail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProvisioningOutcome(Event):
+    """How a tenant's provisioning ended, and its bucket."""
+
+    plan: str
+    storage: BucketRef
+    detail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanChangeOutcome(Event):
+    """How a plan change ended."""
+
+    upgrade_id: str
+    from_plan: str
+    to_plan: str
+    rolled_back: bool
+    detail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantNotice(Event):
+    """A change of a tenant's state, with an optional reason."""
+
+    detail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class PublishedThumbnail:
     """A thumbnail as `file.processed` announces it (no size: the record has none)."""
 
@@ -64,32 +116,16 @@ class BillingRefundRequested(Event):
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class FileMigrationCompleted(Event):
+class FileMigrationCompleted(MigrationOutcome):
     """file.migration_completed: A migration finished."""
 
     EVENT_TYPE: ClassVar[str] = "file.migration_completed"
 
-    migration_id: str
-    files_moved: int
-    bytes_moved: int
-    files_failed: int
-    rolled_back: bool
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class FileMigrationFailed(Event):
+class FileMigrationFailed(MigrationOutcome):
     """file.migration_failed: A migration failed."""
 
     EVENT_TYPE: ClassVar[str] = "file.migration_failed"
-
-    migration_id: str
-    files_moved: int
-    bytes_moved: int
-    files_failed: int
-    rolled_back: bool
-    detail: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,49 +156,22 @@ class FileRejected(Event):
     signature: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class FileShareExpired(Event):
+class FileShareExpired(ShareEvent):
     """file.share_expired: A share expired."""
 
     EVENT_TYPE: ClassVar[str] = "file.share_expired"
 
-    share_id: str
-    file_id: str
-    grantee_type: str
-    grantee: str | None = None
-    permission: str
-    url: str | None = None
-    expires_at: int | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class FileShareRevoked(Event):
+class FileShareRevoked(ShareEvent):
     """file.share_revoked: A share was revoked."""
 
     EVENT_TYPE: ClassVar[str] = "file.share_revoked"
 
-    share_id: str
-    file_id: str
-    grantee_type: str
-    grantee: str | None = None
-    permission: str
-    url: str | None = None
-    expires_at: int | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class FileShared(Event):
+class FileShared(ShareEvent):
     """file.shared: A file was shared."""
 
     EVENT_TYPE: ClassVar[str] = "file.shared"
-
-    share_id: str
-    file_id: str
-    grantee_type: str
-    grantee: str | None = None
-    permission: str
-    url: str | None = None
-    expires_at: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,88 +186,52 @@ class NotificationRequested(Event):
     params: dict[str, str]
 
 
-@dataclass(frozen=True, kw_only=True)
-class TenantDeleted(Event):
+class TenantDeleted(TenantNotice):
     """tenant.deleted: A tenant was deleted."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.deleted"
 
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class TenantProvisioned(Event):
+class TenantProvisioned(ProvisioningOutcome):
     """tenant.provisioned: A tenant was provisioned."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.provisioned"
 
-    plan: str
-    storage: BucketRef
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class TenantProvisioningFailed(Event):
+class TenantProvisioningFailed(ProvisioningOutcome):
     """tenant.provisioning_failed: Provisioning a tenant failed."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.provisioning_failed"
 
-    plan: str
-    storage: BucketRef
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class TenantQuotaExceeded(Event):
+class TenantQuotaExceeded(TenantNotice):
     """tenant.quota_exceeded: A tenant exceeded its storage quota."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.quota_exceeded"
 
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class TenantReactivated(Event):
+class TenantReactivated(TenantNotice):
     """tenant.reactivated: A tenant was reactivated."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.reactivated"
 
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class TenantSuspended(Event):
+class TenantSuspended(TenantNotice):
     """tenant.suspended: A tenant was suspended."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.suspended"
 
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class TenantUpgradeFailed(Event):
+class TenantUpgradeFailed(PlanChangeOutcome):
     """tenant.upgrade_failed: A plan change failed."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.upgrade_failed"
 
-    upgrade_id: str
-    from_plan: str
-    to_plan: str
-    rolled_back: bool
-    detail: str | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class TenantUpgraded(Event):
+class TenantUpgraded(PlanChangeOutcome):
     """tenant.upgraded: A tenant changed plan."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.upgraded"
-
-    upgrade_id: str
-    from_plan: str
-    to_plan: str
-    rolled_back: bool
-    detail: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,13 +31,10 @@ STORAGE_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT,
 )
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), non_retryable_error_types=PERMANENT)
-# Publishing waits out a Kafka outage (Temporal is the outbox: the event must go out),
-# at most 30 s between attempts; an event its schema refuses fails the workflow at once.
-EMIT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=PERMANENT,
-)
+# Publishing waits out a Kafka outage (Temporal is the outbox: the event must go out) with
+# the storage back-off, at most 30 s between attempts; an event its schema refuses
+# (`InvalidEvent`, permanent) fails the workflow at once.
+EMIT_RETRY = STORAGE_RETRY
 
 
 def search_attributes(tenant_id: str, file_id: str | None = None) -> TypedSearchAttributes:

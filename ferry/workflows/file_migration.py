@@ -34,7 +34,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.enums import MigrationItemState, MigrationState
     from ferry.contracts.errors import PERMANENT
-    from ferry.contracts.events import FileMigrationCompleted, FileMigrationFailed
+    from ferry.contracts.events import (
+        FileMigrationCompleted,
+        FileMigrationFailed,
+        MigrationOutcome,
+    )
     from ferry.contracts.layout import tenant_bucket
     from ferry.contracts.storage import BucketRef
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit, failure_detail
@@ -342,7 +346,7 @@ class FileMigrationWorkflow:
     async def _emit(
         self,
         request: MigrationRequest,
-        outcome: type[FileMigrationCompleted | FileMigrationFailed],
+        outcome: type[MigrationOutcome],
         rolled_back: bool,
         detail: str | None,
     ) -> str:

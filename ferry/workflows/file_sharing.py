@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         FileShareExpired,
         FileShareRevoked,
         NotificationRequested,
+        ShareEvent,
     )
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
     from ferry.workflows.dedupe import SeenEvents
@@ -254,7 +255,7 @@ class FileSharingWorkflow:
     async def _emit(
         self,
         share: ShareRequest,
-        kind: type[FileShared | FileShareRevoked | FileShareExpired],
+        kind: type[ShareEvent],
         url: str | None,
         expires_at: datetime | None,
     ) -> str:

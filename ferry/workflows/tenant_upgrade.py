@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         BillingChargeRequested,
         BillingRefundRequested,
         Event,
+        PlanChangeOutcome,
         TenantUpgraded,
         TenantUpgradeFailed,
     )
@@ -333,7 +334,7 @@ class TenantUpgradeWorkflow:
     async def _emit(
         self,
         request: UpgradeRequest,
-        outcome: type[TenantUpgraded | TenantUpgradeFailed],
+        outcome: type[PlanChangeOutcome],
         detail: str | None,
         rolled_back: bool,
     ) -> None:

@@ -3,7 +3,6 @@ climb out, and the providers' own notification formats, on the real stack."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import uuid
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from waiting import eventually
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
@@ -81,16 +81,20 @@ def upload_of(tenant: str, bucket: str, key: str, data: bytes) -> dict[str, Any]
 
 async def dead_letter_of(settings: Settings, sent: Published, timeout: float = 30) -> DeadLetter:
     """The dead letter of the record `sent`, once the bridge has written it."""
-    async with asyncio.timeout(timeout):
-        while True:
-            for letter in await read_dead_letters(settings.kafka_bootstrap, limit=200):
-                if (
-                    letter.source_topic == sent.topic
-                    and letter.header("ferry-source-partition") == str(sent.partition)
-                    and letter.header("ferry-source-offset") == str(sent.offset)
-                ):
-                    return letter
-            await asyncio.sleep(0.25)
+    found: list[DeadLetter] = []
+
+    async def written() -> bool:
+        found[:] = [
+            letter
+            for letter in await read_dead_letters(settings.kafka_bootstrap, limit=200)
+            if letter.source_topic == sent.topic
+            and letter.header("ferry-source-partition") == str(sent.partition)
+            and letter.header("ferry-source-offset") == str(sent.offset)
+        ]
+        return bool(found)
+
+    await eventually(written, f"the dead letter of {sent}", timeout=timeout, interval=0.25)
+    return found[0]
 
 
 async def workflow_ids(client: Client, tenant: str) -> list[str]:
@@ -249,21 +253,86 @@ async def test_a_key_that_climbs_out_ends_in_file_rejected_when_started_directly
 # --- 3 and 4. The providers' own notifications -------------------------------------
 
 
-async def _notified_upload_is_processed(
+def _fixture(name: str) -> Any:
+    return json.loads((NOTIFICATIONS / name).read_text())
+
+
+Notification = tuple[bytes, list[tuple[str, bytes]]]
+
+
+def _aws_s3(key: str, size: int) -> Notification:
+    document = _fixture("s3_aws_lambda_go_put_png.json")
+    obj = document["Records"][0]["s3"]["object"]
+    assert "contentType" not in obj  # AWS's records carry none
+    obj.update(key=key.replace(" ", "+"), size=size, versionId=uuid.uuid4().hex)
+    obj["urlDecodedKey"] = key
+    return json.dumps(document).encode(), []
+
+
+def _eventbridge(key: str, size: int) -> Notification:
+    document = _fixture("eventbridge_object_created.json")
+    document["detail"]["object"].update(
+        key=key.replace(" ", "+"), size=size, sequencer=uuid.uuid4().hex[:18].upper()
+    )
+    return json.dumps(document).encode(), []
+
+
+def _eventarc(key: str, size: int) -> dict[str, Any]:
+    event: dict[str, Any] = _fixture("eventarc_finalized.json")
+    event["id"] = uuid.uuid4().hex
+    event["subject"] = f"objects/{key}"
+    generation = str(uuid.uuid4().int % 10**16)
+    event["data"].update(name=key, size=str(size), generation=generation)
+    event["data"]["id"] = f"ferry-ingest/{key}/{generation}"
+    return event
+
+
+def _eventarc_structured(key: str, size: int) -> Notification:
+    headers = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+    return json.dumps(_eventarc(key, size)).encode(), headers
+
+
+def _eventarc_binary(key: str, size: int) -> Notification:
+    event = _eventarc(key, size)
+    data = event.pop("data")
+    # The Kafka protocol binding of CloudEvents: attributes as `ce_` headers.
+    headers = [(f"ce_{name}", str(value).encode()) for name, value in event.items()]
+    headers.append(("content-type", b"application/json"))
+    return json.dumps(data).encode(), headers
+
+
+@pytest.mark.parametrize(
+    ("provider", "notification"),
+    [
+        ("s3", _aws_s3),
+        ("s3", _eventbridge),
+        ("gcs", _eventarc_structured),
+        ("gcs", _eventarc_binary),
+    ],
+    ids=[
+        "aws-s3-notification-without-content-type",
+        "s3-through-eventbridge",
+        "eventarc-cloudevent",
+        "eventarc-cloudevent-in-binary-mode",
+    ],
+)
+async def test_a_providers_notification_of_a_png_is_processed(
+    bridge: Bridge,
     publisher: EventPublisher,
     file_events: TopicFollower,
     local_storage: LocalStorage,
-    storage: StorageProvider,
+    providers: dict[str, StorageProvider],
     settings: Settings,
     tenant: str,
-    notification: Callable[[str, str, int], tuple[bytes, list[tuple[str, bytes]]]],
-) -> dict[str, Any]:
-    """Put a PNG in a provider's ingest bucket, announce it as the provider would, and wait
-    for its outcome."""
+    provider: str,
+    notification: Callable[[str, int], Notification],
+) -> None:
+    """A PNG put in a provider's ingest bucket and announced as that provider would."""
+    storage = providers[provider]
     file_id = str(uuid.uuid4())
     key = f"tenants/{tenant}/uploads/{file_id}/Happy Face.png"
     await put(storage, settings.ingest_bucket, key, PNG)
-    value, headers = notification(file_id, key, len(PNG))
+    value, headers = notification(key, len(PNG))
 
     await publisher.send_raw(STORAGE_NOTIFICATIONS, value, tenant.encode(), headers)
 
@@ -277,104 +346,6 @@ async def _notified_upload_is_processed(
     assert (stored["bucket"], stored["key"]) == (f"ferry-{tenant}", f"files/{file_id}/original")
     assert await read(local_storage, stored["bucket"], stored["key"]) == PNG
     assert await storage.head(settings.ingest_bucket, key) is None
-    return outcome
-
-
-def _fixture(name: str) -> Any:
-    return json.loads((NOTIFICATIONS / name).read_text())
-
-
-async def test_an_aws_s3_notification_of_a_png_without_a_content_type_is_processed(
-    bridge: Bridge,
-    publisher: EventPublisher,
-    file_events: TopicFollower,
-    local_storage: LocalStorage,
-    providers: dict[str, StorageProvider],
-    settings: Settings,
-    tenant: str,
-) -> None:
-    def aws(file_id: str, key: str, size: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-        document = _fixture("s3_aws_lambda_go_put_png.json")
-        obj = document["Records"][0]["s3"]["object"]
-        assert "contentType" not in obj  # AWS's records carry none
-        obj.update(key=key.replace(" ", "+"), size=size, versionId=uuid.uuid4().hex)
-        obj["urlDecodedKey"] = key
-        return json.dumps(document).encode(), []
-
-    await _notified_upload_is_processed(
-        publisher, file_events, local_storage, providers["s3"], settings, tenant, aws
-    )
-
-
-async def test_an_s3_event_through_eventbridge_is_processed(
-    bridge: Bridge,
-    publisher: EventPublisher,
-    file_events: TopicFollower,
-    local_storage: LocalStorage,
-    providers: dict[str, StorageProvider],
-    settings: Settings,
-    tenant: str,
-) -> None:
-    def eventbridge(file_id: str, key: str, size: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-        document = _fixture("eventbridge_object_created.json")
-        document["detail"]["object"].update(
-            key=key.replace(" ", "+"), size=size, sequencer=uuid.uuid4().hex[:18].upper()
-        )
-        return json.dumps(document).encode(), []
-
-    await _notified_upload_is_processed(
-        publisher, file_events, local_storage, providers["s3"], settings, tenant, eventbridge
-    )
-
-
-def _eventarc(file_id: str, key: str, size: int) -> dict[str, Any]:
-    event: dict[str, Any] = _fixture("eventarc_finalized.json")
-    event["id"] = uuid.uuid4().hex
-    event["subject"] = f"objects/{key}"
-    generation = str(uuid.uuid4().int % 10**16)
-    event["data"].update(name=key, size=str(size), generation=generation)
-    event["data"]["id"] = f"ferry-ingest/{key}/{generation}"
-    return event
-
-
-async def test_an_eventarc_cloudevent_of_an_upload_is_processed(
-    bridge: Bridge,
-    publisher: EventPublisher,
-    file_events: TopicFollower,
-    local_storage: LocalStorage,
-    providers: dict[str, StorageProvider],
-    settings: Settings,
-    tenant: str,
-) -> None:
-    def structured(file_id: str, key: str, size: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-        headers = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
-        return json.dumps(_eventarc(file_id, key, size)).encode(), headers
-
-    await _notified_upload_is_processed(
-        publisher, file_events, local_storage, providers["gcs"], settings, tenant, structured
-    )
-
-
-async def test_an_eventarc_cloudevent_in_binary_mode_is_processed(
-    bridge: Bridge,
-    publisher: EventPublisher,
-    file_events: TopicFollower,
-    local_storage: LocalStorage,
-    providers: dict[str, StorageProvider],
-    settings: Settings,
-    tenant: str,
-) -> None:
-    def binary(file_id: str, key: str, size: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-        event = _eventarc(file_id, key, size)
-        data = event.pop("data")
-        # The Kafka protocol binding of CloudEvents: attributes as `ce_` headers.
-        headers = [(f"ce_{name}", str(value).encode()) for name, value in event.items()]
-        headers.append(("content-type", b"application/json"))
-        return json.dumps(data).encode(), headers
-
-    await _notified_upload_is_processed(
-        publisher, file_events, local_storage, providers["gcs"], settings, tenant, binary
-    )
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ ENVELOPE = {"event_id", "event_type", "occurred_at", "tenant_id", "correlation_i
 CLASSES = {
     cls.EVENT_TYPE: cls
     for cls in vars(events).values()
-    if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event
+    if isinstance(cls, type) and issubclass(cls, events.Event) and "EVENT_TYPE" in vars(cls)
 }
 
 
