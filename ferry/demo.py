@@ -23,12 +23,12 @@ from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
 from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
 from ferry.contracts.topics import inbound_topic_for
+from ferry.contracts.workflows import tenant_monitoring_id
 from ferry.db import create_engine, create_sessionmaker, tenant_scope
 from ferry.processes import bridge_config, connect, event_ledger, run_meter
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
 from ferry.worker import ferry_worker
-from ferry.workflows import tenant_monitoring
 from ferry.workflows.tenant_monitoring import MonitoringState
 
 DEMO_TENANT = "demo"
@@ -150,7 +150,7 @@ async def _provision_demo_tenant(
 
 async def _show_usage(client: Client, processed: int, out: Console) -> None:
     """The tenant's usage as its monitoring workflow sees it, once the meter has counted."""
-    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(DEMO_TENANT))
+    monitoring = client.get_workflow_handle(tenant_monitoring_id(DEMO_TENANT))
     try:
         async with asyncio.timeout(20):
             while True:

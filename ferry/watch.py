@@ -9,7 +9,7 @@ from rich.filesize import decimal
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from ferry.workflows.file_migration import MigrationProgress
+from ferry.contracts.workflows import MigrationProgress
 
 
 def migration_workflow_id(name: str) -> str:

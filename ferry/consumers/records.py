@@ -259,14 +259,12 @@ class RecordHandler:
                 raise
             return Outcome.SIGNALLED
         try:
-            handle = await route.start(self.client, event, self.config.task_queues[route.queue])
+            await route.start(self.client, event, self.config.task_queues[route.queue])
         except WorkflowAlreadyStartedError:
-            # The run of this business key existed and closed: this event is done.
+            # The run of this business key is running, or existed and closed: this
+            # event is done.
             return Outcome.DUPLICATE
-        # With USE_EXISTING, a start of a running ID succeeds without starting;
-        # the server's response says which (the SDK keeps it on the handle).
-        response = getattr(handle, "_start_workflow_response", None)
-        return Outcome.STARTED if getattr(response, "started", True) else Outcome.DUPLICATE
+        return Outcome.STARTED
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         where = f"{record.topic}/{record.partition}@{record.offset}"

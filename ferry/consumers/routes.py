@@ -22,15 +22,32 @@ from temporalio.common import (
 
 from ferry.contracts.layout import Places
 from ferry.contracts.storage import BucketRef
-from ferry.workflows import (
-    file_migration,
-    file_sharing,
-    file_upload,
-    tenant_monitoring,
-    tenant_provisioning,
-    tenant_upgrade,
+from ferry.contracts.workflows import (
+    FILE_MIGRATION,
+    FILE_SHARING,
+    FILE_UPLOAD,
+    LIFECYCLE_SIGNAL,
+    PAYMENT_SIGNAL,
+    SHARE_REVOKE_SIGNAL,
+    TENANT_MONITORING,
+    TENANT_PROVISIONING,
+    TENANT_UPGRADE,
+    FileUploadInput,
+    LifecycleRequest,
+    MigrationRequest,
+    PaymentResult,
+    ShareRequest,
+    ShareRevocation,
+    TenantCreation,
+    UpgradeRequest,
+    file_migration_id,
+    file_share_id,
+    file_upload_id,
+    tenant_monitoring_id,
+    tenant_provisioning_id,
+    tenant_upgrade_id,
 )
-from ferry.workflows.common import search_attributes
+from ferry.contracts.workflows import search_attributes as run_attributes
 
 Event = dict[str, Any]
 T = TypeVar("T")
@@ -68,20 +85,21 @@ class Route:
         return self.refuse(event, places) if self.refuse is not None else None
 
     def search_attributes(self, event: Event) -> TypedSearchAttributes:
-        return search_attributes(str(event["tenant_id"]), event.get("file_id"))
+        return run_attributes(str(event["tenant_id"]), event.get("file_id"))
 
     async def start(
         self, client: Client, event: Event, task_queue: str
     ) -> WorkflowHandle[Any, Any]:
-        """Start the event's workflow: a second start of its ID is refused while
-        Temporal remembers a closed run, and joins a running one."""
+        """Start the event's workflow. A second start of its ID is refused, by
+        `WorkflowAlreadyStartedError`, while a run of it is running or Temporal
+        remembers a closed one: the caller counts that as a duplicate."""
         return await client.start_workflow(
             self.workflow,
             self.to_input(event),
             id=self.workflow_id(event),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=self.search_attributes(event),
             static_summary=self.summary(event),
         )
@@ -124,40 +142,38 @@ def _upload_refusal(e: Event, places: Places) -> str | None:
 
 
 # Avro cannot hold two fields named `source`: the migration's is `source_storage`.
-_migration = _converter(
-    file_migration.MigrationRequest, source=lambda e: BucketRef(**e["source_storage"])
-)
+_migration = _converter(MigrationRequest, source=lambda e: BucketRef(**e["source_storage"]))
 _payment = _converter(
-    tenant_upgrade.PaymentResult,
+    PaymentResult,
     succeeded=lambda e: e["event_type"] == "billing.payment_succeeded",
 )
 
 
-def _lifecycle(action: str) -> Callable[[Event], tenant_monitoring.LifecycleRequest]:
-    return _converter(tenant_monitoring.LifecycleRequest, action=lambda e: action)
+def _lifecycle(action: str) -> Callable[[Event], LifecycleRequest]:
+    return _converter(LifecycleRequest, action=lambda e: action)
 
 
 def _lifecycle_route(action: str) -> Route:
     return Route(
         Action.SIGNAL,
-        tenant_monitoring.WORKFLOW,
-        lambda e: tenant_monitoring.workflow_id(e["tenant_id"]),
+        TENANT_MONITORING,
+        lambda e: tenant_monitoring_id(e["tenant_id"]),
         Queue.TENANTS,
         _lifecycle(action),
         lambda e: f"{action} tenant {e['tenant_id']}",
-        signal=tenant_monitoring.LIFECYCLE_SIGNAL,
+        signal=LIFECYCLE_SIGNAL,
     )
 
 
 def _payment_route() -> Route:
     return Route(
         Action.SIGNAL,
-        tenant_upgrade.WORKFLOW,
-        lambda e: tenant_upgrade.workflow_id(e["tenant_id"], e["upgrade_id"]),
+        TENANT_UPGRADE,
+        lambda e: tenant_upgrade_id(e["tenant_id"], e["upgrade_id"]),
         Queue.TENANTS,
         _payment,
         lambda e: f"payment {e['payment_id']} for upgrade {e['upgrade_id']}",
-        signal=tenant_upgrade.PAYMENT_SIGNAL,
+        signal=PAYMENT_SIGNAL,
         required=("upgrade_id",),
     )
 
@@ -165,53 +181,53 @@ def _payment_route() -> Route:
 ROUTES: dict[str, Route] = {
     "file.uploaded": Route(
         Action.START,
-        file_upload.WORKFLOW,
-        lambda e: file_upload.workflow_id(e["tenant_id"], e["file_id"]),
+        FILE_UPLOAD,
+        lambda e: file_upload_id(e["tenant_id"], e["file_id"]),
         Queue.FILES,
-        _converter(file_upload.FileUploadInput),
+        _converter(FileUploadInput),
         lambda e: f"upload of {e['filename']!r} ({e['file_id']}) for tenant {e['tenant_id']}",
         refuse=_upload_refusal,
     ),
     "file.share_requested": Route(
         Action.START,
-        file_sharing.WORKFLOW,
-        lambda e: file_sharing.workflow_id(e["tenant_id"], e["share_id"]),
+        FILE_SHARING,
+        lambda e: file_share_id(e["tenant_id"], e["share_id"]),
         Queue.FILES,
-        _converter(file_sharing.ShareRequest),
+        _converter(ShareRequest),
         lambda e: f"share {e['share_id']} of file {e['file_id']} for tenant {e['tenant_id']}",
     ),
     "file.share_revocation_requested": Route(
         Action.SIGNAL,
-        file_sharing.WORKFLOW,
-        lambda e: file_sharing.workflow_id(e["tenant_id"], e["share_id"]),
+        FILE_SHARING,
+        lambda e: file_share_id(e["tenant_id"], e["share_id"]),
         Queue.FILES,
-        _converter(file_sharing.ShareRevocation),
+        _converter(ShareRevocation),
         lambda e: f"revoke share {e['share_id']}",
-        signal=file_sharing.REVOKE_SIGNAL,
+        signal=SHARE_REVOKE_SIGNAL,
     ),
     "file.migration_requested": Route(
         Action.START,
-        file_migration.WORKFLOW,
-        lambda e: file_migration.workflow_id(e["tenant_id"], e["migration_id"]),
+        FILE_MIGRATION,
+        lambda e: file_migration_id(e["tenant_id"], e["migration_id"]),
         Queue.FILES,
         _migration,
         lambda e: f"migration {e['migration_id']} for tenant {e['tenant_id']}",
     ),
     "tenant.creation_requested": Route(
         Action.START,
-        tenant_provisioning.WORKFLOW,
-        lambda e: tenant_provisioning.workflow_id(e["tenant_id"]),
+        TENANT_PROVISIONING,
+        lambda e: tenant_provisioning_id(e["tenant_id"]),
         Queue.TENANTS,
-        _converter(tenant_provisioning.TenantCreation),
+        _converter(TenantCreation),
         lambda e: f"provision tenant {e['tenant_id']} on the {e['plan']} plan",
         tenant_must_exist=False,
     ),
     "tenant.upgrade_requested": Route(
         Action.START,
-        tenant_upgrade.WORKFLOW,
-        lambda e: tenant_upgrade.workflow_id(e["tenant_id"], e["upgrade_id"]),
+        TENANT_UPGRADE,
+        lambda e: tenant_upgrade_id(e["tenant_id"], e["upgrade_id"]),
         Queue.TENANTS,
-        _converter(tenant_upgrade.UpgradeRequest),
+        _converter(UpgradeRequest),
         lambda e: f"upgrade tenant {e['tenant_id']} from {e['from_plan']} to {e['to_plan']}",
     ),
     "tenant.suspension_requested": _lifecycle_route("suspend"),

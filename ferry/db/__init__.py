@@ -17,7 +17,7 @@ from ferry.db.errors import (
 )
 from ferry.db.models import TENANT_TABLES, Base
 from ferry.db.permissions import Decision, PermissionReason, decide
-from ferry.db.repositories import MigrationItemData, MigrationProgress, Usage
+from ferry.db.repositories import MigrationProgress, Usage
 from ferry.db.scope import TenantScope, tenant_scope
 from ferry.db.session import create_engine, create_sessionmaker, tenant_session, validate_tenant_id
 
@@ -29,7 +29,6 @@ __all__ = [
     "FileNotFound",
     "InvalidTenantId",
     "InvalidTransition",
-    "MigrationItemData",
     "MigrationNotFound",
     "MigrationProgress",
     "NotFound",

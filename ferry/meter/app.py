@@ -20,9 +20,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.contracts.topics import FILE_EVENTS
+from ferry.contracts.workflows import USAGE_SIGNAL, tenant_monitoring_id
 from ferry.meter.usage import TenantUsage
 from ferry.schemas import EventDecodeError, decode
-from ferry.workflows.tenant_monitoring import USAGE_SIGNAL, workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class UsageMeter:
 
     async def signal(self, tenant_id: str, usage: TenantUsage, source_event_id: str) -> None:
         """Send the totals to the tenant's monitoring workflow, if it is running."""
-        handle = self.client.get_workflow_handle(workflow_id(tenant_id))
+        handle = self.client.get_workflow_handle(tenant_monitoring_id(tenant_id))
         try:
             await handle.signal(USAGE_SIGNAL, usage.update(tenant_id, source_event_id))
         except RPCError as exc:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ferry.contracts.ids import event_id_for
-from ferry.workflows.tenant_monitoring import USAGE_SIGNAL, UsageUpdate
+from ferry.contracts.workflows import USAGE_SIGNAL, UsageUpdate
 
 # How many of a tenant's last event IDs the meter remembers to drop re-deliveries.
 RECENT_EVENT_IDS = 200

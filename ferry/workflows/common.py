@@ -8,9 +8,6 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
 )
 from temporalio.exceptions import ApplicationError
 
@@ -22,9 +19,6 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.ids import event_id_for
     from ferry.contracts.policy import TenantPolicy
 
-TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
-FILE_ID = SearchAttributeKey.for_keyword("FileId")
-
 STORAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -35,14 +29,6 @@ DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), non_retryable_err
 # the storage back-off, at most 30 s between attempts; an event its schema refuses
 # (`InvalidEvent`, permanent) fails the workflow at once.
 EMIT_RETRY = STORAGE_RETRY
-
-
-def search_attributes(tenant_id: str, file_id: str | None = None) -> TypedSearchAttributes:
-    """`TenantId` and, where there is one, `FileId` (CONTRACT §5)."""
-    pairs = [SearchAttributePair(TENANT_ID, tenant_id)]
-    if file_id:
-        pairs.append(SearchAttributePair(FILE_ID, file_id))
-    return TypedSearchAttributes(pairs)
 
 
 async def call_db(

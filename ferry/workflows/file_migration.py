@@ -41,9 +41,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.layout import tenant_bucket
     from ferry.contracts.storage import BucketRef
+    from ferry.contracts.workflows import FILE_MIGRATION as WORKFLOW
+    from ferry.contracts.workflows import MigrationProgress, MigrationRequest
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit, failure_detail
 
-WORKFLOW = "file_migration_workflow"
 # A patch: a tenant's bucket is exactly `ferry-{tenant}` (on any provider). Runs from
 # before also took `ferry-{tenant}-*`, which is another tenant's bucket (tenant
 # `acme-archive` owns `ferry-acme-archive`).
@@ -51,8 +52,6 @@ OWN_BUCKET_ONLY = "own-bucket-only"
 SOURCE = "ferry.file-migration"
 # Copy batches running at once; a batch is `batch_size` objects.
 MAX_BATCHES_IN_FLIGHT = 4
-# Continue as new before the history passes this many events.
-HISTORY_LIMIT = 2_000
 # An object the target held already (same SHA-256): a rollback leaves it where it was.
 PRESENT_BEFORE = "in the target before the migration"
 # A batch that keeps failing is given up after these attempts; the migration rolls back.
@@ -62,46 +61,6 @@ COPY_RETRY = RetryPolicy(
     maximum_attempts=4,
     non_retryable_error_types=PERMANENT,
 )
-
-
-def workflow_id(tenant_id: str, migration_id: str) -> str:
-    return f"file-migration/{tenant_id}/{migration_id}"
-
-
-@dataclass
-class MigrationProgress:
-    """Where the migration is; carried across continue-as-new and shown by the `progress` query."""
-
-    phase: str = "starting"  # starting | listing | copying | cleaning up | completed | rolled back
-    page_token: str | None = None  # listing: the next page of the source
-    after_key: str | None = None  # copying: the last source key handed out
-    files_total: int = 0
-    bytes_total: int = 0
-    files_done: int = 0
-    bytes_done: int = 0
-    files_failed: int = 0
-    # Objects written to the target, and objects found there already verified.
-    written: int = 0
-    skipped: int = 0
-    runs: int = 1
-
-
-@dataclass
-class MigrationRequest:
-    """A `file.migration_requested` event."""
-
-    event_id: str
-    tenant_id: str
-    migration_id: str
-    source: BucketRef
-    target: BucketRef
-    prefix: str | None = None
-    batch_size: int = 100
-    delete_source: bool = False
-    correlation_id: str | None = None
-    # Set by the workflow itself when it continues as new.
-    progress: MigrationProgress | None = None
-    history_limit: int = HISTORY_LIMIT
 
 
 @dataclass

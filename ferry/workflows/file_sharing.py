@@ -25,11 +25,12 @@ with workflow.unsafe.imports_passed_through():
         NotificationRequested,
         ShareEvent,
     )
+    from ferry.contracts.workflows import FILE_SHARING as WORKFLOW
+    from ferry.contracts.workflows import SHARE_REVOKE_SIGNAL as REVOKE_SIGNAL
+    from ferry.contracts.workflows import ShareRequest, ShareRevocation
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
     from ferry.workflows.dedupe import SeenEvents
 
-WORKFLOW = "file_sharing_workflow"
-REVOKE_SIGNAL = "share_revocation_requested"
 SOURCE = "ferry.file-sharing"
 SHARED_TEMPLATE = "file-shared"
 # The longest a signed URL may live on every provider (S3 and GCS allow 7 days):
@@ -45,37 +46,6 @@ _REFUSALS = {
     "not_member": "the sharer is not a member of the tenant",
     "insufficient_role": "the sharer's role may not share this file",
 }
-
-
-def workflow_id(tenant_id: str, share_id: str) -> str:
-    return f"file-share/{tenant_id}/{share_id}"
-
-
-@dataclass
-class ShareRequest:
-    """A `file.share_requested` event."""
-
-    event_id: str
-    tenant_id: str
-    share_id: str
-    file_id: str
-    shared_by: str
-    grantee_type: str  # user | email | tenant | public_link
-    permission: str  # view | download | edit
-    notify: bool = False
-    grantee: str | None = None
-    expires_at: datetime | None = None
-    message: str | None = None
-    correlation_id: str | None = None
-
-
-@dataclass
-class ShareRevocation:
-    """A `file.share_revocation_requested` event, sent to the share's workflow as a signal."""
-
-    event_id: str
-    share_id: str
-    revoked_by: str
 
 
 @dataclass

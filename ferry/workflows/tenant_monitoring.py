@@ -31,42 +31,18 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.policy import TenantPolicy
     from ferry.contracts.storage import BucketRef
+    from ferry.contracts.workflows import (
+        LIFECYCLE_SIGNAL,
+        PLAN_SIGNAL,
+        USAGE_SIGNAL,
+        LifecycleRequest,
+        UsageUpdate,
+    )
+    from ferry.contracts.workflows import TENANT_MONITORING as WORKFLOW
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
     from ferry.workflows.dedupe import SeenEvents
 
-WORKFLOW = "tenant_monitoring_workflow"
 SOURCE = "ferry.tenant-monitoring"
-LIFECYCLE_SIGNAL = "lifecycle_requested"
-USAGE_SIGNAL = "usage_updated"
-PLAN_SIGNAL = "plan_changed"
-
-
-def workflow_id(tenant_id: str) -> str:
-    return f"tenant-monitoring/{tenant_id}"
-
-
-@dataclass
-class LifecycleRequest:
-    """A `tenant.suspension_requested`, `.reactivation_requested` or `.deletion_requested` event."""
-
-    event_id: str
-    action: str  # suspend | reactivate | delete
-    requested_by: str
-    reason: str | None = None
-
-
-@dataclass
-class UsageUpdate:
-    """The tenant's running totals, from the usage meter (`ferry meter`).
-
-    `event_id` is deterministic in the event that moved the totals, so a
-    meter that re-reads its topic after a crash sends repeats the workflow
-    ignores.
-    """
-
-    event_id: str
-    files: int
-    bytes: int
 
 
 @dataclass

@@ -36,17 +36,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.policy import TenantPolicy
     from ferry.contracts.storage import BucketRef
-    from ferry.workflows import tenant_monitoring
+    from ferry.contracts.workflows import TENANT_PROVISIONING as WORKFLOW
+    from ferry.contracts.workflows import TenantCreation, search_attributes, tenant_monitoring_id
     from ferry.workflows.common import (
         call_db,
         emit,
         failure_detail,
-        search_attributes,
         tenant_policy,
     )
     from ferry.workflows.tenant_monitoring import MonitoringInput, TenantMonitoringWorkflow
 
-WORKFLOW = "tenant_provisioning_workflow"
 SOURCE = "ferry.tenant-provisioning"
 # A tenant slug (CONTRACT §2), short enough that `ferry-{slug}` is a valid bucket name.
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,56}")
@@ -62,29 +61,9 @@ SETUP_RETRY = RetryPolicy(
 )
 
 
-def workflow_id(tenant_id: str) -> str:
-    return f"tenant-provisioning/{tenant_id}"
-
-
 def bucket_for(tenant_id: str) -> str:
     """The tenant's own bucket, container or directory (CONTRACT §6)."""
     return f"ferry-{tenant_id}"
-
-
-@dataclass
-class TenantCreation:
-    """A `tenant.creation_requested` event."""
-
-    event_id: str
-    tenant_id: str
-    name: str
-    plan: str  # free | pro | enterprise
-    region: str
-    admin_email: str
-    storage_provider: str  # local | s3 | gcs | azure
-    correlation_id: str | None = None
-    # The tenant service's settings; read from the worker's when not given.
-    policy: TenantPolicy | None = None
 
 
 @dataclass
@@ -244,7 +223,7 @@ class TenantProvisioningWorkflow:
             await workflow.start_child_workflow(
                 TenantMonitoringWorkflow.run,
                 MonitoringInput(request.tenant_id, policy),
-                id=tenant_monitoring.workflow_id(request.tenant_id),
+                id=tenant_monitoring_id(request.tenant_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=search_attributes(request.tenant_id),
                 static_summary=f"monitoring of tenant {request.tenant_id}",

@@ -28,52 +28,26 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.ids import event_id_for
     from ferry.contracts.plans import CURRENCY, is_upgrade, upgrade_price
     from ferry.contracts.policy import TenantPolicy
+    from ferry.contracts.workflows import (
+        PAYMENT_SIGNAL,
+        PLAN_SIGNAL,
+        PaymentResult,
+        UpgradeRequest,
+        search_attributes,
+        tenant_monitoring_id,
+    )
+    from ferry.contracts.workflows import TENANT_PLAN_CHANGE as PLAN_CHANGE_WORKFLOW
+    from ferry.contracts.workflows import TENANT_UPGRADE as WORKFLOW
     from ferry.workflows import tenant_monitoring
     from ferry.workflows.common import (
         call_db,
         emit,
         failure_detail,
-        search_attributes,
         tenant_policy,
     )
     from ferry.workflows.dedupe import SeenEvents
 
-WORKFLOW = "tenant_upgrade_workflow"
-PLAN_CHANGE_WORKFLOW = "tenant_plan_change_workflow"
-PAYMENT_SIGNAL = "payment_result"
 SOURCE = "ferry.tenant-upgrade"
-
-
-def workflow_id(tenant_id: str, upgrade_id: str) -> str:
-    return f"tenant-upgrade/{tenant_id}/{upgrade_id}"
-
-
-@dataclass
-class UpgradeRequest:
-    """A `tenant.upgrade_requested` event."""
-
-    event_id: str
-    tenant_id: str
-    upgrade_id: str
-    from_plan: str
-    to_plan: str
-    requested_by: str
-    correlation_id: str | None = None
-    # The tenant service's settings; read from the worker's when not given.
-    policy: TenantPolicy | None = None
-
-
-@dataclass
-class PaymentResult:
-    """A `billing.payment_succeeded` or `billing.payment_failed` event, as a signal."""
-
-    event_id: str
-    payment_id: str
-    succeeded: bool
-    upgrade_id: str | None = None
-    amount_minor: int | None = None
-    currency: str | None = None
-    reason: str | None = None
 
 
 @dataclass
@@ -114,12 +88,10 @@ class TenantPlanChangeWorkflow:
             DatabaseActivities.apply_tenant_plan,
             ApplyPlanInput(change.tenant_id, TenantPlan(change.plan)),
         )
-        monitoring = workflow.get_external_workflow_handle(
-            tenant_monitoring.workflow_id(change.tenant_id)
-        )
+        monitoring = workflow.get_external_workflow_handle(tenant_monitoring_id(change.tenant_id))
         try:
             await monitoring.signal(
-                tenant_monitoring.PLAN_SIGNAL,
+                PLAN_SIGNAL,
                 tenant_monitoring.PlanChange(change.event_id, change.plan),
             )
         except ApplicationError as err:

@@ -33,8 +33,9 @@ from ferry.contracts.enums import (
     TenantPlan,
     TenantStatus,
 )
+from ferry.contracts.migrations import MigrationItem
 from ferry.contracts.storage import StorageRef, Thumbnail
-from ferry.db import MigrationItemData, create_engine, create_sessionmaker, tenant_scope
+from ferry.db import create_engine, create_sessionmaker, tenant_scope
 from ferry.db.migrate import alembic_config, upgrade
 from ferry.db.models import Base
 
@@ -240,7 +241,7 @@ async def seed_tenant(sessionmaker: async_sessionmaker[AsyncSession], tenant_id:
         )
         await db.migrations.record_items(
             seeded.migration_id,
-            [MigrationItemData(original.key, MigrationItemState.PENDING, file_id=seeded.file_id)],
+            [MigrationItem(original.key, MigrationItemState.PENDING, file_id=seeded.file_id)],
         )
         await db.events.mark("ferry-bridge", str(uuid.uuid4()), "file.uploaded")
         now = datetime.now(UTC).replace(microsecond=0)

@@ -29,13 +29,13 @@ from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
 from ferry.consumers.records import Ledger
 from ferry.contracts.topics import INBOUND_TOPICS, STORAGE_NOTIFICATIONS
+from ferry.contracts.workflows import file_upload_id
 from ferry.db.ledger import EventLedger
 from ferry.demo import ensure_tenant, stage_upload
 from ferry.devstack import Stack
 from ferry.processes import bridge_client, bridge_config
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
-from ferry.workflows import file_upload
 
 pytestmark = pytest.mark.stack
 
@@ -103,7 +103,7 @@ def upload_event(tenant: str, filename: str) -> dict[str, Any]:
 
 
 def upload_workflow_id(event: dict[str, Any]) -> str:
-    return file_upload.workflow_id(event["tenant_id"], event["file_id"])
+    return file_upload_id(event["tenant_id"], event["file_id"])
 
 
 async def terminate_uploads(client: Client, events: list[dict[str, Any]]) -> None:

@@ -17,10 +17,10 @@ from upstream import event, owner, provision, send
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
+from ferry.contracts.workflows import file_share_id
 from ferry.demo import EICAR, stage_upload
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
-from ferry.workflows import file_sharing
 
 pytestmark = pytest.mark.stack
 
@@ -124,7 +124,7 @@ async def test_a_public_link_downloads_the_file_until_it_expires(
         assert datetime.now(UTC) >= expires_at
         assert (await http.get(url)).status_code == 403
 
-    handle = client.get_workflow_handle(file_sharing.workflow_id(tenant, share["share_id"]))
+    handle = client.get_workflow_handle(file_share_id(tenant, share["share_id"]))
     outcome = await handle.result()
     assert outcome["status"] == "expired"
 
@@ -158,7 +158,7 @@ async def test_a_revoked_share_ends_with_file_share_revoked(
     [revoked] = await file_events.wait_for(lambda e: e.get("share_id") == share["share_id"])
     assert revoked["event_type"] == "file.share_revoked"
     assert revoked["grantee"] == "friend@elsewhere.example"
-    handle = client.get_workflow_handle(file_sharing.workflow_id(tenant, share["share_id"]))
+    handle = client.get_workflow_handle(file_share_id(tenant, share["share_id"]))
     outcome = await handle.result()
     assert (outcome["status"], outcome["detail"]) == ("revoked", f"revoked by {owner(tenant)}")
 
@@ -168,9 +168,7 @@ async def _refused(
 ) -> str:
     """Send the share; it must end refused with nothing on the topic; the reason."""
     await send(publisher, share)
-    handle = client.get_workflow_handle(
-        file_sharing.workflow_id(share["tenant_id"], share["share_id"])
-    )
+    handle = client.get_workflow_handle(file_share_id(share["tenant_id"], share["share_id"]))
     async with asyncio.timeout(30):
         while True:
             try:

@@ -26,12 +26,12 @@ from ferry.consumers.tail import TopicFollower
 from ferry.contracts.enums import TenantPlan, TenantStatus
 from ferry.contracts.plans import limits_for
 from ferry.contracts.policy import TenantPolicy
+from ferry.contracts.workflows import USAGE_SIGNAL, tenant_monitoring_id
 from ferry.db import tenant_scope
 from ferry.demo import stage_upload
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage, StorageProvider, providers_from_env
 from ferry.worker import ferry_worker
-from ferry.workflows import tenant_monitoring
 from ferry.workflows.tenant_monitoring import MonitoringState, UsageUpdate
 
 pytestmark = pytest.mark.stack
@@ -60,7 +60,7 @@ async def notifications(settings: Settings) -> AsyncIterator[TopicFollower]:
 
 
 async def _monitoring_state(client: Client, tenant: str) -> MonitoringState:
-    handle = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
+    handle = client.get_workflow_handle(tenant_monitoring_id(tenant))
     state: MonitoringState = await handle.query("state", result_type=MonitoringState)
     return state
 
@@ -128,7 +128,7 @@ async def test_a_tenant_is_provisioned_end_to_end(
     finally:
         await azure.close()
 
-    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
+    monitoring = client.get_workflow_handle(tenant_monitoring_id(tenant))
     assert (await monitoring.describe()).status == WorkflowExecutionStatus.RUNNING
     state = await monitoring.query("state", result_type=MonitoringState)
     assert (state.status, state.plan) == ("active", "pro")
@@ -177,7 +177,7 @@ async def test_a_provisioning_whose_storage_fails_leaves_nothing_behind(
     )
     assert failed["event_type"] == "tenant.provisioning_failed"
     assert failed["detail"] == result.detail
-    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
+    monitoring = client.get_workflow_handle(tenant_monitoring_id(tenant))
     with pytest.raises(Exception, match="not found"):
         await monitoring.describe()
 
@@ -327,12 +327,10 @@ async def test_a_tenant_over_quota_has_its_next_upload_rejected(
     tenant = _new_tenant()
     assert (await provision(client, task_queue, tenant)).status == "provisioned"
     quota = limits_for(TenantPlan.FREE).quota_bytes
-    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
+    monitoring = client.get_workflow_handle(tenant_monitoring_id(tenant))
 
     # What the usage meter sends when the tenant's processed files pass the quota.
-    await monitoring.signal(
-        tenant_monitoring.USAGE_SIGNAL, UsageUpdate(str(uuid.uuid4()), 3, quota + 1)
-    )
+    await monitoring.signal(USAGE_SIGNAL, UsageUpdate(str(uuid.uuid4()), 3, quota + 1))
 
     [exceeded] = await tenant_events.wait_for(
         lambda e: e["tenant_id"] == tenant and e["event_type"] == "tenant.quota_exceeded"
@@ -438,7 +436,7 @@ async def test_deletion_after_its_grace_period_removes_the_tenants_data(
     assert await _tenant_row(sessionmaker, tenant) is None
     assert not (await local_storage.list(bucket)).items
     assert not (await local_storage.list(settings.ingest_bucket, f"tenants/{tenant}/")).items
-    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
+    monitoring = client.get_workflow_handle(tenant_monitoring_id(tenant))
     await monitoring.result()
     assert (await monitoring.describe()).status == WorkflowExecutionStatus.COMPLETED
     assert deleted["source"] == "ferry.tenant-monitoring"

@@ -13,11 +13,11 @@ from temporalio.client import Client
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
+from ferry.contracts.workflows import file_upload_id
 from ferry.demo import stage_upload
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
 from ferry.telemetry import configure_tracing
-from ferry.workflows import file_upload
 
 pytestmark = pytest.mark.stack
 
@@ -55,7 +55,7 @@ async def test_one_trace_id_follows_an_upload_from_its_record_to_file_processed(
     assert emitted != upstream  # a span of the workflow's activity, not the upstream one
     # The event is on the topic a moment before the activity that sent it returns and its span
     # ends; the workflow's own completion comes after that.
-    await client.get_workflow_handle(file_upload.workflow_id(tenant, upload["file_id"])).result()
+    await client.get_workflow_handle(file_upload_id(tenant, upload["file_id"])).result()
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     provider.force_flush()

@@ -28,12 +28,21 @@ from waiting import eventually
 from ferry.config import Settings, get_settings
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import BucketRef, StorageRef
+from ferry.contracts.workflows import (
+    LIFECYCLE_SIGNAL,
+    PAYMENT_SIGNAL,
+    SHARE_REVOKE_SIGNAL,
+    USAGE_SIGNAL,
+    file_migration_id,
+    file_share_id,
+    tenant_monitoring_id,
+    tenant_upgrade_id,
+)
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
 from ferry.processes import connect
 from ferry.storage import LocalStorage
 from ferry.worker import ferry_worker
-from ferry.workflows import file_migration, file_sharing, tenant_monitoring, tenant_upgrade
 from ferry.workflows.file_migration import FileMigrationWorkflow, MigrationRequest
 from ferry.workflows.file_sharing import FileSharingWorkflow, ShareRequest, ShareRevocation
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
@@ -140,16 +149,14 @@ async def record_tenant_life(client: Client, settings: Settings, queue: str) -> 
     provisioning = await provision(client, queue, tenant, policy)
     await provisioning.result()
     await save(provisioning, "tenant_provisioning_provisioned")
-    monitoring = client.get_workflow_handle(tenant_monitoring.workflow_id(tenant))
+    monitoring = client.get_workflow_handle(tenant_monitoring_id(tenant))
     first_run = (await monitoring.describe()).run_id
-    await monitoring.signal(tenant_monitoring.USAGE_SIGNAL, UsageUpdate("usage-1", 1, 10**13))
+    await monitoring.signal(USAGE_SIGNAL, UsageUpdate("usage-1", 1, 10**13))
     while (await monitoring.describe()).run_id == first_run:
         await asyncio.sleep(0.5)
     await save(client.get_workflow_handle(monitoring.id, run_id=first_run), "tenant_monitoring_run")
     for action in ("suspend", "reactivate", "delete"):
-        await monitoring.signal(
-            tenant_monitoring.LIFECYCLE_SIGNAL, LifecycleRequest(action, action, "recorder")
-        )
+        await monitoring.signal(LIFECYCLE_SIGNAL, LifecycleRequest(action, action, "recorder"))
     await monitoring.result()
     await save(monitoring, "tenant_monitoring_deleted")
 
@@ -171,15 +178,15 @@ async def record_upgrades(client: Client, settings: Settings, queue: str) -> Non
                 requested_by="recorder",
                 policy=policy,
             ),
-            id=tenant_upgrade.workflow_id(tenant, upgrade_id),
+            id=tenant_upgrade_id(tenant, upgrade_id),
             task_queue=queue,
         )
         await eventually(
             lambda: stage_is(handle, "awaiting payment"), "the payment wait", timeout=60
         )
         if payment is not None:
-            await handle.signal(tenant_upgrade.PAYMENT_SIGNAL, payment)
-            await handle.signal(tenant_upgrade.PAYMENT_SIGNAL, payment)
+            await handle.signal(PAYMENT_SIGNAL, payment)
+            await handle.signal(PAYMENT_SIGNAL, payment)
         await handle.result()
         return handle
 
@@ -248,15 +255,13 @@ async def record_files(client: Client, settings: Settings, queue: str) -> None:
         handle = await client.start_workflow(
             FileSharingWorkflow.run,
             request,
-            id=file_sharing.workflow_id(tenant, name),
+            id=file_share_id(tenant, name),
             task_queue=queue,
         )
         if revoke:
             while (await handle.query("status")).startswith(("checking", "recording", "signing")):
                 await asyncio.sleep(0.05)
-            await handle.signal(
-                file_sharing.REVOKE_SIGNAL, ShareRevocation("revoke-1", name, "recorder")
-            )
+            await handle.signal(SHARE_REVOKE_SIGNAL, ShareRevocation("revoke-1", name, "recorder"))
         await handle.result()
         await save(handle, f"file_sharing_{name}")
 
@@ -277,7 +282,7 @@ async def record_files(client: Client, settings: Settings, queue: str) -> None:
         handle = await client.start_workflow(
             FileMigrationWorkflow.run,
             request,
-            id=file_migration.workflow_id(tenant, name),
+            id=file_migration_id(tenant, name),
             task_queue=queue,
         )
         await handle.result()

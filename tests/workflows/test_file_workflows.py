@@ -73,8 +73,8 @@ from ferry.contracts.enums import (
 )
 from ferry.contracts.ids import event_id_for
 from ferry.contracts.storage import BucketRef, StorageRef
+from ferry.contracts.workflows import MIGRATION_HISTORY_LIMIT, file_migration_id, file_share_id
 from ferry.db.permissions import PermissionReason
-from ferry.workflows import file_migration, file_sharing
 from ferry.workflows.file_migration import (
     COPY_RETRY,
     MAX_BATCHES_IN_FLIGHT,
@@ -428,7 +428,7 @@ async def share_outcome(
         return await env.client.execute_workflow(
             FileSharingWorkflow.run,
             share,
-            id=file_sharing.workflow_id(share.tenant_id, share.share_id),
+            id=file_share_id(share.tenant_id, share.share_id),
             task_queue=queue,
         )
 
@@ -440,7 +440,7 @@ async def test_a_public_link_lives_at_most_seven_days_then_expires_and_is_announ
     fakes = FakeActivities(a_tenant_id())
     started = await env.get_current_time()
     share = a_share(fakes, "public_link", expires_at=started + timedelta(days=30))
-    workflow_id = file_sharing.workflow_id(share.tenant_id, share.share_id)
+    workflow_id = file_share_id(share.tenant_id, share.share_id)
 
     async with file_worker(env, fakes) as queue:
         handle = await env.client.start_workflow(
@@ -499,7 +499,7 @@ async def test_an_email_share_notifies_the_grantee_and_one_revocation_ends_it(
     share = a_share(
         fakes, "email", grantee="bob@example.com", notify=True, message="The Q3 numbers"
     )
-    workflow_id = file_sharing.workflow_id(share.tenant_id, share.share_id)
+    workflow_id = file_share_id(share.tenant_id, share.share_id)
     revocation = ShareRevocation(str(uuid.uuid4()), share.share_id, revoked_by="u-2")
 
     async with file_worker(env, fakes) as queue:
@@ -620,7 +620,7 @@ def a_migration(
     *,
     batch_size: int = 5,
     delete_source: bool = False,
-    history_limit: int = file_migration.HISTORY_LIMIT,
+    history_limit: int = MIGRATION_HISTORY_LIMIT,
     source: str | None = None,
     target: str | None = None,
 ) -> MigrationRequest:
@@ -646,7 +646,7 @@ async def migrate(
         handle = await env.client.start_workflow(
             FileMigrationWorkflow.run,
             request,
-            id=file_migration.workflow_id(request.tenant_id, request.migration_id),
+            id=file_migration_id(request.tenant_id, request.migration_id),
             task_queue=queue,
         )
         result = await handle.result()
@@ -670,7 +670,7 @@ async def test_a_migration_lists_copies_in_bounded_parallel_batches_verifies_and
     )
     originals = dict(source_of(fakes))
     request = a_migration(fakes.tenant_id, batch_size=5)
-    workflow_id = file_migration.workflow_id(request.tenant_id, request.migration_id)
+    workflow_id = file_migration_id(request.tenant_id, request.migration_id)
 
     result, progress = await migrate(time_skipping_env, fakes, request)
 
@@ -759,7 +759,7 @@ async def test_a_batch_that_keeps_failing_rolls_the_whole_migration_back(
         else None
     )
     request = a_migration(fakes.tenant_id, batch_size=5)
-    workflow_id = file_migration.workflow_id(request.tenant_id, request.migration_id)
+    workflow_id = file_migration_id(request.tenant_id, request.migration_id)
 
     result, progress = await migrate(time_skipping_env, fakes, request)
 
@@ -801,7 +801,7 @@ async def test_a_long_migration_continues_as_new_and_copies_each_object_once(
     fakes = FakeActivities(a_tenant_id(), objects=60, page_size=5)
     originals = dict(source_of(fakes))
     request = a_migration(fakes.tenant_id, batch_size=2, history_limit=40)
-    workflow_id = file_migration.workflow_id(request.tenant_id, request.migration_id)
+    workflow_id = file_migration_id(request.tenant_id, request.migration_id)
 
     async with file_worker(env, fakes) as queue:
         handle = await env.client.start_workflow(
@@ -864,7 +864,7 @@ async def test_a_migration_naming_another_tenants_bucket_is_refused_before_it_st
         source=None if source is None else source.format(own=own),
         target=None if target is None else target.format(own=own),
     )
-    workflow_id = file_migration.workflow_id(request.tenant_id, request.migration_id)
+    workflow_id = file_migration_id(request.tenant_id, request.migration_id)
 
     result, _ = await migrate(time_skipping_env, fakes, request)
 

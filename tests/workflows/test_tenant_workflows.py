@@ -49,9 +49,14 @@ from ferry.contracts.ids import event_id_for
 from ferry.contracts.plans import GiB, limits_for, upgrade_price
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import BucketRef
+from ferry.contracts.workflows import (
+    TENANT_ID,
+    tenant_monitoring_id,
+    tenant_provisioning_id,
+    tenant_upgrade_id,
+)
 from ferry.worker import TENANT_WORKFLOWS
-from ferry.workflows import tenant_monitoring, tenant_provisioning, tenant_upgrade
-from ferry.workflows.common import TENANT_ID
+from ferry.workflows import tenant_provisioning
 from ferry.workflows.tenant_monitoring import (
     LifecycleRequest,
     MonitoringInput,
@@ -320,7 +325,7 @@ async def stop_monitoring(env: WorkflowEnvironment, tenant_id: str) -> None:
     Terminated with an activity or a workflow task in flight, a workflow leaves the
     test server unable to skip time again, for every later test.
     """
-    handle = env.client.get_workflow_handle(tenant_monitoring.workflow_id(tenant_id))
+    handle = env.client.get_workflow_handle(tenant_monitoring_id(tenant_id))
 
     async def running() -> bool:
         try:
@@ -366,7 +371,7 @@ async def provision(
         return await env.client.execute_workflow(
             TenantProvisioningWorkflow.run,
             request,
-            id=tenant_provisioning.workflow_id(request.tenant_id),
+            id=tenant_provisioning_id(request.tenant_id),
             task_queue=queue,
         )
 
@@ -386,14 +391,14 @@ async def test_a_new_tenant_gets_rows_and_bucket_together_then_monitoring_and_a_
     tenant_id = a_tenant_id()
     fakes = FakeActivities(tenant_id)
     request = creation(tenant_id)
-    workflow_id = tenant_provisioning.workflow_id(tenant_id)
+    workflow_id = tenant_provisioning_id(tenant_id)
 
     async with tenant_worker(env, fakes) as queue:
         result = await env.client.execute_workflow(
             TenantProvisioningWorkflow.run, request, id=workflow_id, task_queue=queue
         )
         monitoring = env.client.get_workflow_handle_for(
-            TenantMonitoringWorkflow.run, tenant_monitoring.workflow_id(tenant_id)
+            TenantMonitoringWorkflow.run, tenant_monitoring_id(tenant_id)
         )
         await eventually(
             lambda: fakes.published("tenant.usage_reported"), "the first usage measurement"
@@ -447,13 +452,13 @@ async def assert_reported_failure(
     [failed] = fakes.events
     assert failed["event_type"] == "tenant.provisioning_failed"
     assert failed["event_id"] == event_id_for(
-        tenant_provisioning.workflow_id(fakes.tenant_id), "tenant.provisioning_failed"
+        tenant_provisioning_id(fakes.tenant_id), "tenant.provisioning_failed"
     )
     assert failed["detail"] == result.detail
     assert failed["storage"] == {"provider": "local", "bucket": f"ferry-{fakes.tenant_id}"}
     assert result.events == [failed["event_id"]]
     assert fakes.requests("set_tenant_status") == []
-    await assert_not_started(env, tenant_monitoring.workflow_id(fakes.tenant_id))
+    await assert_not_started(env, tenant_monitoring_id(fakes.tenant_id))
 
 
 @pytest.mark.parametrize(
@@ -549,7 +554,7 @@ def payment(
 
 
 def upgrade_workflow_id(request: UpgradeRequest) -> str:
-    return tenant_upgrade.workflow_id(request.tenant_id, request.upgrade_id)
+    return tenant_upgrade_id(request.tenant_id, request.upgrade_id)
 
 
 async def start_upgrade(
@@ -894,7 +899,7 @@ async def start_monitoring(
     return await env.client.start_workflow(
         TenantMonitoringWorkflow.run,
         MonitoringInput(tenant_id, policy),
-        id=tenant_monitoring.workflow_id(tenant_id),
+        id=tenant_monitoring_id(tenant_id),
         task_queue=queue,
     )
 
@@ -913,7 +918,7 @@ async def test_monitoring_measures_every_interval_and_continues_as_new_before_hi
     fakes = FakeActivities(tenant_id, tenant=a_tenant(tenant_id))
     fakes.files, fakes.bytes, fakes.stored_bytes = 12, 3_000, 4_000
     policy = TenantPolicy(usage_interval_seconds=60, history_limit=150)
-    workflow_id = tenant_monitoring.workflow_id(tenant_id)
+    workflow_id = tenant_monitoring_id(tenant_id)
 
     async with tenant_worker(env, fakes) as queue:
         monitoring = await start_monitoring(env, queue, tenant_id, policy)
@@ -956,7 +961,7 @@ async def test_usage_over_quota_marks_the_tenant_once_and_lifts_the_mark_when_it
     fakes = FakeActivities(tenant_id, tenant=a_tenant(tenant_id))  # free: 5 GiB
     fakes.files, fakes.bytes = 100, 1 * GiB
     policy = TenantPolicy(usage_interval_seconds=60)
-    workflow_id = tenant_monitoring.workflow_id(tenant_id)
+    workflow_id = tenant_monitoring_id(tenant_id)
     quota = limits_for(TenantPlan.FREE)
 
     async with tenant_worker(env, fakes) as queue:
@@ -1019,7 +1024,7 @@ async def test_a_tenant_is_suspended_reactivated_and_deleted_only_after_its_grac
     fakes = FakeActivities(tenant_id, tenant=a_tenant(tenant_id))
     grace = 24 * 3600
     policy = TenantPolicy(deletion_grace_seconds=grace, providers=["local", "s3"])
-    workflow_id = tenant_monitoring.workflow_id(tenant_id)
+    workflow_id = tenant_monitoring_id(tenant_id)
 
     def statuses() -> list[tuple[str, str | None]]:
         return [(str(r.status), r.reason) for r in fakes.requests("set_tenant_status")]

@@ -29,7 +29,6 @@ from ferry.activities.database.files import (
 from ferry.activities.database.migrations import (
     FinishMigrationInput,
     MigrationDbActivities,
-    MigrationItem,
     MigrationItemsInput,
     MigrationItemsPage,
     MigrationItemsQuery,
@@ -72,6 +71,7 @@ from ferry.activities.database.usage import (
     UsageMeasurement,
     UsageReport,
 )
+from ferry.contracts.migrations import MigrationItem
 from ferry.contracts.storage import Thumbnail
 
 

@@ -13,7 +13,8 @@ from temporalio import activity
 
 from ferry.activities.database.base import TenantScopedActivities
 from ferry.contracts.enums import MigrationItemState, MigrationState
-from ferry.db import MigrationItemData, MigrationProgress
+from ferry.contracts.migrations import MigrationItem
+from ferry.db import MigrationProgress
 from ferry.db import models as m
 
 
@@ -52,19 +53,6 @@ class MigrationRecord:
 class StartMigrationResult:
     migration: MigrationRecord
     created: bool
-
-
-@dataclass
-class MigrationItem:
-    """One object of a migration; `target_key` defaults to `source_key`."""
-
-    source_key: str
-    state: MigrationItemState
-    target_key: str | None = None
-    file_id: str | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    detail: str | None = None
 
 
 @dataclass
@@ -197,20 +185,8 @@ class MigrationDbActivities(TenantScopedActivities):
     @activity.defn(name="record_migration_items")
     async def record_migration_items(self, request: MigrationItemsInput) -> MigrationProgressRecord:
         """Store a batch's progress; files of verified copies now point at the target."""
-        items = [
-            MigrationItemData(
-                source_key=i.source_key,
-                state=i.state,
-                target_key=i.target_key,
-                file_id=i.file_id,
-                size_bytes=i.size_bytes,
-                sha256=i.sha256,
-                detail=i.detail,
-            )
-            for i in request.items
-        ]
         async with self._scope(request.tenant_id) as db:
-            progress = await db.migrations.record_items(request.migration_id, items)
+            progress = await db.migrations.record_items(request.migration_id, request.items)
         return _progress(request.tenant_id, request.migration_id, progress)
 
     @activity.defn(name="pending_migration_keys")

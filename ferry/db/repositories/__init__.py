@@ -13,7 +13,6 @@ from ferry.db.repositories.events import ProcessedEventRepository
 from ferry.db.repositories.files import FileRepository, Usage
 from ferry.db.repositories.migrations import (
     FileMigrationRepository,
-    MigrationItemData,
     MigrationProgress,
 )
 from ferry.db.repositories.shares import ShareRepository
@@ -24,7 +23,6 @@ from ferry.db.repositories.users import UserRepository
 __all__ = [
     "FileMigrationRepository",
     "FileRepository",
-    "MigrationItemData",
     "MigrationProgress",
     "ProcessedEventRepository",
     "ShareRepository",

@@ -10,22 +10,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ferry.contracts.enums import MigrationItemState, MigrationState
+from ferry.contracts.migrations import MigrationItem
 from ferry.db.errors import InvalidTransition, MigrationNotFound
 from ferry.db.models import File, FileMigration, FileMigrationItem
 from ferry.db.repositories.base import Repository, _table, _upsert
-
-
-@dataclass(frozen=True)
-class MigrationItemData:
-    """What a migration knows about one object; `target_key` defaults to the source key."""
-
-    source_key: str
-    state: MigrationItemState
-    target_key: str | None = None
-    file_id: str | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +70,7 @@ class FileMigrationRepository(Repository):
         return await self.require(migration_id), created
 
     async def record_items(
-        self, migration_id: str, items: Sequence[MigrationItemData]
+        self, migration_id: str, items: Sequence[MigrationItem]
     ) -> MigrationProgress:
         """Upsert the items' progress; files of verified items now point at the target.
 

@@ -1,0 +1,176 @@
+"""The steps of `file_upload_workflow` that stand alone: the media activities, the move,
+and what ends an upload as rejected. Workflow code: called from the workflow only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from ferry.activities.database import UploadRefusal
+    from ferry.activities.media import (
+        Analysis,
+        AnalysisRequest,
+        MediaActivities,
+        Metadata,
+        MetadataRequest,
+        ThumbnailRequest,
+        ThumbnailSet,
+    )
+    from ferry.activities.storage import MoveRequest, StorageActivities
+    from ferry.contracts.enums import RejectionReason
+    from ferry.contracts.errors import LOCATION_REFUSED, PERMANENT, root_cause
+    from ferry.contracts.storage import StorageRef, Thumbnail
+    from ferry.workflows.common import STORAGE_RETRY
+
+# A tenant's provider that still fails after these attempts is failed over.
+PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=4,
+    non_retryable_error_types=PERMANENT,
+)
+SCAN_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=PERMANENT,
+)
+ANALYSIS_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=PERMANENT)
+
+
+class Rejection(Exception):
+    """Ends the upload as rejected: not a failure of the workflow."""
+
+    def __init__(
+        self,
+        reason: RejectionReason,
+        detail: str,
+        signature: str | None = None,
+        *,
+        quarantine: bool = True,
+    ) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.signature = reason, detail, signature
+        # False when the object is not the upload's to move (it names another place).
+        self.quarantine = quarantine
+
+
+def refused_location(detail: str) -> Rejection:
+    """The upload names a place that is not its own: rejected, and its object left alone."""
+    return Rejection(RejectionReason.CORRUPT, detail, quarantine=False)
+
+
+REFUSALS = {
+    UploadRefusal.TOO_LARGE: RejectionReason.TOO_LARGE,
+    UploadRefusal.QUOTA_EXCEEDED: RejectionReason.QUOTA_EXCEEDED,
+    # A suspended tenant may not add files; the contract has no reason of its
+    # own for that, and "the tenant may not take more files now" is the closest.
+    UploadRefusal.TENANT_INACTIVE: RejectionReason.QUOTA_EXCEEDED,
+}
+
+
+def permanent(err: ActivityError) -> bool:
+    """A failure no other provider would fix (the source object is gone, a bad key...)."""
+    cause = root_cause(err)
+    return isinstance(cause, ApplicationError) and cause.type in PERMANENT
+
+
+async def read_upload(
+    checked: bool,
+    activity: Any,
+    request: Any,
+    *,
+    timeout: timedelta,
+    heartbeat: timedelta,
+    retry: RetryPolicy,
+) -> Any:
+    """An activity that reads the upload's object: its refusal of the object's location
+    (another tenant's, another bucket) ends the upload as rejected. `checked`: the run
+    checks locations (histories from before do not)."""
+    try:
+        return await workflow.execute_activity_method(
+            activity,
+            request,
+            start_to_close_timeout=timeout,
+            heartbeat_timeout=heartbeat,
+            retry_policy=retry,
+        )
+    except ActivityError as err:
+        cause = err.cause
+        if checked and any(kind.caused(err) for kind in LOCATION_REFUSED):
+            assert isinstance(cause, ApplicationError)
+            raise refused_location(cause.message) from err
+        raise
+
+
+async def move(
+    source: StorageRef,
+    bucket: str,
+    key: str,
+    provider: str | None = None,
+    retry: RetryPolicy = STORAGE_RETRY,
+    *,
+    owner: str | None,
+) -> StorageRef:
+    """Move the object; `owner` is the tenant whose places it may go to (None in
+    histories from before the location check)."""
+    moved: StorageRef = await workflow.execute_activity_method(
+        StorageActivities.move,
+        MoveRequest(source=source, bucket=bucket, key=key, provider=provider, tenant_id=owner),
+        start_to_close_timeout=timedelta(minutes=30),
+        heartbeat_timeout=timedelta(minutes=2),
+        retry_policy=retry,
+    )
+    return moved
+
+
+async def thumbnails(stored: StorageRef, file_id: str, owner: str | None) -> list[Thumbnail]:
+    made: ThumbnailSet = await workflow.execute_activity_method(
+        MediaActivities.make_thumbnails,
+        ThumbnailRequest(source=stored, bucket=stored.bucket, file_id=file_id, tenant_id=owner),
+        start_to_close_timeout=timedelta(minutes=10),
+        heartbeat_timeout=timedelta(minutes=1),
+        retry_policy=STORAGE_RETRY,
+    )
+    return [
+        Thumbnail(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
+        for t in made.thumbnails
+    ]
+
+
+async def metadata(stored: StorageRef, owner: str | None) -> Metadata:
+    found: Metadata = await workflow.execute_activity_method(
+        MediaActivities.extract_metadata,
+        MetadataRequest(source=stored, tenant_id=owner),
+        start_to_close_timeout=timedelta(minutes=30),
+        heartbeat_timeout=timedelta(minutes=1),
+        retry_policy=STORAGE_RETRY,
+    )
+    return found
+
+
+async def analysis(
+    stored: StorageRef, content_type: str, deadline_seconds: float, owner: str | None
+) -> dict[str, str]:
+    """AI analysis raced against a timer: late or failed, the upload goes on without it."""
+    handle = workflow.start_activity_method(
+        MediaActivities.analyse_content,
+        AnalysisRequest(source=stored, content_type=content_type, tenant_id=owner),
+        start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=timedelta(minutes=1),
+        retry_policy=ANALYSIS_RETRY,
+    )
+    try:
+        await workflow.wait_condition(handle.done, timeout=deadline_seconds)
+    except TimeoutError:
+        handle.cancel()
+        return {"status": "timed_out", "deadline_seconds": f"{deadline_seconds:g}"}
+    try:
+        result: Analysis = handle.result()
+    except ActivityError as err:
+        return {"status": "failed", "detail": str(err.cause or err)}
+    return result.as_map()
