@@ -27,24 +27,20 @@ from ferry.consumers.bridge import Bridge
 from ferry.contracts.ids import event_id_for
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.topics import FILE_EVENTS
+from ferry.contracts.workflows import TENANT_MONITORING, USAGE_SIGNAL, UsageUpdate
+from ferry.contracts.workflows import tenant_monitoring_id as workflow_id
 from ferry.demo import stage_upload
 from ferry.meter.app import topic_partitions
 from ferry.producers import EventPublisher
 from ferry.storage import LocalStorage
-from ferry.workflows.tenant_monitoring import (
-    USAGE_SIGNAL,
-    WORKFLOW,
-    MonitoringState,
-    UsageUpdate,
-    workflow_id,
-)
+from ferry.workflows.tenant_monitoring import MonitoringState
 
 pytestmark = pytest.mark.stack
 
 SOURCE = "ferry.test-meter"
 
 
-@workflow.defn(name=WORKFLOW, sandboxed=False)
+@workflow.defn(name=TENANT_MONITORING, sandboxed=False)
 class UsageProbeWorkflow:
     """Stands in for the real tenant_monitoring_workflow, so the test sees exactly what
     the meter sends: it records every usage signal and returns them from a query.
