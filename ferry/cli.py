@@ -93,6 +93,35 @@ def stack_down() -> None:
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
+@stack_app.command("stop")
+def stack_stop(
+    service: Annotated[str, typer.Argument(help="The service: kafka, postgres, temporal, ...")],
+    kill: Annotated[bool, typer.Option("--kill", help="SIGKILL: a crash, no clean-up.")] = False,
+    immediate: Annotated[
+        bool, typer.Option("--immediate", help="SIGQUIT: Postgres' immediate shutdown.")
+    ] = False,
+) -> None:
+    """Stop one service, its data kept; `ferry stack start` (or `up`) brings it back."""
+    sig = signal.SIGKILL if kill else signal.SIGQUIT if immediate else None
+    try:
+        stopped = Stack().stop_service(service, sig)
+    except StackError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"{service}: {'stopped' if stopped else 'was not running'}")
+
+
+@stack_app.command("start")
+def stack_start(service: Annotated[str, typer.Argument(help="The service to start.")]) -> None:
+    """Start one service on its port and data, and wait until it answers."""
+    try:
+        started = Stack().start_service(service)
+    except StackError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"{service}: {'started' if started else 'already running'}")
+
+
 @stack_app.command("status")
 def stack_status() -> None:
     """Each service, its address and whether it answers."""

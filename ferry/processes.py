@@ -22,6 +22,7 @@ from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.routes import Queue
 from ferry.contracts.topics import FILE_EVENTS
 from ferry.db import create_engine
+from ferry.db.errors import unavailable
 from ferry.db.ledger import EventLedger
 from ferry.meter.app import UsageMeter, create_app, topic_partitions
 from ferry.producers import EventPublisher
@@ -85,7 +86,15 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
     ledger = event_ledger(settings)
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
         config = bridge_config(settings)
-        bridge = Bridge(client, publisher, settings.kafka_bootstrap, config, metrics, ledger)
+        bridge = Bridge(
+            client,
+            publisher,
+            settings.kafka_bootstrap,
+            config,
+            metrics,
+            ledger,
+            ledger_unavailable=unavailable,
+        )
         await bridge.run(stop)
 
 

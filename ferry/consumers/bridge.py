@@ -6,15 +6,17 @@ Guarantees, and how:
   records that Temporal acknowledged (or that went to the DLQ), so a crash
   replays records rather than skipping them.
 - Nothing is acted on twice. Workflow IDs come from business keys, starts use
-  a reuse policy that rejects duplicates and a conflict policy that uses the
-  running workflow, and signals carry the event ID, which workflows remember.
+  a reuse policy that rejects duplicates and a conflict policy that refuses a
+  second start of a running one, and signals carry the event ID, which workflows remember.
 - Order where it matters. Records with the same key (the tenant) are handled
   one after another; different keys run concurrently.
 - Poison never blocks a partition: a record that can never be routed goes to
   the DLQ with its reason, and the partition moves on.
 - Backpressure, not loss. The Temporal client retries unavailable-server
-  errors on its own; while it does, records stay in flight, and once
-  `max_in_flight` wait and none finishes, the bridge pauses its partitions.
+  errors on its own, and the bridge does the same for Postgres (the ledger) and
+  Kafka (dead letters; aiokafka retries commits); while they do, records stay
+  in flight, and once `max_in_flight` wait and none finishes, the bridge pauses
+  its partitions, resuming them by itself when the dependency is back.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError
 from temporalio.client import Client
 
 from ferry.consumers.flow import Flow
 from ferry.consumers.metrics import BridgeMetrics
+from ferry.consumers.patience import Patience, PatientLedger, Transient
 from ferry.consumers.records import (
     HandlingConfig,
     Ledger,
@@ -88,12 +92,16 @@ class Bridge:
         config: BridgeConfig,
         metrics: BridgeMetrics | None = None,
         ledger: Ledger | None = None,
+        ledger_unavailable: Transient | None = None,
     ) -> None:
         self.client = client
-        self.ledger = ledger
         self.bootstrap = bootstrap
         self.config = config
         self.metrics = metrics or BridgeMetrics()
+        if ledger is not None and ledger_unavailable is not None:
+            # A database outage is waited out, as Temporal's is (see `patience`).
+            ledger = PatientLedger(ledger, Patience("postgres", ledger_unavailable, self.metrics))
+        self.ledger = ledger
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
@@ -150,7 +158,12 @@ class Bridge:
                 if time.monotonic() - self._last_commit >= self.config.commit_interval:
                     self._commit_behind()
             await self._drain(self.config.shutdown_grace)
-            await self._commit()
+            try:
+                # Bounded: during an outage the last commit is left to the next owner,
+                # which replays the records after the last committed offset.
+                await asyncio.wait_for(self._commit(), self.config.shutdown_grace)
+            except TimeoutError:
+                log.warning("stopping without the last commit: its dependency is away")
         finally:
             if self._committer is not None:
                 await asyncio.gather(self._committer, return_exceptions=True)
@@ -302,7 +315,13 @@ class Bridge:
                 # crash in between replays them, and Temporal still refuses the IDs.
                 await self.ledger.mark_many(self.config.group_id, unmarked)
             if offsets:
-                await self.consumer.commit(offsets)
+                try:
+                    # aiokafka retries a commit by itself while the coordinator is away.
+                    await self.consumer.commit(offsets)
+                except CommitFailedError as err:
+                    # The group rebalanced meanwhile: the partitions' next owner replays
+                    # the records after the last committed offset (duplicates, not loss).
+                    log.warning("offsets not committed, the group rebalanced: %s", err)
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self._show_lag()
 

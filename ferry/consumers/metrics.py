@@ -55,6 +55,19 @@ class BridgeMetrics:
             registry=self.registry,
         )  # fmt: skip
 
+        self.dependency_up = Gauge(
+            "ferry_bridge_dependency_up",
+            "0 while the bridge waits for a dependency that is unreachable (postgres, kafka).",
+            ["dependency"],
+            registry=self.registry,
+        )
+        self.dependency_retries = Counter(
+            "ferry_bridge_dependency_retries",
+            "Calls to a dependency tried again because it was unreachable.",
+            ["dependency"],
+            registry=self.registry,
+        )
+
     def serve(self, port: int, address: str = "127.0.0.1") -> None:
         """Expose `/metrics` on `address:port`."""
         start_http_server(port, addr=address, registry=self.registry)

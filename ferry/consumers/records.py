@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.notifications import NotificationError, read
+from ferry.consumers.patience import Patience, kafka_unavailable
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
 from ferry.contracts.layout import DEFAULT_PLACES, TENANT_SLUG, Places
 from ferry.contracts.topics import DLQ, STORAGE_NOTIFICATIONS
@@ -134,8 +135,11 @@ class RecordHandler:
         config: HandlingConfig,
         metrics: BridgeMetrics,
         ledger: Ledger | None = None,
+        kafka: Patience | None = None,
     ) -> None:
         self.client = client
+        # Dead letters wait out a Kafka outage rather than stop the bridge.
+        self.kafka = kafka or Patience("kafka", kafka_unavailable, metrics)
         self.publisher = publisher
         self.config = config
         self.metrics = metrics
@@ -277,7 +281,7 @@ class RecordHandler:
             ("ferry-source-offset", str(record.offset).encode()),
             ("ferry-failed-at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self.publisher.send_raw(DLQ, record.value, record.key, headers)
+        await self.kafka.call(self.publisher.send_raw, DLQ, record.value, record.key, headers)
 
 
 async def namespace_retention(client: Client) -> timedelta | None:

@@ -8,9 +8,11 @@ the first start, and `stack.env`, the env file that Ferry's settings read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -162,9 +164,9 @@ class Stack:
         record = {"pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}
         self._pid_file(service).write_text(json.dumps(record))
 
-    def _wait_healthy(self, ctx: Context) -> None:
+    def _wait_healthy(self, ctx: Context, services: list[Service] | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        pending = list(self.services)
+        pending = list(self.services if services is None else services)
         while pending:
             for service in list(pending):
                 if self._process(service) is None:
@@ -200,14 +202,48 @@ class Stack:
             self._pid_file(service).unlink(missing_ok=True)
         return stopped
 
-    def stop_service(self, name: str) -> bool:
-        """Stop one service (to test how Ferry copes without it); `up` starts it again."""
-        service = next(s for s in self.services if s.name == name)
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        names = ", ".join(s.name for s in self.services)
+        raise StackError(f"no service {name!r} in the stack (it has {names})")
+
+    def stop_service(self, name: str, sig: int | None = None) -> bool:
+        """Stop one service (to see how Ferry copes without it); `start_service` or `up`
+        starts it again on the same port and data.
+
+        `sig`: the signal to stop it with, in place of its own clean one: `SIGKILL` for
+        a crash, `SIGQUIT` for Postgres' immediate shutdown.
+        """
+        service = self.service(name)
         proc = self._process(service)
         if proc is not None:
-            _terminate(proc, service.stop_signal, service.stop_timeout)
+            if sig == signal.SIGKILL:
+                for member in [proc, *_family(proc)]:
+                    with contextlib.suppress(psutil.Error):
+                        member.kill()
+                psutil.wait_procs([proc], timeout=10)
+            else:
+                _terminate(proc, sig or service.stop_signal, service.stop_timeout)
         self._pid_file(service).unlink(missing_ok=True)
         return proc is not None
+
+    def start_service(self, name: str) -> bool:
+        """Start one service if it is not running and wait until it answers; the others
+        are left as they are (`up` starts all of them)."""
+        service = self.service(name)
+        if self._process(service) is not None:
+            return False
+        ctx = self.context()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ctx.logs.mkdir(parents=True, exist_ok=True)
+        self._start(service, ctx)
+        self._wait_healthy(ctx, [service])
+        after = getattr(service, "after_start", None)
+        if after is not None:
+            after(ctx)
+        return True
 
     def reset(self) -> None:
         """Stop the stack and wipe its data, logs and ports."""

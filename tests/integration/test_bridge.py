@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from bridges import running
+from bridges import (
+    running,
+    terminate_uploads,
+    upload_event,
+    upload_workflow_id,
+    workerless_bridge,
+    workflow_ids,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from waiting import eventually
@@ -27,9 +34,7 @@ from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.dlq import read_dead_letters, replay
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
-from ferry.consumers.records import Ledger
 from ferry.contracts.topics import INBOUND_TOPICS, STORAGE_NOTIFICATIONS
-from ferry.contracts.workflows import file_upload_id
 from ferry.db.ledger import EventLedger
 from ferry.demo import ensure_tenant, stage_upload
 from ferry.devstack import Stack
@@ -40,10 +45,6 @@ from ferry.storage import LocalStorage
 pytestmark = pytest.mark.stack
 
 UPLOADS = "ferry.uploads.v1"
-
-
-async def workflow_ids(client: Client, tenant: str) -> list[str]:
-    return [wf.id async for wf in client.list_workflows(f'TenantId = "{tenant}"')]
 
 
 def free_port() -> int:
@@ -78,49 +79,6 @@ async def staged_uploads(
         )
         for i in range(count)
     ]
-
-
-def upload_event(tenant: str, filename: str) -> dict[str, Any]:
-    """A `file.uploaded` for a file that is not there: for workflows that need only to start."""
-    file_id = str(uuid.uuid4())
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "file.uploaded",
-        "occurred_at": 1_795_000_000_000,
-        "tenant_id": tenant,
-        "source": "test",
-        "file_id": file_id,
-        "filename": filename,
-        "declared_content_type": "text/plain",
-        "size_bytes": 1,
-        "storage": {
-            "provider": "local",
-            "bucket": "ferry-ingest",
-            "key": f"tenants/{tenant}/uploads/{file_id}/{filename}",
-        },
-        "uploaded_by": "u-1",
-    }
-
-
-def upload_workflow_id(event: dict[str, Any]) -> str:
-    return file_upload_id(event["tenant_id"], event["file_id"])
-
-
-async def terminate_uploads(client: Client, events: list[dict[str, Any]]) -> None:
-    """Clean up after a worker-less bridge: its workflows only started."""
-    for event in events:
-        handle = client.get_workflow_handle(upload_workflow_id(event))
-        await handle.terminate("test cleanup: no worker on this queue")
-
-
-def workerless_bridge(
-    client: Client, publisher: EventPublisher, settings: Settings, group: str, ledger: Ledger
-) -> Bridge:
-    """A bridge with four records in flight, starting workflows on a queue no worker polls:
-    they need only to start."""
-    config = bridge_config(settings, group_id=group, max_in_flight=4)
-    config.task_queues = dict.fromkeys(config.task_queues, f"no-worker-{uuid.uuid4().hex[:8]}")
-    return Bridge(client, publisher, settings.kafka_bootstrap, config, ledger=ledger)
 
 
 @pytest.fixture
