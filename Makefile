@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FERRY := $(BIN)/ferry
 
-.PHONY: setup up down status run test test-unit lint format security clean-stack bench-ingest bench-upload
+.PHONY: setup up down status run test test-unit lint format security clean-stack bench-ingest bench-upload chaos
 
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
@@ -72,3 +72,6 @@ bench-upload: up  ## the whole upload workflow: small files/s, one 1 GiB file, t
 
 clean-stack:      ## stop the stack and wipe its data
 	@$(FERRY) stack reset --yes
+
+chaos: up  ## 10 minutes of mixed traffic under faults, checked from the outside (prints a table, writes JSON)
+	@$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
