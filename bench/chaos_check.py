@@ -138,6 +138,59 @@ def settled(sent: list[Sent], collector: Collector) -> bool:
     )
 
 
+async def unfinished(client: Client, sent: list[Sent]) -> list[str]:
+    """The runs that should have finished (uploads, tenants, upgrades, migrations, revoked
+    shares) and are still running."""
+    revoked = {s.workflow_id for s in sent if s.kind == "revocation"}
+    should = {
+        s.workflow_id
+        for s in sent
+        if s.workflow_id
+        and s.expect != "dlq"
+        and (s.kind.split("-")[0] in FINISHING or s.workflow_id in revoked)
+    }
+    tenants = sorted({s.tenant for s in sent if s.kind == "tenant"})
+    running = []
+    for tenant in tenants:
+        query = f'TenantId = "{tenant}" AND ExecutionStatus = "Running"'
+        async for wf in client.list_workflows(query):
+            if wf.id in should:
+                running.append(wf.id)
+    return running
+
+
+async def lags(bootstrap: str, groups: dict[str, list[str]]) -> dict[str, int]:
+    """How many records each consumer group has yet to commit."""
+    behind = {}
+    for group, topics in groups.items():
+        partitions = await partitions_of(bootstrap, topics)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+        committed = await committed_offsets(bootstrap, group)
+        behind[group] = sum(max(0, ends[tp] - committed.get(tp, ends[tp])) for tp in partitions)
+    return behind
+
+
+async def quiet(
+    sent: list[Sent],
+    collector: Collector,
+    client: Client,
+    bootstrap: str,
+    groups: dict[str, list[str]],
+) -> bool:
+    """Settled, and nothing left to do: no run that should end still running, every
+    consumer group caught up."""
+    if not settled(sent, collector):
+        return False
+    if await unfinished(client, sent):
+        return False
+    return not any((await lags(bootstrap, groups)).values())
+
+
 async def runs_of(client: Client, tenants: list[str]) -> dict[str, list[WorkflowExecutionStatus]]:
     runs: dict[str, list[WorkflowExecutionStatus]] = defaultdict(list)
     for tenant in tenants:
@@ -414,24 +467,16 @@ async def check_isolation(
 
 
 async def check_lag(bootstrap: str, groups: dict[str, list[str]], report: Report) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        for group, topics in groups.items():
-            partitions = await partitions_of(bootstrap, topics)
-            ends = await consumer.end_offsets(partitions)
-            committed = await committed_offsets(bootstrap, group)
-            lag = sum(max(0, ends[tp] - committed.get(tp, ends[tp])) for tp in partitions)
-            report.counts[f"lag_{group.rsplit('-', 1)[-1]}"] = lag
-            if lag:
-                report.problem(f"consumer group {group} is {lag} records behind")
-    finally:
-        await consumer.stop()
+    for group, lag in (await lags(bootstrap, groups)).items():
+        report.counts[f"lag_{group.rsplit('-', 1)[-1]}"] = lag
+        if lag:
+            report.problem(f"consumer group {group} is {lag} records behind")
 
 
 def check_recovery(collector: Collector, faults: list[Fault], report: Report) -> None:
     """Per fault: from its injection to the first upload outcome read after its service
-    (or process) was back."""
+    (or process) was back (`recovered_after`, the outage included), and from the
+    service's return to that outcome (`after_restore`)."""
     arrivals = sorted(
         s.arrived
         for s in collector.events("ferry.file-events.v1")
@@ -447,5 +492,6 @@ def check_recovery(collector: Collector, faults: list[Fault], report: Report) ->
                 "at": fault.at,
                 "restored": fault.restored,
                 "recovered_after": None if after is None else round(after - fault.at, 2),
+                "after_restore": None if after is None else round(after - back, 2),
             }
         )

@@ -150,18 +150,37 @@ class Nemesis:
             proc.restarts += 1
             fault.restored = self.now()
             return
+        if kind == "stop-emulator":
+            await self.emulator_outage()
+            return
         service, sig, pause = {
             "kill-kafka": ("kafka", signal.SIGKILL, self.down),
             "kill-temporal": ("temporal", signal.SIGKILL, self.down),
             "stop-postgres-immediate": ("postgres", signal.SIGQUIT, self.down),
             "stop-clamd": ("clamd", None, self.outage),
-            "stop-emulator": (self.rng.choice(EMULATORS), None, self.outage),
         }[kind]
         fault = Fault(kind, service, self.now())
         self.faults.append(fault)
         await asyncio.to_thread(self.stack.stop_service, service, sig)
         await asyncio.sleep(pause)
         await asyncio.to_thread(self.stack.start_service, service)
+        fault.restored = self.now()
+
+    async def emulator_outage(self) -> None:
+        """A storage emulator away for the outage: GCS' and Azure's stopped and started on
+        their data; S3's (moto, which keeps its buckets in memory only) frozen and thawed."""
+        service = self.rng.choice(EMULATORS)
+        fault = Fault("stop-emulator", service, self.now())
+        self.faults.append(fault)
+        if service == "s3":
+            fault.detail = "frozen (SIGSTOP), thawed (SIGCONT): moto keeps no data on disk"
+            await asyncio.to_thread(self.stack.pause_service, service)
+            await asyncio.sleep(self.outage)
+            await asyncio.to_thread(self.stack.pause_service, service, False)
+        else:
+            await asyncio.to_thread(self.stack.stop_service, service)
+            await asyncio.sleep(self.outage)
+            await asyncio.to_thread(self.stack.start_service, service)
         fault.restored = self.now()
 
     async def watch(self, stop: asyncio.Event) -> None:

@@ -111,6 +111,21 @@ def stack_stop(
     console.print(f"{service}: {'stopped' if stopped else 'was not running'}")
 
 
+@stack_app.command("pause")
+def stack_pause(
+    service: Annotated[str, typer.Argument(help="The service to freeze.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Thaw it again.")] = False,
+) -> None:
+    """Freeze one service (SIGSTOP; `--resume`: SIGCONT): it answers nothing, keeps its data."""
+    try:
+        done = Stack().pause_service(service, paused=not resume)
+    except StackError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    state = "resumed" if resume else "paused"
+    console.print(f"{service}: {state if done else 'not running'}")
+
+
 @stack_app.command("start")
 def stack_start(service: Annotated[str, typer.Argument(help="The service to start.")]) -> None:
     """Start one service on its port and data, and wait until it answers."""

@@ -229,6 +229,18 @@ class Stack:
         self._pid_file(service).unlink(missing_ok=True)
         return proc is not None
 
+    def pause_service(self, name: str, paused: bool = True) -> bool:
+        """Freeze one service (SIGSTOP) or thaw it (SIGCONT): it keeps its connections and
+        its memory but answers nothing meanwhile, as a hung host does. For a service whose
+        data lives only in memory (moto), the one way to take it away and keep its data."""
+        proc = self._process(self.service(name))
+        if proc is None:
+            return False
+        for member in [proc, *_family(proc)]:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+        return True
+
     def start_service(self, name: str) -> bool:
         """Start one service if it is not running and wait until it answers; the others
         are left as they are (`up` starts all of them)."""

@@ -71,6 +71,11 @@ def create_app(app_id: str, bootstrap: str, partitions: int, datadir: Path) -> f
         # be waiting for Temporal. It is not committed, so it is read again and the
         # table's event IDs drop it if it was counted.
         stream_wait_empty=False,
+        # faust waits 60 s by default before it gives a dead member's partitions to the
+        # meter that replaced it (the chaos run measured that minute after a SIGKILL):
+        # Kafka's own defaults instead, so a restarted meter is reading within seconds.
+        broker_session_timeout=10.0,
+        broker_rebalance_timeout=20.0,
     )
 
 
