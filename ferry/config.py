@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    # The Prometheus that scrapes Ferry (its rules: deploy/prometheus/).
+    prometheus_url: str = "http://127.0.0.1:9090"
     # The application's role (no table ownership, subject to row-level security)
     # and the owner's, for migrations only.
     database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry_app@127.0.0.1:5432/ferry")
@@ -47,6 +49,7 @@ class Settings(BaseSettings):
     # How often the bridge commits its offsets (and records handled events) while running.
     commit_interval: float = Field(default=0.2, gt=0)
     bridge_metrics_port: int = 9464  # 0: no metrics endpoint
+    bridge_metrics_address: str = "127.0.0.1"  # 0.0.0.0 where Prometheus scrapes from elsewhere
     worker_metrics_port: int = 9465  # Temporal's runtime metrics of the worker; 0: none
     log_format: str = "json"  # json | console
     log_level: str = "INFO"

@@ -82,7 +82,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
     client = await bridge_client(settings)
     metrics = BridgeMetrics()
     if settings.bridge_metrics_port:
-        metrics.serve(settings.bridge_metrics_port)
+        metrics.serve(settings.bridge_metrics_port, settings.bridge_metrics_address)
     ledger = event_ledger(settings)
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
         config = bridge_config(settings)

@@ -105,6 +105,11 @@ class Bridge:
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        # Every topic's outcomes exist from the start, at zero: the first dead letter of a
+        # bridge's life is an increase Prometheus sees (and alerts on), not a new series.
+        for topic in config.topics:
+            for outcome in Outcome:
+                self.metrics.outcomes.labels(topic, outcome.value)
         self.flow: Flow[TopicPartition] = Flow(config.max_in_flight)
         self.records = RecordHandler(
             client,

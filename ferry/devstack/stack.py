@@ -255,6 +255,7 @@ class Stack:
         after = getattr(service, "after_start", None)
         if after is not None:
             after(ctx)
+        self._write_env(ctx)
         return True
 
     def reset(self) -> None:

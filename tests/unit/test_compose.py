@@ -39,6 +39,7 @@ STACK_TO_COMPOSE = {
     "s3": "minio",
     "gcs": "fake-gcs",
     "azurite": "azurite",
+    "prometheus": "prometheus",
 }
 # Ferry's own processes, built from ./Dockerfile (whose entrypoint is `ferry`).
 FERRY_COMMANDS = {
@@ -161,6 +162,8 @@ def test_images_are_the_official_ones_and_versions_match_the_stack() -> None:
     assert images["minio"].startswith("minio/minio:")
     assert images["minio-init"].startswith("minio/mc:")
     assert images["fake-gcs"].startswith("fsouza/fake-gcs-server:")
+    # The version of Debian's prometheus that the local stack runs.
+    assert images["prometheus"] == "prom/prometheus:v2.42.0"
     for name, image in images.items():
         assert image and not image.endswith(":latest") and ":" in image, name
 

@@ -21,6 +21,7 @@ from ferry.devstack.services.codec import Codec
 from ferry.devstack.services.emulators import AZURITE_VERSION, GCS, S3, Azurite
 from ferry.devstack.services.kafka import KAFKA_VERSION, Kafka
 from ferry.devstack.services.postgres import Postgres
+from ferry.devstack.services.prometheus import Prometheus
 from ferry.devstack.services.temporal import TEMPORAL_DYNAMIC_CONFIG, Temporal
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 SERVICES: tuple[Service, ...] = (
-    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite()
+    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite(), Prometheus()
 )  # fmt: skip
 
 PREFERRED_PORTS = {
@@ -57,4 +58,5 @@ PREFERRED_PORTS = {
     "s3": 15000,
     "gcs": 14443,
     "azurite": 10000,
+    "prometheus": 19090,
 }
