@@ -224,6 +224,27 @@ def codec_server(
     _run_until_signalled(lambda stop: serve(codec, host, port, origins, stop))
 
 
+@app.command("alert-webhook")
+def alert_webhook(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9466,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    recipient: Annotated[
+        str, typer.Option(help="Where the notification system sends alerts (its recipient).")
+    ] = "operations",
+    kafka_bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka's address (default: FERRY_KAFKA_BOOTSTRAP).")
+    ] = None,
+) -> None:
+    """Receive Alertmanager's webhook on /alerts: each alert a `notification.requested`."""
+    _logging()
+    from ferry.alert_webhook import serve
+    from ferry.config import get_settings
+
+    bootstrap = kafka_bootstrap or get_settings().kafka_bootstrap
+    console.print(f"alert webhook on http://{host}:{port}/alerts, publishing to {bootstrap}")
+    _run_until_signalled(lambda stop: serve(bootstrap, host, port, recipient, stop))
+
+
 @app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="A JSON file with one event, or a list of events.")],

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://127.0.0.1:8233"
     # The Prometheus that scrapes Ferry (its rules: deploy/prometheus/).
     prometheus_url: str = "http://127.0.0.1:9090"
+    alertmanager_url: str = "http://127.0.0.1:9093"
     # The application's role (no table ownership, subject to row-level security)
     # and the owner's, for migrations only.
     database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry_app@127.0.0.1:5432/ferry")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,7 +17,8 @@ from waiting import eventually
 
 from ferry.config import Settings
 from ferry.consumers.offsets import start_group_at_end
-from ferry.contracts.topics import INBOUND_TOPICS
+from ferry.consumers.tail import TopicFollower
+from ferry.contracts.topics import INBOUND_TOPICS, NOTIFICATIONS
 from ferry.devstack import Stack
 from ferry.producers import EventPublisher
 
@@ -38,6 +41,14 @@ async def alerts(settings: Settings) -> list[dict[str, Any]]:
         answer = (await http.get("/api/v1/alerts")).json()
     found: list[dict[str, Any]] = answer["data"]["alerts"]
     return found
+
+
+def instant(stamp: str) -> datetime:
+    """An RFC 3339 time as Alertmanager writes it (nanoseconds cut to microseconds)."""
+    match = re.fullmatch(r"(.*?\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
+    assert match, stamp
+    fraction = (match.group(2) or ".0")[:7]
+    return datetime.fromisoformat(match.group(1) + fraction + match.group(3).replace("Z", "+00:00"))
 
 
 @pytest.fixture
@@ -82,7 +93,7 @@ async def test_prometheus_scrapes_the_bridge_and_the_temporal_server(
     assert await query(settings, "ferry:bridge_records:rate1m")
 
 
-async def test_a_dead_letter_makes_its_alert_fire(
+async def test_a_dead_letter_fires_its_alert_through_alertmanager_to_the_notifications(
     scraped_bridge: str, settings: Settings, publisher: EventPublisher
 ) -> None:
     async def scraped() -> bool:
@@ -101,3 +112,32 @@ async def test_a_dead_letter_makes_its_alert_fire(
         )
 
     await eventually(firing, "firing", timeout=60, interval=1)
+
+    # Alertmanager has it, and its webhook made it a notification.requested on Kafka.
+    async def in_alertmanager() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=settings.alertmanager_url, timeout=10) as http:
+            active: list[dict[str, Any]] = (await http.get("/api/v2/alerts")).json()
+        return [
+            a
+            for a in active
+            if a["labels"]["alertname"] == "FerryRecordsDeadLettered"
+            and a["labels"].get("topic") == topic
+            and a["status"]["state"] == "active"
+        ]
+
+    await eventually(in_alertmanager, "in_alertmanager", timeout=60, interval=1)
+    [alert] = await in_alertmanager()
+    # The event of this alert (its fingerprint and start), sent now or by an earlier
+    # firing of the same alert: the topic is read from its beginning.
+    async with TopicFollower(settings.kafka_bootstrap, NOTIFICATIONS, from_beginning=True) as f:
+        [notification] = await f.wait_for(
+            lambda e: (
+                e["event_type"] == "notification.requested"
+                and e["params"].get("fingerprint") == alert["fingerprint"]
+                and e["params"].get("alertname") == "FerryRecordsDeadLettered"
+            ),
+            timeout=90,
+        )
+    assert (notification["channel"], notification["template"]) == ("webhook", "alert-firing")
+    assert notification["params"]["label_topic"] == topic
+    assert notification["params"]["runbook"] == "docs/operations.md#alerts"

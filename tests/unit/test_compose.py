@@ -40,6 +40,8 @@ STACK_TO_COMPOSE = {
     "gcs": "fake-gcs",
     "azurite": "azurite",
     "prometheus": "prometheus",
+    "alertmanager": "alertmanager",
+    "alert-webhook": "alert-webhook",
 }
 # Ferry's own processes, built from ./Dockerfile (whose entrypoint is `ferry`).
 FERRY_COMMANDS = {
@@ -47,6 +49,7 @@ FERRY_COMMANDS = {
     "consumers": ["consume"],
     "meter": ["meter"],
     "ferry-migrate": ["db", "upgrade"],
+    "alert-webhook": ["alert-webhook", "--host", "0.0.0.0", "--port", "9466"],
 }
 FERRY_PROCESSES = ("worker", "consumers", "meter")
 
@@ -164,6 +167,7 @@ def test_images_are_the_official_ones_and_versions_match_the_stack() -> None:
     assert images["fake-gcs"].startswith("fsouza/fake-gcs-server:")
     # The version of Debian's prometheus that the local stack runs.
     assert images["prometheus"] == "prom/prometheus:v2.42.0"
+    assert images["alertmanager"] == "prom/alertmanager:v0.25.0"
     for name, image in images.items():
         assert image and not image.endswith(":latest") and ":" in image, name
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ferry.devstack.services import Context
+from ferry.devstack.services.alerting import Alertmanager
 from ferry.devstack.services.prometheus import Prometheus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,9 @@ def test_a_broken_rule_is_refused(tmp_path: Path) -> None:
 
 def test_the_local_stack_runs_the_same_jobs_and_rules(tmp_path: Path) -> None:
     ctx = Context(
-        data=tmp_path, logs=tmp_path, ports={"prometheus": 19090, "temporal_metrics": 17253}
+        data=tmp_path,
+        logs=tmp_path,
+        ports={"prometheus": 19090, "temporal_metrics": 17253, "alertmanager": 19093},
     )
     local = Prometheus().config(ctx)
     deployed = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
@@ -85,6 +88,9 @@ def test_the_local_stack_runs_the_same_jobs_and_rules(tmp_path: Path) -> None:
     ]
     assert local["rule_files"] == [str(DEPLOY / "rules/*.yml")]
     assert local["global"] == deployed["global"]
+    assert local["alerting"] == {  # type: ignore[comparison-overlap]
+        "alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:19093"]}]}]
+    }
     written = tmp_path / "prometheus.yml"
     written.write_text(yaml.safe_dump(local))
     checked = promtool("check", "config", str(written))
@@ -103,3 +109,19 @@ def test_every_alert_has_a_severity_and_a_summary(alert: str) -> None:
     assert rule["labels"]["severity"] in ("warning", "critical")
     assert rule["annotations"]["summary"]
     assert rule["annotations"]["runbook"] == "docs/operations.md#alerts"
+
+
+def test_alertmanager_accepts_its_configuration_and_the_local_one(tmp_path: Path) -> None:
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool not installed (Debian's prometheus-alertmanager): run the set-up"
+    deployed = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+    ctx = Context(data=tmp_path, logs=tmp_path, ports={"alert_webhook": 19466})
+    local = tmp_path / "alertmanager.yml"
+    local.write_text(yaml.safe_dump(Alertmanager().config(ctx)))
+    for path in (deployed, local):
+        checked = subprocess.run(
+            [amtool, "check-config", str(path)], capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    [receiver] = yaml.safe_load(local.read_text())["receivers"]
+    assert receiver["webhook_configs"][0]["url"] == "http://127.0.0.1:19466/alerts"

@@ -8,6 +8,7 @@ SQLite file) stays valid across `down` and `up`.
 
 from __future__ import annotations
 
+from ferry.devstack.services.alerting import Alertmanager, AlertWebhook
 from ferry.devstack.services.base import (
     Context,
     Service,
@@ -42,7 +43,8 @@ __all__ = [
 ]
 
 SERVICES: tuple[Service, ...] = (
-    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite(), Prometheus()
+    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite(),
+    AlertWebhook(), Alertmanager(), Prometheus(),
 )  # fmt: skip
 
 PREFERRED_PORTS = {
@@ -59,4 +61,6 @@ PREFERRED_PORTS = {
     "gcs": 14443,
     "azurite": 10000,
     "prometheus": 19090,
+    "alertmanager": 19095,
+    "alert_webhook": 19466,
 }

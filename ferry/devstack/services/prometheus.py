@@ -43,6 +43,9 @@ class Prometheus(Service):
         targets = self.targets(ctx)
         for job in config["scrape_configs"]:
             job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+        alertmanager = f"127.0.0.1:{ctx.port('alertmanager')}"
+        for manager in config.get("alerting", {}).get("alertmanagers", []):
+            manager["static_configs"] = [{"targets": [alertmanager]}]
         return dict(config)
 
     def prepare(self, ctx: Context) -> None:
@@ -66,4 +69,7 @@ class Prometheus(Service):
         return http_status(ctx.port("prometheus"), "/-/ready") == 200
 
     def env(self, ctx: Context) -> Mapping[str, str]:
-        return {"FERRY_PROMETHEUS_URL": f"http://127.0.0.1:{ctx.port('prometheus')}"}
+        return {
+            "FERRY_PROMETHEUS_URL": f"http://127.0.0.1:{ctx.port('prometheus')}",
+            "FERRY_ALERTMANAGER_URL": f"http://127.0.0.1:{ctx.port('alertmanager')}",
+        }
