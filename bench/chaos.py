@@ -311,4 +311,5 @@ if __name__ == "__main__":
     # The run's own clients (the collector, the publisher) say every reconnection while
     # Kafka is down; the Ferry processes' logs are in the run's directory.
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     sys.exit(asyncio.run(main(parser.parse_args())))

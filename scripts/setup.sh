@@ -18,7 +18,7 @@ say() { printf '\033[1;34msetup:\033[0m %s\n' "$*"; }
 stamp_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
 # 1. Debian packages
-packages=(clamav-daemon clamav-testfiles postgresql prometheus prometheus-alertmanager tesseract-ocr tesseract-ocr-eng openjdk-17-jre-headless maven nodejs npm docker-compose chromium)
+packages=(clamav-daemon clamav-testfiles postgresql prometheus prometheus-alertmanager prometheus-blackbox-exporter tesseract-ocr tesseract-ocr-eng openjdk-17-jre-headless maven nodejs npm docker-compose chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -114,30 +114,57 @@ async def test_a_dead_letter_fires_its_alert_through_alertmanager_to_the_notific
     await eventually(firing, "firing", timeout=60, interval=1)
 
     # Alertmanager has it, and its webhook made it a notification.requested on Kafka.
-    async def in_alertmanager() -> list[dict[str, Any]]:
+    [alert] = await eventually_in_alertmanager(settings, "FerryRecordsDeadLettered", topic=topic)
+    notification = await notification_of(settings, alert)
+    assert notification["params"]["label_topic"] == topic
+
+
+@pytest.mark.restarts_stack
+async def test_clamd_stopped_fires_its_alert_and_a_notification(
+    stack: Stack, settings: Settings
+) -> None:
+    await asyncio.to_thread(stack.stop_service, "clamd")
+    try:
+        [alert] = await eventually_in_alertmanager(settings, "FerryClamdUnreachable", timeout=120)
+        notification = await notification_of(settings, alert)
+        assert notification["params"]["severity"] == "critical"
+    finally:
+        await asyncio.to_thread(stack.start_service, "clamd")
+
+
+async def eventually_in_alertmanager(
+    settings: Settings, name: str, timeout: float = 60, **labels: str
+) -> list[dict[str, Any]]:
+    """The active alerts of that name and labels in Alertmanager's API, once there are."""
+
+    async def active() -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=settings.alertmanager_url, timeout=10) as http:
-            active: list[dict[str, Any]] = (await http.get("/api/v2/alerts")).json()
+            found: list[dict[str, Any]] = (await http.get("/api/v2/alerts")).json()
         return [
             a
-            for a in active
-            if a["labels"]["alertname"] == "FerryRecordsDeadLettered"
-            and a["labels"].get("topic") == topic
+            for a in found
+            if a["labels"]["alertname"] == name
+            and all(a["labels"].get(k) == v for k, v in labels.items())
             and a["status"]["state"] == "active"
         ]
 
-    await eventually(in_alertmanager, "in_alertmanager", timeout=60, interval=1)
-    [alert] = await in_alertmanager()
-    # The event of this alert (its fingerprint and start), sent now or by an earlier
-    # firing of the same alert: the topic is read from its beginning.
+    await eventually(active, "active", timeout=timeout, interval=1)
+    return await active()
+
+
+async def notification_of(settings: Settings, alert: dict[str, Any]) -> dict[str, Any]:
+    """The notification.requested of this firing (its fingerprint and start), sent now or
+    by an earlier firing of the same alert: the topic is read from its beginning."""
     async with TopicFollower(settings.kafka_bootstrap, NOTIFICATIONS, from_beginning=True) as f:
         [notification] = await f.wait_for(
             lambda e: (
                 e["event_type"] == "notification.requested"
                 and e["params"].get("fingerprint") == alert["fingerprint"]
-                and e["params"].get("alertname") == "FerryRecordsDeadLettered"
+                and instant(e["params"]["starts_at"]) == instant(alert["startsAt"])
             ),
             timeout=90,
         )
     assert (notification["channel"], notification["template"]) == ("webhook", "alert-firing")
-    assert notification["params"]["label_topic"] == topic
+    assert notification["params"]["alertname"] == alert["labels"]["alertname"]
     assert notification["params"]["runbook"] == "docs/operations.md#alerts"
+    return notification

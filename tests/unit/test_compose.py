@@ -42,6 +42,7 @@ STACK_TO_COMPOSE = {
     "prometheus": "prometheus",
     "alertmanager": "alertmanager",
     "alert-webhook": "alert-webhook",
+    "blackbox": "blackbox",
 }
 # Ferry's own processes, built from ./Dockerfile (whose entrypoint is `ferry`).
 FERRY_COMMANDS = {
@@ -168,6 +169,7 @@ def test_images_are_the_official_ones_and_versions_match_the_stack() -> None:
     # The version of Debian's prometheus that the local stack runs.
     assert images["prometheus"] == "prom/prometheus:v2.42.0"
     assert images["alertmanager"] == "prom/alertmanager:v0.25.0"
+    assert images["blackbox"] == "prom/blackbox-exporter:v0.23.0"
     for name, image in images.items():
         assert image and not image.endswith(":latest") and ":" in image, name
 

@@ -79,7 +79,13 @@ def test_the_local_stack_runs_the_same_jobs_and_rules(tmp_path: Path) -> None:
     ctx = Context(
         data=tmp_path,
         logs=tmp_path,
-        ports={"prometheus": 19090, "temporal_metrics": 17253, "alertmanager": 19093},
+        ports={
+            "prometheus": 19090,
+            "temporal_metrics": 17253,
+            "alertmanager": 19093,
+            "clamd": 13310,
+            "blackbox": 19115,
+        },
     )
     local = Prometheus().config(ctx)
     deployed = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
@@ -91,6 +97,9 @@ def test_the_local_stack_runs_the_same_jobs_and_rules(tmp_path: Path) -> None:
     assert local["alerting"] == {  # type: ignore[comparison-overlap]
         "alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:19093"]}]}]
     }
+    [clamd] = [j for j in local["scrape_configs"] if j["job_name"] == "clamd"]  # type: ignore[attr-defined]
+    assert clamd["static_configs"] == [{"targets": ["127.0.0.1:13310"]}]
+    assert clamd["relabel_configs"][-1]["replacement"] == "127.0.0.1:19115"
     written = tmp_path / "prometheus.yml"
     written.write_text(yaml.safe_dump(local))
     checked = promtool("check", "config", str(written))

@@ -22,7 +22,7 @@ from ferry.devstack.services.codec import Codec
 from ferry.devstack.services.emulators import AZURITE_VERSION, GCS, S3, Azurite
 from ferry.devstack.services.kafka import KAFKA_VERSION, Kafka
 from ferry.devstack.services.postgres import Postgres
-from ferry.devstack.services.prometheus import Prometheus
+from ferry.devstack.services.prometheus import Blackbox, Prometheus
 from ferry.devstack.services.temporal import TEMPORAL_DYNAMIC_CONFIG, Temporal
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
 
 SERVICES: tuple[Service, ...] = (
     Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite(),
-    AlertWebhook(), Alertmanager(), Prometheus(),
+    AlertWebhook(), Alertmanager(), Blackbox(), Prometheus(),
 )  # fmt: skip
 
 PREFERRED_PORTS = {
@@ -63,4 +63,5 @@ PREFERRED_PORTS = {
     "prometheus": 19090,
     "alertmanager": 19095,
     "alert_webhook": 19466,
+    "blackbox": 19115,
 }

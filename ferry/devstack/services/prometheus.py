@@ -18,6 +18,32 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 LOCAL_TARGETS = {"ferry-bridge": "127.0.0.1:9464", "ferry-worker": "127.0.0.1:9465"}
 
 
+class Blackbox(Service):
+    """Debian's prometheus-blackbox-exporter with deploy/prometheus/blackbox.yml: it
+    probes clamd (PING, PONG) for Prometheus."""
+
+    binary = "prometheus-blackbox-exporter"
+
+    def __init__(self) -> None:
+        super().__init__("blackbox", ("blackbox",))
+
+    def missing(self) -> str | None:
+        if shutil.which(self.binary) is None:
+            return f"{self.binary} not installed (Debian's package of that name); run the set-up"
+        return None
+
+    def command(self, ctx: Context) -> list[str]:
+        return [
+            shutil.which(self.binary) or self.binary,
+            f"--config.file={DEPLOY / 'blackbox.yml'}",
+            f"--web.listen-address=127.0.0.1:{ctx.port('blackbox')}",
+            "--log.level=warn",
+        ]
+
+    def healthy(self, ctx: Context) -> bool:
+        return http_status(ctx.port("blackbox"), "/-/healthy") == 200
+
+
 class Prometheus(Service):
     def __init__(self) -> None:
         super().__init__("prometheus", ("prometheus",))
@@ -33,6 +59,7 @@ class Prometheus(Service):
         return {
             **LOCAL_TARGETS,
             "temporal": f"127.0.0.1:{ctx.port('temporal_metrics')}",
+            "clamd": f"127.0.0.1:{ctx.port('clamd')}",
             "prometheus": f"127.0.0.1:{ctx.port('prometheus')}",
         }
 
@@ -41,8 +68,12 @@ class Prometheus(Service):
         config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
         config["rule_files"] = [str(DEPLOY / pattern) for pattern in config["rule_files"]]
         targets = self.targets(ctx)
+        blackbox = f"127.0.0.1:{ctx.port('blackbox')}"
         for job in config["scrape_configs"]:
             job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+            for relabel in job.get("relabel_configs", []):
+                if relabel.get("target_label") == "__address__":
+                    relabel["replacement"] = blackbox  # a probed job: ask the local exporter
         alertmanager = f"127.0.0.1:{ctx.port('alertmanager')}"
         for manager in config.get("alerting", {}).get("alertmanagers", []):
             manager["static_configs"] = [{"targets": [alertmanager]}]
