@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ferry.devstack.services.base import Context, Service, http_status, venv_bin
+from ferry.devstack.services.base import Context, Service, http_status, reload, venv_bin
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "alertmanager"
 BINARY = "prometheus-alertmanager"
@@ -56,6 +56,11 @@ class Alertmanager(Service):
         home = ctx.data / "alertmanager"
         (home / "data").mkdir(parents=True, exist_ok=True)
         (home / "alertmanager.yml").write_text(yaml.safe_dump(self.config(ctx), sort_keys=False))
+
+    def after_start(self, ctx: Context) -> None:
+        """On every `up`: the configuration written afresh and reloaded."""
+        self.prepare(ctx)
+        reload(ctx.port("alertmanager"))
 
     def command(self, ctx: Context) -> list[str]:
         home = ctx.data / "alertmanager"

@@ -87,3 +87,15 @@ def http_status(port: int, path: str = "/") -> int | None:
         return None
     finally:
         conn.close()
+
+
+def reload(port: int) -> None:
+    """Ask a Prometheus (or Alertmanager) on `port` to read its configuration again."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/-/reload")
+        response = conn.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"reload refused ({response.status}): {response.read()[:300]!r}")
+    finally:
+        conn.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from ferry.devstack.services.base import Context, Service, http_status
+from ferry.devstack.services.base import Context, Service, http_status, reload
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 # Where Ferry's processes serve their metrics when run on this machine (their defaults:
@@ -83,6 +83,12 @@ class Prometheus(Service):
         home = ctx.data / "prometheus"
         (home / "tsdb").mkdir(parents=True, exist_ok=True)
         (home / "prometheus.yml").write_text(yaml.safe_dump(self.config(ctx), sort_keys=False))
+
+    def after_start(self, ctx: Context) -> None:
+        """On every `up`: the configuration written afresh and reloaded, so a change to
+        deploy/prometheus takes effect without a restart."""
+        self.prepare(ctx)
+        reload(ctx.port("prometheus"))
 
     def command(self, ctx: Context) -> list[str]:
         home = ctx.data / "prometheus"
