@@ -12,6 +12,7 @@ import pyclamd
 from temporalio import activity
 
 from ferry.activities.heartbeat import heartbeating
+from ferry.activities.metrics import count
 from ferry.activities.storage import provider_named, refuse_outside
 from ferry.contracts.errors import (
     OBJECT_NOT_FOUND,
@@ -26,6 +27,8 @@ from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 # clamd reports a file over one of its limits as a "virus" of this family; such a
 # file was not fully scanned, so it is never clean (AlertExceedsMax yes).
 LIMIT_SIGNATURE_PREFIX = "Heuristics.Limits.Exceeded"
+SCANS = "ferry_scans"
+SCANS_HELP = "Scans by verdict: clean, infected, over-limit, error, clamd-unavailable."
 
 
 @dataclass
@@ -95,12 +98,17 @@ class ScanActivities:
             raise OBJECT_NOT_FOUND(f"object {ref.bucket}/{ref.key} not found") from None
         except (pyclamd.ConnectionError, OSError) as exc:
             # clamd down or the connection broke: retryable, the file stays unscanned.
+            count(SCANS, SCANS_HELP, verdict="clamd-unavailable")
             raise SCANNER_UNAVAILABLE(f"clamd unavailable: {exc}") from exc
         if result is None:
+            count(SCANS, SCANS_HELP, verdict="clean")
             return ScanResult(clean=True)
         status, detail = result.get("stream", ("ERROR", "no result for the stream"))
         if status == "FOUND":
             if detail.startswith(LIMIT_SIGNATURE_PREFIX):
+                count(SCANS, SCANS_HELP, verdict="over-limit")
                 raise SCAN_LIMIT_EXCEEDED(f"clamd could not scan the whole file: {detail}")
+            count(SCANS, SCANS_HELP, verdict="infected")
             return ScanResult(clean=False, signature=detail)
+        count(SCANS, SCANS_HELP, verdict="error")
         raise SCAN_ERROR(f"clamd error: {detail}")

@@ -10,6 +10,7 @@ from enum import StrEnum
 from temporalio import activity
 
 from ferry.activities.database.base import TenantScopedActivities
+from ferry.activities.metrics import count
 from ferry.contracts.enums import FileState, RejectionReason, TenantStatus
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.db import TenantScope
@@ -22,6 +23,10 @@ class UploadRefusal(StrEnum):
     TOO_LARGE = "too_large"
     QUOTA_EXCEEDED = "quota_exceeded"
     TENANT_INACTIVE = "tenant_inactive"
+
+
+UPLOADS = "ferry_uploads"
+UPLOADS_HELP = "Uploads recorded as processed or rejected, by outcome and reason."
 
 
 @dataclass
@@ -217,7 +222,9 @@ class FileActivities(TenantScopedActivities):
                 analysis=request.analysis,
                 thumbnails=request.thumbnails,
             )
-            return await self._file_record(db, row)
+            record = await self._file_record(db, row)
+        count(UPLOADS, UPLOADS_HELP, outcome="processed", reason="")
+        return record
 
     @activity.defn(name="record_file_rejected")
     async def record_file_rejected(self, request: FileRejectedInput) -> FileRecord:
@@ -230,7 +237,9 @@ class FileActivities(TenantScopedActivities):
                 location=request.storage,
                 quarantined=request.quarantined,
             )
-            return await self._file_record(db, row)
+            record = await self._file_record(db, row)
+        count(UPLOADS, UPLOADS_HELP, outcome="rejected", reason=str(request.reason))
+        return record
 
     @activity.defn(name="record_file_location")
     async def record_file_location(self, request: FileLocationInput) -> FileRecord:
