@@ -364,12 +364,25 @@ def dlq_replay(
 def demo(
     keep_running: Annotated[bool, typer.Option(help="Keep running until Ctrl-C.")] = True,
 ) -> None:
-    """Run the worker and the bridge, publish demo uploads and show their outcomes."""
-    _logging(console_format=True)
+    """Run the worker and the bridge, publish demo uploads and show their outcomes.
+
+    Only the demo's own lines reach the terminal; the processes' logs (the worker's,
+    the bridge's, the meter's and their libraries') go to a file of the stack's home.
+    """
+    import logging
+
     from ferry.config import get_settings
     from ferry.demo import run_demo
+    from ferry.logs import configure_logging
 
     settings = get_settings()
+    log_file = Stack().home / "logs" / "demo.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    stream = log_file.open("a", encoding="utf-8")
+    level = logging.getLevelName(settings.log_level.upper())
+    configure_logging(settings, json=True, level=level, stream=stream)
+    logging.captureWarnings(True)  # libraries' warnings too
+    console.print(f"the worker's, the bridge's and the meter's logs: {log_file}")
 
     async def main(stop: asyncio.Event) -> None:
         await run_demo(settings, stop, keep_running=keep_running, out=console)
