@@ -224,6 +224,44 @@ def codec_server(
     _run_until_signalled(lambda stop: serve(codec, host, port, origins, stop))
 
 
+@app.command()
+def status(
+    once: Annotated[bool, typer.Option(help="Print one view and exit.")] = False,
+    every: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """The running system, live: services, lag and rates, workflows, DLQ, alerts firing."""
+    from rich.console import Group
+    from rich.live import Live
+    from temporalio.client import Client
+
+    from ferry.config import get_settings
+    from ferry.processes import connect
+    from ferry.status import render, snapshot
+
+    settings = get_settings()
+    stack = Stack()
+
+    async def view(client: Client) -> Group:
+        found = await snapshot(
+            stack.status, client, settings.prometheus_url, settings.kafka_bootstrap
+        )
+        return render(found)
+
+    async def main(stop: asyncio.Event) -> None:
+        client = await connect(settings, lazy=True)
+        if once:
+            console.print(await view(client))
+            return
+        with Live(await view(client), console=console, refresh_per_second=4) as live:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), every)
+                except TimeoutError:
+                    live.update(await view(client))
+
+    _run_until_signalled(main)
+
+
 @app.command("alert-webhook")
 def alert_webhook(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9466,
