@@ -40,6 +40,7 @@ def _run(action: str, revision: str, url: str | None, app_role: str | None) -> N
     except CommandError as exc:
         typer.echo(f"{action} failed: {exc}", err=True)
         raise typer.Exit(1) from exc
+    typer.echo(f"database: {action} to {revision} done")
 
 
 @db_app.command()
