@@ -16,7 +16,13 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential,
+    wait_random,
+)
 
 from ferry.consumers.metrics import BridgeMetrics
 
@@ -28,8 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Transient = Callable[[BaseException], bool]
 
-# The longest pause between two attempts: a dependency back from an outage is used
-# again within this long.
+# The longest pause between two attempts (and up to 0.1 s of jitter): a dependency back
+# from an outage is used again within this long.
 MAX_BACKOFF_SECONDS = 2.0
 
 
@@ -61,7 +67,7 @@ class Patience:
     async def call(self, fn: Callable[..., Awaitable[T]], *args: object) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception(self.transient),
-            wait=wait_exponential_jitter(initial=0.1, max=self.max_backoff),
+            wait=wait_exponential(multiplier=0.1, max=self.max_backoff) + wait_random(0, 0.1),
             before_sleep=self._waiting,
             reraise=True,
         )
