@@ -6,7 +6,15 @@ Measures
       analysis, database, event);
   (b) the time and the worker's peak RSS for one 1 GiB file;
   (c) the thumbnail stage's rate on large JPEGs with and without Pillow's
-      draft mode.
+      draft mode;
+  (d) the baseline, in the same run: the same per-file work on the same file mix
+      in one plain process, with no Kafka, Temporal or database (the activities'
+      own code, each call in Temporal's in-process ActivityEnvironment): stream and
+      hash, scan with the same clamd, sniff and validate, thumbnails, metadata,
+      moderation and OCR. That is the floor of this work on this machine; Ferry's
+      rate is printed beside it with their ratio, and CPU milliseconds per file for
+      each process (Temporal server, worker, clamd, Kafka, Postgres, this client)
+      from a per-process sampler.
 The worker runs as its own process (`ferry worker`) so its memory is its own.
 Prints a table and writes bench/results/upload.json. Run: `make bench-upload`.
 """
@@ -28,18 +36,29 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 from PIL import Image, ImageDraw
 from pypdf import PdfWriter
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
-from ferry.activities.media import MediaActivities, ThumbnailRequest
+from ferry.activities.media import (
+    AnalysisRequest,
+    MediaActivities,
+    MetadataRequest,
+    ThumbnailRequest,
+    ValidationRequest,
+)
+from ferry.activities.scan import ScanActivities
+from ferry.activities.storage import StorageActivities
 from ferry.config import Settings, get_settings
 from ferry.contracts.enums import TenantPlan
-from ferry.contracts.storage import StorageRef
+from ferry.contracts.storage import ScopedRef, StorageRef
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
+from ferry.devstack import Stack
 from ferry.processes import connect
 from ferry.storage import LocalStorage
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
@@ -170,6 +189,91 @@ async def thumbnail_rate(count: int, draft: bool) -> float:
         return count / (time.perf_counter() - began)
 
 
+class CpuSampler:
+    """CPU seconds (user + system) of each process of interest and its children."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def seconds(self) -> dict[str, float]:
+        total = {}
+        for name, proc in self.procs.items():
+            spent = 0.0
+            for member in [proc, *proc.children(recursive=True)]:
+                try:
+                    times = member.cpu_times()
+                except psutil.Error:
+                    continue
+                spent += times.user + times.system
+            total[name] = spent
+        return total
+
+
+def stack_pids() -> dict[str, int]:
+    wanted = {"temporal", "clamd", "kafka", "postgres"}
+    return {s.name: s.pid for s in Stack().status() if s.name in wanted and s.pid is not None}
+
+
+def small_mix(count: int) -> list[tuple[str, str, bytes]]:
+    """The benchmark's small files: JPEG photos, PNG charts and PDFs, in turn."""
+    return [
+        (
+            (f"photo-{i}.jpg", "image/jpeg", jpeg(1600, 1200, i)),
+            (f"chart-{i}.png", "image/png", png(i)),
+            (f"doc-{i}.pdf", "application/pdf", pdf()),
+        )[i % 3]
+        for i in range(count)
+    ]
+
+
+async def baseline(
+    settings: Settings, mix: list[tuple[str, str, bytes]], concurrency: int
+) -> dict[str, float]:
+    """(d) The per-file work in this process alone: the activities' code, no server."""
+    host, port = settings.clamd_host_port
+    with tempfile.TemporaryDirectory() as root:
+        local = LocalStorage(Path(root))
+        await local.create_bucket("ingest")
+        await local.create_bucket("files")
+        providers = {"local": local}
+        storage = StorageActivities(providers)
+        scan = ScanActivities(host, port, providers)
+        media = MediaActivities(providers)
+        refs = []
+        for i, (name, content_type, data) in enumerate(mix):
+            key = f"tenants/bench/uploads/{i}/{name}"
+            await local.write("ingest", key, one(data))
+            refs.append((StorageRef("local", "ingest", key), name, content_type, len(data)))
+        gate = asyncio.Semaphore(concurrency)
+
+        async def work(i: int, ref: StorageRef, name: str, content_type: str, size: int) -> None:
+            async with gate:
+                run = ActivityEnvironment().run
+                await run(storage.fingerprint, ScopedRef(ref.provider, ref.bucket, ref.key))
+                await run(scan.scan, ScopedRef(ref.provider, ref.bucket, ref.key))
+                checked = await run(
+                    media.validate_upload,
+                    ValidationRequest(ref, name, content_type, size, 10 * GIB),
+                )
+                await asyncio.gather(
+                    run(media.make_thumbnails, ThumbnailRequest(ref, "files", f"f{i}")),
+                    run(media.extract_metadata, MetadataRequest(ref)),
+                    run(media.analyse_content, AnalysisRequest(ref, checked.content_type)),
+                )
+
+        sampler = CpuSampler({"this process": os.getpid(), **stack_pids()})
+        cpu_before = sampler.seconds()
+        began = time.perf_counter()
+        await asyncio.gather(*(work(i, *r) for i, r in enumerate(refs)))
+        elapsed = time.perf_counter() - began
+        cpu_after = sampler.seconds()
+    used = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    return {
+        "files_per_s": len(mix) / elapsed,
+        **{f"cpu_ms_per_file.{n}": 1000 * v / len(mix) for n, v in used.items()},
+    }
+
+
 async def main(small: int, with_big: bool) -> dict[str, Any]:
     settings = get_settings()
     client = await connect(settings)
@@ -202,22 +306,29 @@ async def main(small: int, with_big: bool) -> dict[str, Any]:
     queue = f"bench-up-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(queue)
     staged = []
-    for i in range(small):
-        kind = i % 3
-        name, content_type, data = (
-            (f"photo-{i}.jpg", "image/jpeg", jpeg(1600, 1200, i)),
-            (f"chart-{i}.png", "image/png", png(i)),
-            (f"doc-{i}.pdf", "application/pdf", pdf()),
-        )[kind]
+    mix = small_mix(small)
+    for name, content_type, data in mix:
         file_id, key_size = await stage(storage, settings, tenant, name, one(data))
         staged.append((file_id, name, content_type, key_size))
+    await asyncio.sleep(3)  # the worker has started and polls
+    sampler = CpuSampler({"worker": worker.proc.pid, "this client": os.getpid(), **stack_pids()})
+    cpu_before = sampler.seconds()
     began = time.perf_counter()
     outcomes = await run_uploads(client, queue, tenant, staged, settings)
     elapsed = time.perf_counter() - began
+    cpu_after = sampler.seconds()
     results["small_files_per_s"] = small / elapsed
+    for name in cpu_after:
+        spent = cpu_after[name] - cpu_before[name]
+        results[f"cpu_ms_per_file.{name}"] = 1000 * spent / small
     results["small_processed"] = sum(o.status == "processed" for o in outcomes)
     results["small_worker_peak_rss_mb"] = worker.peak_rss_mb()
     worker.stop()
+
+    console.print(f"(d) the baseline: the same {small} files' work in this process alone…")
+    bare = await baseline(settings, mix, concurrency=8)
+    results.update({f"baseline.{k}": v for k, v in bare.items()})
+    results["ratio_ferry_to_baseline"] = results["small_files_per_s"] / bare["files_per_s"]
 
     console.print("(c) thumbnails of 4000x3000 JPEGs, with and without draft mode…")
     results["thumbnails_per_s_draft"] = await thumbnail_rate(10, draft=True)
@@ -247,7 +358,23 @@ def add_small_rows(table: Table, results: dict[str, Any]) -> None:
         f"{results['small_files_per_s']:.1f} files/s ({results['small_processed']} processed)",
         "≥ 20 /s",
     )
-    table.add_row("    worker peak RSS", f"{results['small_worker_peak_rss_mb']:.0f} MB", "")
+    table.add_row(
+        "    worker peak RSS", f"{results['small_worker_peak_rss_mb']:.0f} MB", "< 300 MB"
+    )
+    table.add_row(
+        "(d) baseline: the same work, one plain process",
+        f"{results['baseline.files_per_s']:.1f} files/s",
+        "",
+    )
+    table.add_row("    Ferry / baseline", f"{results['ratio_ferry_to_baseline']:.2f}", "≥ 0.6")
+    for key in sorted(k for k in results if k.startswith("cpu_ms_per_file.")):
+        table.add_row(
+            f"    Ferry: CPU ms per file, {key.split('.', 1)[1]}", f"{results[key]:.0f}", ""
+        )
+    for key in sorted(k for k in results if k.startswith("baseline.cpu_ms_per_file.")):
+        name = key.split(".", 2)[2]
+        goal = "< 60 in all" if name == "this process" else ""
+        table.add_row(f"    baseline: CPU ms per file, {name}", f"{results[key]:.0f}", goal)
     table.add_row("(c) thumbnails, draft mode", f"{results['thumbnails_per_s_draft']:.1f} /s", "")
     table.add_row("    without draft mode", f"{results['thumbnails_per_s_no_draft']:.1f} /s", "")
 
