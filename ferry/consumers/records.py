@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 TENANT_CACHE_SECONDS = 60.0
+# How many delivered events a bridge remembers, so that a repeated signal whose workflow
+# closed in between is a duplicate even before the ledger has the first delivery.
+RECENT_EVENTS = 10_000
 
 
 class Outcome(StrEnum):
@@ -147,6 +151,8 @@ class RecordHandler:
         self.tenants = TenantDirectory(ledger.existing_tenants) if ledger is not None else None
         # Events delivered since the last commit, for the ledger (see `take_unmarked`).
         self._unmarked: list[tuple[str, str, str]] = []
+        # The events this bridge delivered lately, in order (see `_handled`).
+        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
         # The namespace's retention, once known (see `_older_than_temporal_remembers`).
         self.retention: timedelta | None = None
 
@@ -223,10 +229,29 @@ class RecordHandler:
             tenant, self.config.group_id, event_id
         ):
             return Outcome.DUPLICATE
-        outcome = await self._deliver(route, event)
+        try:
+            outcome = await self._deliver(route, event)
+        except Rejected:
+            # A signal whose workflow has closed since it took this very event (a
+            # repeat delivered after the first one ended the run) is a duplicate,
+            # not a dead letter: the first delivery is in the ledger, or on its way.
+            if route.action is Action.SIGNAL and await self._handled(tenant, event_id):
+                return Outcome.DUPLICATE
+            raise
         # Written in bulk just before the next offset commit (see `_commit`).
         self._unmarked.append((tenant, event_id, event["event_type"]))
+        self._recent[(tenant, event_id)] = None
+        while len(self._recent) > RECENT_EVENTS:
+            self._recent.popitem(last=False)
         return outcome
+
+    async def _handled(self, tenant: str, event_id: str) -> bool:
+        """Whether this bridge's group has delivered the event already: lately by this
+        bridge (the ledger may not have it yet), or ever (the ledger)."""
+        if (tenant, event_id) in self._recent:
+            return True
+        assert self.ledger is not None
+        return await self.ledger.processed(tenant, self.config.group_id, event_id)
 
     def _older_than_temporal_remembers(self, event: dict[str, Any], record: Record | None) -> bool:
         """Whether Temporal may have forgotten a workflow this event started.

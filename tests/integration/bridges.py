@@ -71,11 +71,16 @@ async def terminate_uploads(client: Client, events: list[dict[str, Any]]) -> Non
 
 
 def workerless_bridge(
-    client: Client, publisher: EventPublisher, settings: Settings, group: str, ledger: Ledger
+    client: Client,
+    publisher: EventPublisher,
+    settings: Settings,
+    group: str,
+    ledger: Ledger,
+    **overrides: object,
 ) -> Bridge:
     """A bridge with four records in flight, starting workflows on a queue no worker polls:
     they need only to start."""
-    config = bridge_config(settings, group_id=group, max_in_flight=4)
+    config = bridge_config(settings, group_id=group, max_in_flight=4, **overrides)
     config.task_queues = dict.fromkeys(config.task_queues, f"no-worker-{uuid.uuid4().hex[:8]}")
     return Bridge(
         client,

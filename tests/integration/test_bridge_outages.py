@@ -15,13 +15,14 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from upstream import event as upstream_event
 from waiting import eventually
 
 from ferry.config import Settings
 from ferry.consumers.dlq import read_dead_letters
 from ferry.consumers.offsets import committed_offsets, start_group_at_end
 from ferry.contracts.topics import INBOUND_TOPICS
-from ferry.contracts.workflows import file_upload_id
+from ferry.contracts.workflows import file_share_id, file_upload_id
 from ferry.db.ledger import EventLedger
 from ferry.devstack import Stack
 from ferry.processes import bridge_client
@@ -188,3 +189,46 @@ async def test_a_redelivery_after_temporal_deleted_the_run_starts_nothing(
         assert bridge.counts["started"] == 1
         assert await forgotten() is not False  # still no run of that ID
         assert await workflow_ids(client, tenant) == []
+
+
+async def test_a_signal_repeated_after_its_workflow_closed_is_a_duplicate(
+    publisher: EventPublisher, settings: Settings, client: Client, tenant: str, ledger: EventLedger
+) -> None:
+    """The same event twice is one effect even when the first ended the run (a payment
+    that decided an upgrade, delivered again); another event for the closed run is still
+    refused to its sender, in the DLQ."""
+    bridge_temporal = await bridge_client(settings)
+    group = f"test-late-signal-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(settings.kafka_bootstrap, group, INBOUND_TOPICS)
+    share_id = f"sh-{uuid.uuid4().hex[:8]}"
+    share = upstream_event(
+        "file.share_requested", tenant, share_id=share_id, file_id=str(uuid.uuid4()),
+        shared_by="owner", grantee_type="email", grantee="a@example.org", permission="view",
+        expires_at=None, notify=False, message=None,
+    )  # fmt: skip
+    revocation = upstream_event(
+        "file.share_revocation_requested", tenant, share_id=share_id, revoked_by="owner"
+    )
+    # No commit during the test: the ledger cannot know the first delivery yet.
+    quiet = workerless_bridge(
+        bridge_temporal, publisher, settings, group, ledger, commit_interval=600
+    )
+    async with running(quiet) as bridge:
+        await publisher.publish(share, topic="ferry.file-commands.v1")
+        await publisher.publish(revocation, topic="ferry.file-commands.v1")
+
+        async def signalled() -> bool:
+            return bridge.counts["started"] == 1 and bridge.counts["signalled"] == 1
+
+        await eventually(signalled, "signalled", timeout=30, interval=0.25)
+        await client.get_workflow_handle(file_share_id(tenant, share_id)).terminate("closed")
+
+        await publisher.publish(revocation, topic="ferry.file-commands.v1")
+        late = {**revocation, "event_id": str(uuid.uuid4())}
+        await publisher.publish(late, topic="ferry.file-commands.v1")
+
+        async def both_handled() -> bool:
+            return bridge.counts["duplicate"] == 1 and bridge.counts["dead-lettered"] == 1
+
+        await eventually(both_handled, "both_handled", timeout=30, interval=0.25)
+        assert bridge.counts["signalled"] == 1, bridge.counts
