@@ -190,16 +190,20 @@ async def thumbnail_rate(count: int, draft: bool) -> float:
 
 
 class CpuSampler:
-    """CPU seconds (user + system) of each process of interest and its children."""
+    """CPU seconds (user + system) of each process of interest and its children (Postgres'
+    backends, the worker's tesseract runs), the processes named in `alone` without
+    their children (this client, whose child the worker is)."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], alone: tuple[str, ...] = ()) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.alone = alone
 
     def seconds(self) -> dict[str, float]:
         total = {}
         for name, proc in self.procs.items():
             spent = 0.0
-            for member in [proc, *proc.children(recursive=True)]:
+            family = [proc] if name in self.alone else [proc, *proc.children(recursive=True)]
+            for member in family:
                 try:
                     times = member.cpu_times()
                 except psutil.Error:
@@ -311,7 +315,10 @@ async def main(small: int, with_big: bool) -> dict[str, Any]:
         file_id, key_size = await stage(storage, settings, tenant, name, one(data))
         staged.append((file_id, name, content_type, key_size))
     await asyncio.sleep(3)  # the worker has started and polls
-    sampler = CpuSampler({"worker": worker.proc.pid, "this client": os.getpid(), **stack_pids()})
+    sampler = CpuSampler(
+        {"worker": worker.proc.pid, "this client": os.getpid(), **stack_pids()},
+        alone=("this client",),
+    )
     cpu_before = sampler.seconds()
     began = time.perf_counter()
     outcomes = await run_uploads(client, queue, tenant, staged, settings)
