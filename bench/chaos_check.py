@@ -138,17 +138,22 @@ def settled(sent: list[Sent], collector: Collector) -> bool:
     )
 
 
-async def unfinished(client: Client, sent: list[Sent]) -> list[str]:
-    """The runs that should have finished (uploads, tenants, upgrades, migrations, revoked
-    shares) and are still running."""
+def should_finish(sent: list[Sent]) -> set[str]:
+    """The runs that end by themselves once quiet: uploads, tenants, upgrades, migrations,
+    and the shares that were revoked."""
     revoked = {s.workflow_id for s in sent if s.kind == "revocation"}
-    should = {
+    return {
         s.workflow_id
         for s in sent
         if s.workflow_id
         and s.expect != "dlq"
         and (s.kind.split("-")[0] in FINISHING or s.workflow_id in revoked)
     }
+
+
+async def unfinished(client: Client, sent: list[Sent]) -> list[str]:
+    """The runs that should have finished and are still running."""
+    should = should_finish(sent)
     tenants = sorted({s.tenant for s in sent if s.kind == "tenant"})
     running = []
     for tenant in tenants:
@@ -233,7 +238,7 @@ async def check_runs(
         for s in sent
         if s.workflow_id and s.expect != "dlq" and not s.kind.startswith(("payment", "revocation"))
     }
-    revoked = {s.workflow_id for s in sent if s.kind == "revocation"}
+    finishing = should_finish(sent)
     missing = duplicated = stuck = failed = 0
     for workflow_id, s in expected.items():
         statuses = runs.get(workflow_id, [])
@@ -245,8 +250,7 @@ async def check_runs(
             duplicated += 1
             report.problem(f"{len(statuses)} runs of {workflow_id}")
         status = statuses[-1]
-        finishes = s.kind.split("-")[0] in FINISHING or workflow_id in revoked
-        if finishes and status == WorkflowExecutionStatus.RUNNING:
+        if workflow_id in finishing and status == WorkflowExecutionStatus.RUNNING:
             stuck += 1
             report.problem(f"{workflow_id} ({s.kind}) still running")
         elif status not in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.RUNNING):
