@@ -25,11 +25,11 @@ from aiohttp import web
 
 from ferry.contracts.events import NotificationRequested
 from ferry.contracts.ids import EVENT_NAMESPACE
+from ferry.contracts.workflows import OPERATIONS_TENANT
 from ferry.producers import EventPublisher
 
 log = logging.getLogger(__name__)
 
-OPERATIONS_TENANT = "ferry-ops"
 SOURCE = "ferry.alerts"
 
 

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry.contracts.layout import Places
 from ferry.contracts.policy import TenantPolicy
+from ferry.contracts.workflows import ReconciliationRequest
 
 
 def _env_file() -> Path:
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # The usage meter's faust app: its consumer group and the prefix of its changelog topics.
     meter_app_id: str = "ferry-meter"
+    # 9466 is `ferry alert-webhook`'s port.
+    meter_metrics_port: int = 9467  # 0: no metrics endpoint (and no lag measured)
+    meter_metrics_address: str = "127.0.0.1"  # 0.0.0.0 where Prometheus scrapes from elsewhere
 
     # The tenant workflows' clocks, read by the `tenant_policy` activity as a workflow starts.
     tenant_usage_interval_seconds: float = Field(default=3600.0, gt=0)
@@ -64,6 +68,21 @@ class Settings(BaseSettings):
     # Where a file goes when its tenant's provider keeps failing: the first configured
     # provider of this list other than the tenant's own (comma-separated).
     storage_failover_order: str = "s3,gcs,azure,local"
+
+    # The reconciliation (ferry/workflows/reconciliation.py): how often its schedule runs
+    # (0: no schedule; a worker started so deletes it), and what counts as stuck.
+    reconciliation_interval_seconds: int = Field(default=300, ge=0)
+    upload_deadline_seconds: int = Field(default=900, gt=0)
+    share_expiry_grace_seconds: int = Field(default=300, ge=0)
+    migration_idle_seconds: int = Field(default=1800, gt=0)
+
+    def reconciliation_request(self) -> ReconciliationRequest:
+        """What each scheduled reconciliation looks for."""
+        return ReconciliationRequest(
+            upload_deadline_seconds=self.upload_deadline_seconds,
+            share_grace_seconds=self.share_expiry_grace_seconds,
+            migration_idle_seconds=self.migration_idle_seconds,
+        )
 
     @property
     def places(self) -> Places:

@@ -4,20 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+)
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from ferry.activities.database import DatabaseActivities
 from ferry.activities.events import EventActivities
 from ferry.activities.media import MediaActivities
 from ferry.activities.migration import MigrationActivities
+from ferry.activities.reconciliation import ReconciliationActivities
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import StorageActivities
 from ferry.activities.tenants import TenantPolicyActivities
 from ferry.config import Settings
+from ferry.contracts.workflows import (
+    OPERATIONS_TENANT,
+    RECONCILIATION_ID,
+    RECONCILIATION_SCHEDULE,
+    ReconciliationRequest,
+    search_attributes,
+)
 from ferry.db import create_engine, create_sessionmaker
 from ferry.processes import connect
 from ferry.producers import EventPublisher
@@ -26,6 +48,7 @@ from ferry.telemetry import configure_tracing, metrics_runtime
 from ferry.workflows.file_migration import FileMigrationWorkflow
 from ferry.workflows.file_sharing import FileSharingWorkflow
 from ferry.workflows.file_upload import FileUploadWorkflow
+from ferry.workflows.reconciliation import ReconciliationWorkflow
 from ferry.workflows.tenant_monitoring import TenantMonitoringWorkflow
 from ferry.workflows.tenant_provisioning import TenantProvisioningWorkflow
 from ferry.workflows.tenant_upgrade import TenantPlanChangeWorkflow, TenantUpgradeWorkflow
@@ -36,8 +59,11 @@ TENANT_WORKFLOWS: list[type] = [
     TenantMonitoringWorkflow,
     TenantUpgradeWorkflow,
     TenantPlanChangeWorkflow,
+    ReconciliationWorkflow,
 ]
 WORKFLOWS = FILE_WORKFLOWS + TENANT_WORKFLOWS
+
+log = logging.getLogger(__name__)
 
 
 def storage_providers(settings: Settings) -> dict[str, StorageProvider]:
@@ -70,13 +96,14 @@ async def ferry_worker(
         media = MediaActivities(providers, places=places)
         tenants = TenantPolicyActivities(settings.tenant_policy(list(providers)))
         migration = MigrationActivities(providers)
+        reconciliation = ReconciliationActivities(engine, client)
         activities: list[Any] = [
             storage.fingerprint, storage.move, storage.sign_url, storage.create_bucket,
             storage.delete_bucket, storage.measure, storage.delete_prefix, scan.scan,
             events.publish, migration.list_objects, migration.copy_objects,
             migration.delete_objects, media.validate_upload, media.make_thumbnails,
             media.extract_metadata, media.analyse_content, tenants.policy,
-            *database.activities(),
+            reconciliation.find_stuck_work, reconciliation.report, *database.activities(),
         ]  # fmt: skip
         queues = (
             {task_queue: WORKFLOWS}
@@ -112,4 +139,50 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     configure_tracing("ferry-worker")
     client = await connect(settings, runtime=metrics_runtime(settings.worker_metrics_port))
     async with ferry_worker(client, settings):
+        await ensure_reconciliation_schedule(client, settings)
         await stop.wait()
+
+
+async def ensure_reconciliation_schedule(
+    client: Client,
+    settings: Settings,
+    schedule_id: str = RECONCILIATION_SCHEDULE,
+    request: ReconciliationRequest | None = None,
+) -> None:
+    """The reconciliation's schedule as the settings say, created or updated (idempotent).
+
+    Every worker does this as it starts, so the schedule follows the settings of the
+    latest one; with `reconciliation_interval_seconds` 0 the schedule is deleted. A
+    run that is due while the previous one runs is skipped, and a run missed while
+    no worker listened is not made up (the next one looks at everything anyway).
+    `request` replaces what the settings say each run looks for.
+    """
+    handle = client.get_schedule_handle(schedule_id)
+    every = settings.reconciliation_interval_seconds
+    if every <= 0:
+        try:
+            await handle.delete()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        return
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconciliationWorkflow.run,
+            request or settings.reconciliation_request(),
+            id=RECONCILIATION_ID,
+            task_queue=settings.tenants_task_queue,
+            typed_search_attributes=search_attributes(OPERATIONS_TENANT),
+            static_summary="reconciliation: stuck uploads, shares, migrations, monitoring",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every))]),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(seconds=every)
+        ),
+        state=ScheduleState(note="created by ferry worker (FERRY_RECONCILIATION_*)"),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+        log.info("created the reconciliation schedule %s (every %d s)", schedule_id, every)
+    except ScheduleAlreadyRunningError:
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))

@@ -15,6 +15,10 @@ from ferry.devstack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("FERRY_HOME", str(REPO / ".ferry"))
+# No reconciliation schedule while tests start and stop workers: its runs would start
+# monitoring workflows for the tests' tenants on queues nobody polls afterwards.
+# tests/integration/test_reconciliation.py runs a schedule of its own.
+os.environ.setdefault("FERRY_RECONCILIATION_INTERVAL_SECONDS", "0")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

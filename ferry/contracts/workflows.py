@@ -25,6 +25,14 @@ TENANT_PROVISIONING = "tenant_provisioning_workflow"
 TENANT_MONITORING = "tenant_monitoring_workflow"
 TENANT_UPGRADE = "tenant_upgrade_workflow"
 TENANT_PLAN_CHANGE = "tenant_plan_change_workflow"
+RECONCILIATION = "reconciliation_workflow"
+
+# The reconciliation runs on this schedule; each run's ID is the schedule's
+# workflow ID with the time it was due appended (Temporal's own naming).
+RECONCILIATION_SCHEDULE = "ferry-reconciliation"
+RECONCILIATION_ID = "reconciliation"
+# Work that belongs to no tenant (the reconciliation, alerts) names this one.
+OPERATIONS_TENANT = "ferry-ops"
 
 SHARE_REVOKE_SIGNAL = "share_revocation_requested"
 LIFECYCLE_SIGNAL = "lifecycle_requested"
@@ -219,3 +227,19 @@ class PaymentResult:
     amount_minor: int | None = None
     currency: str | None = None
     reason: str | None = None
+
+
+@dataclass
+class ReconciliationRequest:
+    """What a reconciliation run looks for, and whether it repairs what is safe to."""
+
+    upload_deadline_seconds: int = 900
+    share_grace_seconds: int = 300
+    migration_idle_seconds: int = 1800
+    # At most this many of each kind are named in the result (all are counted).
+    sample_limit: int = 20
+    # Start the monitoring workflow of a tenant that has none (at most this many per run).
+    repair: bool = True
+    repair_limit: int = 50
+    # Only these tenants (an operator's look at a few); all of them when None.
+    tenant_ids: list[str] | None = None

@@ -84,8 +84,9 @@ async def _cli(*args: str) -> None:
 
 
 async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_url: str) -> None:
-    functions = {"ferry_existing_tenants", "ferry_mark_processed"}
-    at_head = (TABLES | {"alembic_version"}, len(TABLES), functions, ["0002"])
+    ledger = {"ferry_existing_tenants", "ferry_mark_processed"}
+    at_head = (TABLES | {"alembic_version"}, len(TABLES), ledger | {"ferry_reconciliation"}, ["0003"])
+    at_second = (TABLES | {"alembic_version"}, len(TABLES), ledger, ["0002"])
     at_first = (TABLES | {"alembic_version"}, len(TABLES), set(), ["0001"])
     at_base: tuple[set[str], int, set[str], list[str]] = ({"alembic_version"}, 0, set(), [])
     await _cli("upgrade", "--url", scratch_url)
@@ -96,7 +97,9 @@ async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_
     assert await _schema(scratch_url) == at_base
     await _cli("upgrade", "head", "--url", scratch_url)
     assert await _schema(scratch_url) == at_head
-    await _cli("downgrade", "--url", scratch_url)  # one step back: the ledger's functions go
+    await _cli("downgrade", "--url", scratch_url)  # one step back: the reconciliation's goes
+    assert await _schema(scratch_url) == at_second
+    await _cli("downgrade", "--url", scratch_url)  # and the ledger's functions
     assert await _schema(scratch_url) == at_first
     await _cli("downgrade", "--url", scratch_url)
     assert await _schema(scratch_url) == at_base

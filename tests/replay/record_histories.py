@@ -22,6 +22,7 @@ from replay_keys import REPLAY_KEYS
 
 # The tests' own helpers (tests/), when run as a script from the repository.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 from waiting import eventually
 
@@ -31,8 +32,10 @@ from ferry.contracts.storage import BucketRef, StorageRef
 from ferry.contracts.workflows import (
     LIFECYCLE_SIGNAL,
     PAYMENT_SIGNAL,
+    RECONCILIATION_ID,
     SHARE_REVOKE_SIGNAL,
     USAGE_SIGNAL,
+    ReconciliationRequest,
     file_migration_id,
     file_share_id,
     tenant_monitoring_id,
@@ -46,6 +49,7 @@ from ferry.worker import ferry_worker
 from ferry.workflows.file_migration import FileMigrationWorkflow, MigrationRequest
 from ferry.workflows.file_sharing import FileSharingWorkflow, ShareRequest, ShareRevocation
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
+from ferry.workflows.reconciliation import ReconciliationWorkflow
 from ferry.workflows.tenant_monitoring import LifecycleRequest, UsageUpdate
 from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
 from ferry.workflows.tenant_upgrade import PaymentResult, TenantUpgradeWorkflow, UpgradeRequest
@@ -310,6 +314,35 @@ async def record_tenants() -> None:
     await record_failed_provisioning(client, settings)
 
 
+async def record_reconciliation() -> None:
+    """A reconciliation of one tenant without monitoring: found, repaired, reported."""
+    settings = get_settings()
+    client = await connect(settings)
+    tenant = f"{TENANT}-{uuid.uuid4().hex[:8]}"
+    engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
+    await ensure_tenant(create_sessionmaker(engine), tenant)
+    await engine.dispose()
+    admin = create_engine(settings.database_admin_url.get_secret_value(), pool_size=1)
+    async with admin.begin() as conn:
+        await conn.execute(
+            text("UPDATE tenants SET created_at = now() - interval '1 hour' WHERE id = :id"),
+            {"id": tenant},
+        )
+    await admin.dispose()
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    async with ferry_worker(client, settings, queue):
+        handle = await client.start_workflow(
+            ReconciliationWorkflow.run,
+            ReconciliationRequest(tenant_ids=[tenant]),
+            id=f"{RECONCILIATION_ID}-{tenant}",
+            task_queue=queue,
+        )
+        report = await handle.result()
+        assert report.repaired == [tenant], report
+        await save(handle, "reconciliation_repaired")
+        await client.get_workflow_handle(tenant_monitoring_id(tenant)).terminate("recorded")
+
+
 async def record_uploads() -> None:
     await record_upload("file_upload_processed", "poster.png", "image/png", DEMO_FILES[0][2])
     await record_upload("file_upload_infected", "notes.txt", "text/plain", EICAR)
@@ -335,7 +368,7 @@ async def record_uploads() -> None:
 
 
 async def main(groups: list[str]) -> None:
-    """Record the groups named (`uploads`, `tenants`), or all of them."""
+    """Record the groups named (`uploads`, `tenants`, `reconciliation`), or all of them."""
     HISTORIES.mkdir(exist_ok=True)
     # Not recorded here, and kept so that runs from before each patch still replay:
     # `file_upload_*_before_local_steps` (before `short-steps-as-local-activities`),
@@ -345,6 +378,8 @@ async def main(groups: list[str]) -> None:
         await record_uploads()
     if not groups or "tenants" in groups:
         await record_tenants()
+    if not groups or "reconciliation" in groups:
+        await record_reconciliation()
 
 
 if __name__ == "__main__":
