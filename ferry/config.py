@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     # The reconciliation (ferry/workflows/reconciliation.py): how often its schedule runs
     # (0: no schedule; a worker started so deletes it), and what counts as stuck.
     reconciliation_interval_seconds: int = Field(default=300, ge=0)
+    reconciliation_repair: bool = True  # false: count and report, start nothing
     upload_deadline_seconds: int = Field(default=900, gt=0)
     share_expiry_grace_seconds: int = Field(default=300, ge=0)
     migration_idle_seconds: int = Field(default=1800, gt=0)
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
             upload_deadline_seconds=self.upload_deadline_seconds,
             share_grace_seconds=self.share_expiry_grace_seconds,
             migration_idle_seconds=self.migration_idle_seconds,
+            repair=self.reconciliation_repair,
         )
 
     @property

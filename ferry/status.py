@@ -33,6 +33,7 @@ WORKFLOW_TYPES = (
     wf.TENANT_MONITORING,
     wf.TENANT_UPGRADE,
     wf.TENANT_PLAN_CHANGE,
+    wf.RECONCILIATION,
 )
 UNKNOWN = "?"
 
@@ -45,6 +46,8 @@ class Snapshot:
     in_flight: float | None = None
     running: dict[str, int] = field(default_factory=dict)
     dlq: int | None = None
+    # The last reconciliation's counts by kind (uploads past their deadline, ...).
+    stuck: dict[str, float] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
 
@@ -70,6 +73,8 @@ async def _prometheus(url: str, snap: Snapshot) -> None:
                 snap.lag[r["metric"].get("topic", "")] = float(r["value"][1])
             for r in await vector("sum by (topic) (rate(ferry_bridge_records_consumed_total[1m]))"):
                 snap.rates[r["metric"].get("topic", "")] = float(r["value"][1])
+            for r in await vector("ferry:reconciliation_found:latest"):
+                snap.stuck[r["metric"].get("kind", "")] = float(r["value"][1])
             flight = await vector("sum(ferry_bridge_in_flight)")
             snap.in_flight = float(flight[0]["value"][1]) if flight else None
             alerts = (await http.get("/api/v1/alerts")).json()["data"]["alerts"]
@@ -143,10 +148,12 @@ def render(snap: Snapshot) -> Group:
         count = snap.running.get(kind)
         running.add_row(kind, UNKNOWN if count is None else str(count))
 
-    health = Table("", "", title="Dead letters and alerts")
+    health = Table("", "", title="Dead letters, alerts, stuck work")
     health.add_row("records in ferry.dlq.v1", UNKNOWN if snap.dlq is None else str(snap.dlq))
     names = sorted({a["labels"]["alertname"] for a in snap.alerts})
     health.add_row("alerts firing", ", ".join(names) if names else "none")
+    stuck = ", ".join(f"{kind} {count:.0f}" for kind, count in sorted(snap.stuck.items()))
+    health.add_row("stuck (last reconciliation)", stuck or UNKNOWN)
     if snap.unanswered:
         health.add_row("[yellow]not answering", ", ".join(snap.unanswered))
     return Group(services, flow, running, health)

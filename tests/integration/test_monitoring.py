@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import ScheduleActionStartWorkflow
+from temporalio.service import RPCError
 from waiting import eventually
 
+from ferry.activities.reconciliation import KINDS
 from ferry.config import Settings
 from ferry.consumers.offsets import start_group_at_end
 from ferry.consumers.tail import TopicFollower
 from ferry.contracts.topics import INBOUND_TOPICS, NOTIFICATIONS
+from ferry.contracts.workflows import RECONCILIATION_SCHEDULE
 from ferry.devstack import Stack
+from ferry.processes import connect
 from ferry.producers import EventPublisher
 
 pytestmark = pytest.mark.stack
@@ -163,3 +170,68 @@ async def notification_of(settings: Settings, alert: dict[str, Any]) -> dict[str
     assert notification["params"]["alertname"] == alert["labels"]["alertname"]
     assert notification["params"]["runbook"] == "docs/operations.md#alerts"
     return notification
+
+
+# Where the stack's Prometheus looks for the worker (the worker's default port).
+WORKER_METRICS_PORT = 9465
+
+
+async def test_the_worker_creates_the_reconciliation_schedule_whose_counts_reach_ferry_status(
+    stack: Stack, settings: Settings
+) -> None:
+    queue = f"test-monitoring-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "FERRY_FILES_TASK_QUEUE": f"{queue}-files",
+        "FERRY_TENANTS_TASK_QUEUE": f"{queue}-tenants",
+        "FERRY_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
+        "FERRY_RECONCILIATION_INTERVAL_SECONDS": "3600",
+        # Count only: the stack's database holds other tests' tenants, left unmonitored.
+        "FERRY_RECONCILIATION_REPAIR": "false",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ferry.cli", "worker", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    client = await connect(settings)
+    schedule = client.get_schedule_handle(RECONCILIATION_SCHEDULE)
+    try:
+
+        async def created() -> bool:
+            try:
+                described = await schedule.describe()
+            except RPCError:
+                return False
+            action = described.schedule.action
+            assert isinstance(action, ScheduleActionStartWorkflow)
+            return action.task_queue == f"{queue}-tenants"
+
+        await eventually(created, "the worker to create the schedule", timeout=60, interval=0.5)
+        [interval] = (await schedule.describe()).schedule.spec.intervals
+        assert interval.every == timedelta(hours=1)
+        await schedule.trigger()
+
+        async def reported() -> bool:
+            found = await query(settings, "ferry:reconciliation_found:latest")
+            return {r["metric"]["kind"] for r in found} == set(KINDS)
+
+        await eventually(reported, "the run's counts in Prometheus", timeout=90, interval=1)
+        shown = await _status_once()
+        assert "stuck (last reconciliation)" in shown
+        assert "upload_overdue" in shown and "tenant_over_quota" in shown
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 60)
+        with contextlib.suppress(RPCError):
+            await schedule.delete()
+
+
+async def _status_once() -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ferry.cli", "status", "--once",
+        env={**os.environ, "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode() + err.decode()
+    return out.decode()

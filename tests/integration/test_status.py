@@ -30,4 +30,5 @@ async def test_status_shows_the_services_the_workflows_the_dlq_and_the_alerts(
     assert "file_upload_workflow" in shown and "tenant_monitoring_workflow" in shown
     assert "records in ferry.dlq.v1" in shown
     assert "alerts firing" in shown
+    assert "stuck (last reconciliation)" in shown
     assert "not answering" not in shown  # every source answered
