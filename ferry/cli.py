@@ -165,6 +165,51 @@ def status(
     _run_until_signalled(main)
 
 
+@app.command()
+def reconcile(
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="Only this tenant (repeat for more); all by default.")
+    ] = None,
+    repair: Annotated[
+        bool, typer.Option(help="Start the monitoring workflow of a tenant that has none.")
+    ] = True,
+) -> None:
+    """Run one reconciliation now, as its schedule does, and print what it found."""
+    import dataclasses
+    import uuid
+
+    from ferry.activities.reconciliation import KINDS
+    from ferry.config import get_settings
+    from ferry.contracts.workflows import OPERATIONS_TENANT, RECONCILIATION_ID, search_attributes
+    from ferry.processes import connect
+    from ferry.workflows.reconciliation import ReconciliationWorkflow
+
+    settings = get_settings()
+    request = dataclasses.replace(
+        settings.reconciliation_request(), repair=repair, tenant_ids=tenant or None
+    )
+
+    async def main(_stop: asyncio.Event) -> None:
+        client = await connect(settings)
+        report = await client.execute_workflow(
+            ReconciliationWorkflow.run,
+            request,
+            id=f"{RECONCILIATION_ID}-by-hand-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.tenants_task_queue,
+            search_attributes=search_attributes(OPERATIONS_TENANT),
+        )
+        table = Table("kind", "found", "left", "oldest", title="Reconciliation")
+        for kind in KINDS:
+            oldest = report.found.oldest.get(kind) or []
+            first = f"{oldest[0].tenant_id}/{oldest[0].object_id}" if oldest else ""
+            table.add_row(kind, str(report.found.counts[kind]), str(report.left(kind)), first)
+        console.print(table)
+        if report.repaired:
+            console.print(f"started monitoring of: {', '.join(report.repaired)}")
+
+    _run_until_signalled(main)
+
+
 @app.command("alert-webhook")
 def alert_webhook(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9466,
