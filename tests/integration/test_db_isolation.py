@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, Table, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ferry.contracts.storage import StorageRef
 from ferry.db import TENANT_TABLES, InvalidTenantId, tenant_scope, tenant_session
 from ferry.db.models import Base
 
@@ -88,6 +89,74 @@ async def test_app_role_neither_owns_tables_nor_bypasses_rls(
         )
     assert (attrs.rolsuper, attrs.rolbypassrls) == (False, False)
     assert owned == 0
+
+
+async def test_the_one_look_across_tenants_answers_identifiers_and_times_only(
+    app_engine: AsyncEngine,
+    admin_engine: AsyncEngine,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    seed: Seed,
+) -> None:
+    """The reconciliation's function (migration 0003) is the only way across tenants:
+    it returns no column of content, PUBLIC may not call it, and it changes nothing."""
+    async with admin_engine.connect() as conn:
+        function = (
+            await conn.execute(
+                text(
+                    "SELECT p.prosecdef, p.provolatile::text AS provolatile, p.proretset,"
+                    " pg_get_function_result(p.oid) AS result,"
+                    " has_function_privilege('public', p.oid, 'EXECUTE') AS public_may"
+                    " FROM pg_proc p WHERE p.proname = 'ferry_reconciliation'"
+                )
+            )
+        ).one()
+    assert function.prosecdef and function.proretset and not function.public_may
+    assert function.provolatile == "s"  # STABLE: it cannot write
+    assert function.result == (
+        "TABLE(kind text, tenant_id text, object_id text,"
+        " since timestamp with time zone, total bigint)"
+    )
+    one, other = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+    for tenant_id in (one, other):
+        await seed(tenant_id)
+        async with tenant_scope(app_sessionmaker, tenant_id) as db:
+            await db.files.record_processing(
+                f"{tenant_id}-stuck",
+                filename="secret-plans.pdf",
+                declared_content_type="application/pdf",
+                size_bytes=1,
+                uploaded_by=f"owner@{tenant_id}",
+                location=StorageRef("local", "ferry-ingest", f"tenants/{tenant_id}/uploads/s/p"),
+            )
+    pair = {"one": one, "other": other}
+    async with admin_engine.connect() as conn:
+        processing = set(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT tenant_id, id FROM files"
+                        " WHERE state = 'processing' AND tenant_id IN (:one, :other)"
+                    ),
+                    pair,
+                )
+            ).all()
+        )
+    async with app_engine.connect() as conn:
+        overdue = set(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT tenant_id, object_id FROM ferry_reconciliation(0, 0, 0, 10,"
+                        " ARRAY[:one, :other]) WHERE kind = 'upload_overdue'"
+                    ),
+                    pair,
+                )
+            ).all()
+        )
+        # Both tenants' stuck uploads, by ID, through the function...
+        assert processing and overdue == processing
+        # ...and nothing of either through the tables, with no tenant set.
+        assert await conn.scalar(text("SELECT count(*) FROM files")) == 0
 
 
 async def test_each_tenant_sees_only_its_own_rows(
