@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pyclamd
 from temporalio import activity
 
+from ferry.activities.clamd_version import ClamdVersion, parse_clamd_version
 from ferry.activities.heartbeat import heartbeating
-from ferry.activities.metrics import count
+from ferry.activities.metrics import count, gauge
 from ferry.activities.storage import provider_named, refuse_outside
 from ferry.contracts.errors import (
     OBJECT_NOT_FOUND,
@@ -29,6 +33,16 @@ from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 LIMIT_SIGNATURE_PREFIX = "Heuristics.Limits.Exceeded"
 SCANS = "ferry_scans"
 SCANS_HELP = "Scans by verdict: clean, infected, over-limit, error, clamd-unavailable."
+SIGNATURE_VERSION = "ferry_clamd_signature_version"
+SIGNATURE_VERSION_HELP = "The version of clamd's signature database, as of the last scan."
+SIGNATURE_AGE = "ferry_clamd_signature_age_seconds"
+SIGNATURE_AGE_HELP = "Seconds since clamd's signature database was built, as of the last scan."
+# How often a worker asks clamd which database it has: the scans in between use the answer.
+VERSION_INTERVAL = 60.0
+# VERSION is answered from memory; a clamd slower than this is busy, and the scan goes on.
+VERSION_TIMEOUT = 2.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,11 +74,17 @@ class _StreamReader:
 
 
 class ScanActivities:
-    """Scans objects with one clamd."""
+    """Scans objects with one clamd, and reports which signature database it scans with.
+
+    Each scan sets the gauges `ferry_clamd_signature_version` and
+    `ferry_clamd_signature_age_seconds` (when clamd tells them) from clamd's
+    `VERSION`, asked at most once every `version_interval` seconds per worker.
+    """
 
     def __init__(
         self, clamd_host: str, clamd_port: int, providers: Mapping[str, StorageProvider],
         timeout: float = 600.0, max_scans: int = 4, places: Places = DEFAULT_PLACES,
+        version_interval: float = VERSION_INTERVAL,
     ) -> None:  # fmt: skip
         self._host, self._port, self._timeout = clamd_host, clamd_port, timeout
         self._places = places
@@ -73,11 +93,51 @@ class ScanActivities:
         # are read on the event loop (which uses the default pool for file I/O):
         # scans get threads of their own, so they can never starve those reads.
         self._threads = ThreadPoolExecutor(max_workers=max_scans, thread_name_prefix="clamd")
+        # VERSION has a thread of its own: behind busy scan threads it would wait a scan long.
+        self._version_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clamd-version")
+        self._version_interval = version_interval
+        self._version: ClamdVersion | None = None
+        self._version_asked: float | None = None
 
     def _scan(self, reader: _StreamReader) -> dict[str, tuple[str, str]] | None:
         clamd = pyclamd.ClamdNetworkSocket(self._host, self._port, timeout=self._timeout)
         result: dict[str, tuple[str, str]] | None = clamd.scan_stream(reader, chunk_size=CHUNK_SIZE)
         return result
+
+    def _ask_version(self) -> str:
+        clamd = pyclamd.ClamdNetworkSocket(self._host, self._port, timeout=VERSION_TIMEOUT)
+        return str(clamd.version())
+
+    async def signatures(self) -> ClamdVersion | None:
+        """clamd's signature database, asked anew at most once every `version_interval`
+        seconds; None until clamd has answered. A failed `VERSION` only logs: the scan's
+        verdict never depends on it, and the last answer stands."""
+        now = time.monotonic()
+        if self._version_asked is not None and now - self._version_asked < self._version_interval:
+            return self._version
+        self._version_asked = now  # before the await: the scans running meanwhile do not ask
+        loop = asyncio.get_running_loop()
+        try:
+            # The socket's timeout bounds each step; this bounds them all (a stuck thread
+            # answers late into nothing, and the next ask is a minute away).
+            answer = await asyncio.wait_for(
+                loop.run_in_executor(self._version_thread, self._ask_version), VERSION_TIMEOUT
+            )
+            self._version = parse_clamd_version(answer)
+        except (pyclamd.ConnectionError, OSError, ValueError) as exc:
+            log.warning("clamd did not say which signatures it has: %s", exc)
+        return self._version
+
+    async def _report_signatures(self) -> None:
+        version = await self.signatures()
+        if version is None:
+            return
+        if version.signature_version is not None:
+            gauge(SIGNATURE_VERSION, SIGNATURE_VERSION_HELP, version.signature_version)
+        age = version.age_seconds(datetime.now(UTC))
+        if age is not None:
+            # A build "in the future" is clock skew (a gauge may not be negative): brand new.
+            gauge(SIGNATURE_AGE, SIGNATURE_AGE_HELP, max(0.0, age))
 
     @activity.defn(name="scan_object")
     async def scan(self, ref: ScopedRef) -> ScanResult:
@@ -85,6 +145,7 @@ class ScanActivities:
         refuse_outside(self._places, ref.bucket, ref.key, ref.tenant_id, ref.file_id)
         provider = provider_named(self._providers, ref.provider)
         reader = _StreamReader(provider.read(ref.bucket, ref.key), asyncio.get_running_loop())
+        await self._report_signatures()
         # clamd gives its verdict only after the whole stream: keep telling
         # Temporal that this attempt is alive meanwhile, so a short heartbeat
         # timeout still detects a dead worker quickly.
