@@ -8,6 +8,7 @@ the Temporal client every process connects the same way. The rooms below
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from pathlib import Path
 
@@ -25,8 +26,11 @@ from ferry.db import create_engine
 from ferry.db.errors import unavailable
 from ferry.db.ledger import EventLedger
 from ferry.meter.app import UsageMeter, create_app, topic_partitions
+from ferry.meter.metrics import GroupLag, MeterMetrics
 from ferry.producers import EventPublisher
 from ferry.telemetry import configure_tracing
+
+log = logging.getLogger(__name__)
 
 
 async def connect(
@@ -106,14 +110,38 @@ async def run_meter(settings: Settings, stop: asyncio.Event) -> None:
 
     While Temporal is unreachable a signal waits (the client retries it), and
     so does the agent: the meter falls behind, then catches up.
+
+    Its metrics are served on `meter_metrics_port`, with its group's lag measured
+    every 10 s (neither with port 0). A port it cannot listen on is logged and the
+    meter counts on without metrics: the counting matters more than its metrics.
     """
     client = await connect(settings, retry_config=temporal.WAIT_FOR_TEMPORAL)
     partitions = await topic_partitions(settings.kafka_bootstrap, FILE_EVENTS)
-    with tempfile.TemporaryDirectory(prefix="ferry-meter-") as datadir:
-        app = create_app(settings.meter_app_id, settings.kafka_bootstrap, partitions, Path(datadir))
-        UsageMeter(app, client)
-        await app.start()
+    metrics = MeterMetrics()
+    lag: asyncio.Task[None] | None = None
+    if settings.meter_metrics_port:
         try:
-            await stop.wait()
-        finally:
-            await app.stop()
+            metrics.serve(settings.meter_metrics_port, settings.meter_metrics_address)
+        except OSError as exc:
+            log.error("no metrics on port %s: %s", settings.meter_metrics_port, exc)
+        else:
+            group = GroupLag(
+                settings.kafka_bootstrap, settings.meter_app_id, FILE_EVENTS, partitions, metrics
+            )
+            lag = asyncio.create_task(group.run())
+    try:
+        with tempfile.TemporaryDirectory(prefix="ferry-meter-") as datadir:
+            app = create_app(
+                settings.meter_app_id, settings.kafka_bootstrap, partitions, Path(datadir)
+            )
+            UsageMeter(app, client, metrics=metrics)
+            await app.start()
+            try:
+                await stop.wait()
+            finally:
+                await app.stop()
+    finally:
+        if lag is not None:
+            lag.cancel()
+            await asyncio.wait([lag])
+        metrics.close()

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.contracts.topics import FILE_EVENTS
 from ferry.contracts.workflows import USAGE_SIGNAL, tenant_monitoring_id
+from ferry.meter.metrics import MeterMetrics
 from ferry.meter.usage import TenantUsage
 from ferry.schemas import EventDecodeError, decode
 
@@ -84,12 +85,20 @@ class UsageMeter:
 
     One agent with concurrency 1 reads the file events; the table
     `tenant-usage` maps a tenant to its `TenantUsage` (as JSON). Records are
-    keyed by tenant, so the table is co-partitioned with the topic.
+    keyed by tenant, so the table is co-partitioned with the topic. What it
+    does with each record and signal is counted in `metrics` (ferry/meter/metrics.py).
     """
 
-    def __init__(self, app: faust.App, client: Client, topic: str = FILE_EVENTS) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        client: Client,
+        topic: str = FILE_EVENTS,
+        metrics: MeterMetrics | None = None,
+    ) -> None:
         self.app = app
         self.client = client
+        self.metrics = metrics or MeterMetrics()
         self.topic = app.topic(
             topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
@@ -115,8 +124,10 @@ class UsageMeter:
             event = decode(value or b"", content_type_of(headers))
         except EventDecodeError as exc:
             log.warning("skipping an undecodable record on %s: %s", self.topic, exc)
+            self.metrics.records.labels("undecodable").inc()
             return None
         if event["event_type"] != COUNTED_EVENT_TYPE:
+            self.metrics.records.labels("other-event").inc()
             return None
         tenant_id, event_id = str(event["tenant_id"]), str(event["event_id"])
         usage = TenantUsage.from_json(self.table[tenant_id]).count(
@@ -124,8 +135,11 @@ class UsageMeter:
         )
         if usage is None:
             log.debug("event %s of tenant %s was already counted", event_id, tenant_id)
+            self.metrics.records.labels("duplicate").inc()
             return None
         self.table[tenant_id] = usage.to_json()
+        self.metrics.records.labels("counted").inc()
+        self.metrics.last_counted.set_to_current_time()
         await self.signal(tenant_id, usage, event_id)
         return usage
 
@@ -136,6 +150,10 @@ class UsageMeter:
             await handle.signal(USAGE_SIGNAL, usage.update(tenant_id, source_event_id))
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
+                self.metrics.signals.labels("failed").inc()
                 raise
             # No monitoring workflow, or it has closed (the tenant was deleted).
             log.debug("no running monitoring workflow for tenant %s: %s", tenant_id, exc)
+            self.metrics.signals.labels("no-workflow").inc()
+            return
+        self.metrics.signals.labels("sent").inc()

@@ -14,8 +14,12 @@ from ferry.devstack.services.base import Context, Service, http_status, reload
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 # Where Ferry's processes serve their metrics when run on this machine (their defaults:
-# FERRY_BRIDGE_METRICS_PORT, FERRY_WORKER_METRICS_PORT).
-LOCAL_TARGETS = {"ferry-bridge": "127.0.0.1:9464", "ferry-worker": "127.0.0.1:9465"}
+# FERRY_BRIDGE_METRICS_PORT, FERRY_WORKER_METRICS_PORT, FERRY_METER_METRICS_PORT).
+LOCAL_TARGETS = {
+    "ferry-bridge": "127.0.0.1:9464",
+    "ferry-worker": "127.0.0.1:9465",
+    "ferry-meter": "127.0.0.1:9467",
+}
 
 
 class Blackbox(Service):
