@@ -68,6 +68,10 @@ class BridgeConfig:
     fetch_max_wait_ms: int = 50
     # The ingest and quarantine buckets: an upload may name only its own object in ingest.
     places: Places = DEFAULT_PLACES
+    # The start-up call to Temporal (the namespace's retention): each try's timeout, and how
+    # long tries go on before the bridge stops with `TemporalUnanswered`.
+    startup_call_timeout: float = 10.0
+    startup_give_up_after: float = 30.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -131,6 +135,12 @@ class Bridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then finish in-flight work, commit and leave the group."""
+        if self.ledger is not None and self.records.retention is None:
+            self.records.retention = await namespace_retention(
+                self.client,
+                call_timeout=self.config.startup_call_timeout,
+                give_up_after=self.config.startup_give_up_after,
+            )
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.config.group_id,
@@ -142,8 +152,6 @@ class Bridge:
             # the partitions resumed meanwhile are only fetched after it returns.
             fetch_max_wait_ms=self.config.fetch_max_wait_ms,
         )
-        if self.ledger is not None and self.records.retention is None:
-            self.records.retention = await namespace_retention(self.client)
         self.consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
         await self.consumer.start()
         try:

@@ -7,6 +7,10 @@ unreachable is tried again, with capped exponential back-off, for as long as the
 outage lasts. Meanwhile the records waiting on it fill the bridge, which pauses its
 partitions (backpressure) and resumes them when the calls go through again; nothing
 is committed past what is recorded. Any other failure is not waited out.
+
+A start-up call is the exception: before the bridge takes its first record nothing
+waits on it but the bridge itself, and a server that accepts and never answers would
+hold it there without end. `bounded` tries such a call again for a while, then raises.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
+    stop_after_delay,
     wait_exponential,
     wait_random,
 )
+from tenacity.wait import wait_base
 
 from ferry.consumers.metrics import BridgeMetrics
 
@@ -37,6 +43,11 @@ Transient = Callable[[BaseException], bool]
 # The longest pause between two attempts (and up to 0.1 s of jitter): a dependency back
 # from an outage is used again within this long.
 MAX_BACKOFF_SECONDS = 2.0
+
+
+def backoff(max_backoff: float = MAX_BACKOFF_SECONDS) -> wait_base:
+    """Capped exponential back-off from 0.1 s, with up to 0.1 s of jitter."""
+    return wait_exponential(multiplier=0.1, max=max_backoff) + wait_random(0, 0.1)
 
 
 def kafka_unavailable(exc: BaseException) -> bool:
@@ -67,7 +78,7 @@ class Patience:
     async def call(self, fn: Callable[..., Awaitable[T]], *args: object) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception(self.transient),
-            wait=wait_exponential(multiplier=0.1, max=self.max_backoff) + wait_random(0, 0.1),
+            wait=backoff(self.max_backoff),
             before_sleep=self._waiting,
             reraise=True,
         )
@@ -88,6 +99,37 @@ class Patience:
                 failure,
                 state.attempt_number,
             )
+
+
+async def bounded(
+    what: str, fn: Callable[[], Awaitable[T]], transient: Transient, give_up_after: float
+) -> T:
+    """`fn()`, tried again while it fails `transient`ly, with `Patience`'s back-off, until
+    `give_up_after` seconds have passed since the first try; then its last failure is
+    raised. Each try must be bounded itself (a call timeout): an attempt begun just before
+    the end runs to its own, so the whole lasts at most `give_up_after`, one try and one
+    back-off."""
+
+    def waiting(state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "%s: no answer (%s: %s); attempt %d, trying again for up to %.0fs in all",
+            what,
+            type(failure).__name__,
+            failure,
+            state.attempt_number,
+            give_up_after,
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(transient),
+        stop=stop_after_delay(give_up_after),
+        wait=backoff(),
+        before_sleep=waiting,
+        reraise=True,
+    )
+    result: T = await retrying(fn)
+    return result
 
 
 class PatientLedger:

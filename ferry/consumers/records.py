@@ -18,14 +18,17 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeAlias
 
 from aiokafka import ConsumerRecord
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    DescribeNamespaceResponse,
+)
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.consumers.metrics import BridgeMetrics
 from ferry.consumers.notifications import NotificationError, read
-from ferry.consumers.patience import Patience, kafka_unavailable
+from ferry.consumers.patience import Patience, bounded, kafka_unavailable
 from ferry.consumers.routes import ROUTES, Action, Queue, Route
 from ferry.contracts.layout import DEFAULT_PLACES, TENANT_SLUG, Places
 from ferry.contracts.topics import DLQ, STORAGE_NOTIFICATIONS
@@ -309,11 +312,48 @@ class RecordHandler:
         await self.kafka.call(self.publisher.send_raw, DLQ, record.value, record.key, headers)
 
 
-async def namespace_retention(client: Client) -> timedelta | None:
-    """How long Temporal keeps closed workflows (and so refuses their IDs)."""
-    response = await client.workflow_service.describe_namespace(
-        DescribeNamespaceRequest(namespace=client.namespace)
+class TemporalUnanswered(RuntimeError):
+    """Temporal did not answer a start-up call in the time it is given."""
+
+
+def unanswered(exc: BaseException) -> bool:
+    """A call Temporal did not answer in time, or could not take: the client reports its own
+    call timeout as CANCELLED ("Timeout expired"), a server that gave up as DEADLINE_EXCEEDED."""
+    return isinstance(exc, RPCError) and exc.status in (
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
     )
+
+
+async def namespace_retention(
+    client: Client, *, call_timeout: float, give_up_after: float
+) -> timedelta | None:
+    """How long Temporal keeps closed workflows (and so refuses their IDs).
+
+    Asked once, at start-up: each try has `call_timeout` seconds, and tries go on for
+    `give_up_after` seconds (`bounded`), then `TemporalUnanswered`. Without a timeout of
+    its own the call would wait for the client's default (30 s) and fail on the first
+    timeout.
+    """
+    request = DescribeNamespaceRequest(namespace=client.namespace)
+
+    async def describe() -> DescribeNamespaceResponse:
+        return await client.workflow_service.describe_namespace(
+            request, timeout=timedelta(seconds=call_timeout)
+        )
+
+    try:
+        response = await bounded("describe_namespace", describe, unanswered, give_up_after)
+    except RPCError as err:
+        if not unanswered(err):
+            raise
+        address = client.service_client.config.target_host
+        raise TemporalUnanswered(
+            f"Temporal at {address} did not answer describe_namespace of {client.namespace!r}"
+            f" in {give_up_after:.0f}s ({call_timeout:.0f}s a try): {err}"
+        ) from err
     ttl = response.config.workflow_execution_retention_ttl
     return (
         ttl.ToTimedelta() if response.config.HasField("workflow_execution_retention_ttl") else None

@@ -25,10 +25,18 @@ async def running(bridge: Bridge) -> AsyncIterator[Bridge]:
     ends the bridge finishes its records, commits and leaves, as on SIGTERM."""
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
+    ready = asyncio.create_task(bridge.ready.wait())
     try:
-        await asyncio.wait_for(bridge.ready.wait(), 60)
+        # A bridge that stops before it is ready (Temporal did not answer) says why at once.
+        await asyncio.wait([task, ready], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            await task
+            raise RuntimeError("the bridge stopped before it joined its group")
+        if not ready.done():
+            raise TimeoutError("the bridge did not join its group within 60 s")
         yield bridge
     finally:
+        ready.cancel()
         stop.set()
         await task
 

@@ -3,6 +3,8 @@ failures are raised by the test, as asyncpg, SQLAlchemy and aiokafka raise them)
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import pytest
 from aiokafka.errors import (
@@ -13,9 +15,11 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.consumers.metrics import BridgeMetrics
-from ferry.consumers.patience import Patience, kafka_unavailable
+from ferry.consumers.patience import Patience, bounded, kafka_unavailable
+from ferry.consumers.records import unanswered
 from ferry.db.errors import unavailable
 
 
@@ -103,4 +107,49 @@ async def test_patience_does_not_retry_a_failure_of_the_request() -> None:
 
     with pytest.raises(ValueError, match="not a tenant ID"):
         await patience.call(wrong)
+    assert len(attempts) == 1
+
+
+def test_a_temporal_call_unanswered_in_time_is_tried_again_and_a_refused_one_is_not() -> None:
+    # The client's own call timeout, as temporalio reports it.
+    assert unanswered(RPCError("Timeout expired", RPCStatusCode.CANCELLED, b""))
+    assert unanswered(RPCError("deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b""))
+    assert unanswered(RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b""))
+    assert not unanswered(RPCError("namespace not found", RPCStatusCode.NOT_FOUND, b""))
+    assert not unanswered(TimeoutError())
+
+
+async def test_a_bounded_call_gives_up_after_its_time_with_the_last_failure() -> None:
+    attempts: list[float] = []
+
+    async def unanswered_call() -> None:
+        attempts.append(time.monotonic())
+        raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+
+    started = time.monotonic()
+    with pytest.raises(RPCError, match="Timeout expired"):
+        await bounded("describe_namespace", unanswered_call, unanswered, give_up_after=0.5)
+    assert 0.5 <= time.monotonic() - started < 1.5  # the time given, and one back-off
+    assert len(attempts) > 1
+
+
+async def test_a_bounded_call_returns_once_it_is_answered_and_does_not_retry_a_refusal() -> None:
+    attempts: list[bool] = []
+
+    async def answered_third() -> str:
+        attempts.append(True)
+        if len(attempts) < 3:
+            raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+        return "answer"
+
+    assert await bounded("call", answered_third, unanswered, give_up_after=10) == "answer"
+    assert len(attempts) == 3
+
+    async def refused() -> None:
+        attempts.append(True)
+        raise RPCError("namespace not found", RPCStatusCode.NOT_FOUND, b"")
+
+    attempts.clear()
+    with pytest.raises(RPCError, match="not found"):
+        await bounded("call", refused, unanswered, give_up_after=10)
     assert len(attempts) == 1
