@@ -21,8 +21,25 @@ status:
 run: up           ## the whole system with demo uploads, until Ctrl-C
 	@$(FERRY) demo
 
-test: up lint     ## lint, then the whole test suite on the local stack
-	@$(BIN)/pytest
+# The suite runs under coverage, the Python processes it starts included ([tool.coverage.run]
+# in pyproject.toml); the data of all of them is combined into one report in $(COVERAGE):
+# html/index.html, coverage.xml and report.txt (the modules below 100%, worst first), of which
+# the ten worst and the total are printed. make test fails when a test fails, and when the
+# total is under the floor ([tool.coverage.report] fail_under, the one place it is set).
+# (PYTEST_ARGS picks tests for a trial run of this target; the floor is for the whole suite.)
+COVERAGE := test-artifacts/coverage
+
+test: up lint     ## lint, then the whole test suite on the local stack, with coverage (fails under its floor)
+	@$(BIN)/coverage erase
+	@tests=0; $(BIN)/coverage run -m pytest $(PYTEST_ARGS) || tests=$$?; \
+	$(BIN)/coverage combine --quiet && \
+	$(BIN)/coverage html --quiet --fail-under=0 && \
+	$(BIN)/coverage xml --quiet --fail-under=0 || exit 1; \
+	floor=0; $(BIN)/coverage report > $(COVERAGE)/report.txt || floor=$$?; \
+	awk '/^-/ { rules++ } rules >= 2 || (NR <= 12 && rules < 2) { print } \
+		NR == 13 && rules < 2 { print "..." }' $(COVERAGE)/report.txt; \
+	echo "coverage report: $(COVERAGE)/html/index.html"; \
+	exit $$(( tests ? tests : floor ))
 
 test-unit: setup
 	@$(BIN)/pytest tests/unit

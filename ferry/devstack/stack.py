@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,17 @@ OUTBOUND_TOPICS = (
 DLQ_TOPIC = "ferry.dlq.v1"
 
 START_TIMEOUT = 120.0
+
+
+# Set in the processes that coverage measures (`make test`, pyproject's [tool.coverage.run]);
+# a Python process that inherits one is measured too, through the .pth file coverage installs.
+COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+
+
+def _unmeasured(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without coverage's variables: a service the stack starts (from a test, too)
+    outlives the measured run and is neither measured nor slowed by it."""
+    return {k: v for k, v in environ.items() if k not in COVERAGE_VARIABLES}
 
 
 class StackError(RuntimeError):
@@ -158,7 +169,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             user=service.user,
-            env={**os.environ, **service.env_extra},
+            env={**_unmeasured(os.environ), **service.env_extra},
         )
         log.close()
         record = {"pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}
