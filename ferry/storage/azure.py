@@ -14,16 +14,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
-from ferry.contracts.layout import InvalidKey
-from ferry.storage.base import (
-    PART_SIZE,
-    BucketNotFound,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectPage,
-    StorageProvider,
-    rechunk,
-)
+from ferry.storage.base import PART_SIZE, ObjectInfo, ObjectPage, StorageProvider, rechunk
+from ferry.storage.errors import BucketNotFound, InvalidKey, ObjectNotFound
 
 # The source of a server-side copy is read through a SAS that lives this long.
 _COPY_SAS = timedelta(days=1)

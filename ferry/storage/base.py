@@ -9,8 +9,11 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from ferry.contracts.layout import InvalidKey as InvalidKey
 from ferry.contracts.layout import validate_key as validate_key
+from ferry.storage.errors import BucketNotEmpty as BucketNotEmpty
+from ferry.storage.errors import BucketNotFound as BucketNotFound
+from ferry.storage.errors import InvalidKey as InvalidKey
+from ferry.storage.errors import ObjectNotFound as ObjectNotFound
 
 CHUNK_SIZE = 1024 * 1024
 # Uploads to S3 and Azure go in parts (blocks) of this size; GCS uses it as the resumable chunk.
@@ -18,18 +21,6 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_PAGE_SIZE = 1000
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-class ObjectNotFound(LookupError):
-    """The object does not exist."""
-
-
-class BucketNotFound(ObjectNotFound):
-    """The bucket does not exist (cloud providers never create one implicitly)."""
-
-
-class BucketNotEmpty(RuntimeError):
-    """`delete_bucket` without `force` on a bucket that still holds objects."""
 
 
 @dataclass(frozen=True)

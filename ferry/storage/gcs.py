@@ -19,16 +19,8 @@ from google.auth.transport.requests import Request
 from google.cloud import storage
 from google.cloud.storage.exceptions import InvalidResponse
 
-from ferry.storage.base import (
-    PART_SIZE,
-    BucketNotEmpty,
-    BucketNotFound,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectPage,
-    StorageProvider,
-    rechunk,
-)
+from ferry.storage.base import PART_SIZE, ObjectInfo, ObjectPage, StorageProvider, rechunk
+from ferry.storage.errors import BucketNotEmpty, BucketNotFound, ObjectNotFound
 
 # At most this many requests go in one JSON-API batch.
 _BATCH = 100

@@ -13,7 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from stat import S_ISREG
 
-from ferry.storage.base import ObjectInfo, ObjectNotFound, ObjectPage, StorageProvider
+from ferry.storage.base import ObjectInfo, ObjectPage, StorageProvider
+from ferry.storage.errors import ObjectNotFound
 
 _PARTIAL = re.compile(r"^\..+\.[0-9a-f]{32}\.partial$")
 

@@ -13,16 +13,8 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
-from ferry.storage.base import (
-    PART_SIZE,
-    BucketNotEmpty,
-    BucketNotFound,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectPage,
-    StorageProvider,
-    rechunk,
-)
+from ferry.storage.base import PART_SIZE, ObjectInfo, ObjectPage, StorageProvider, rechunk
+from ferry.storage.errors import BucketNotEmpty, BucketNotFound, ObjectNotFound
 
 _MISSING_OBJECT = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 # Any of these means the AWS SDK's credential chain or an S3-compatible endpoint is configured.
