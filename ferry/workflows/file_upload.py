@@ -107,20 +107,7 @@ class FileUploadWorkflow(Staged):
         self._checked = workflow.patched(LOCATION_CHECKED)
         self._enter("recording")
         tenant = await self._tenant(upload.tenant_id)
-        await self._db(
-            DatabaseActivities.record_file_processing,
-            FileProcessingInput(
-                tenant_id=upload.tenant_id,
-                file_id=upload.file_id,
-                filename=upload.filename,
-                declared_content_type=upload.declared_content_type,
-                size_bytes=upload.size_bytes,
-                storage=upload.storage,
-                uploaded_by=upload.uploaded_by,
-                sha256=upload.sha256,
-                event_id=upload.event_id,
-            ),
-        )
+        await self._db(DatabaseActivities.record_file_processing, FileProcessingInput.of(upload))
         try:
             if self._checked:
                 # The key's rule needs no settings; the activities check the bucket too.

@@ -38,7 +38,13 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.storage import BucketRef
     from ferry.contracts.workflows import TENANT_PROVISIONING as WORKFLOW
     from ferry.contracts.workflows import TenantCreation, search_attributes, tenant_monitoring_id
-    from ferry.workflows.common import Staged, call_db, emit, failure_detail, tenant_policy
+    from ferry.workflows.common import (
+        Staged,
+        call_db,
+        emit,
+        failure_detail,
+        tenant_policy,
+    )
     from ferry.workflows.tenant_monitoring import MonitoringInput, TenantMonitoringWorkflow
 
 SOURCE = "ferry.tenant-provisioning"
