@@ -12,16 +12,13 @@ from pathlib import Path
 
 from ferry.storage.base import (
     CHUNK_SIZE,
-    BucketNotEmpty,
-    BucketNotFound,
-    InvalidKey,
     ObjectInfo,
-    ObjectNotFound,
     ObjectPage,
     StorageProvider,
     validate_bucket,
     validate_key,
 )
+from ferry.storage.errors import BucketNotEmpty, BucketNotFound, InvalidKey, ObjectNotFound
 from ferry.storage.local import LocalStorage
 
 

@@ -7,42 +7,19 @@ import base64
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
-from ferry.storage.base import (
-    CHUNK_SIZE,
-    MAX_PAGE_SIZE,
-    PART_SIZE,
-    BucketNotEmpty,
-    BucketNotFound,
-    InvalidKey,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectPage,
-    expiry_seconds,
-    rechunk,
-    validate_bucket,
-    validate_key,
-    validate_page_size,
-    validate_prefix,
-)
+from ferry.storage.base import PART_SIZE, ObjectInfo, ObjectPage, StorageProvider, rechunk
+from ferry.storage.errors import BucketNotFound, InvalidKey, ObjectNotFound
 
 # The source of a server-side copy is read through a SAS that lives this long.
 _COPY_SAS = timedelta(days=1)
 _COPY_POLL = 0.5
-
-
-def _container(bucket: str) -> str:
-    """Container names are bucket names without dots or consecutive hyphens."""
-    validate_bucket(bucket)
-    if "." in bucket or "--" in bucket:
-        raise InvalidKey(f"invalid container name {bucket!r}")
-    return bucket
 
 
 def _md5(value: bytes | bytearray | None) -> str | None:
@@ -54,7 +31,7 @@ def _parse_connection_string(connection_string: str) -> dict[str, str]:
     return {name.strip(): value.strip() for name, _, value in fields}
 
 
-class AzureStorage:
+class AzureStorage(StorageProvider):
     """Blob containers; writes over one block (8 MiB) are staged blocks committed at the end.
 
     Needs an account key (connection string or `AZURE_STORAGE_ACCOUNT` + `AZURE_STORAGE_KEY`)
@@ -98,12 +75,17 @@ class AzureStorage:
     async def close(self) -> None:
         await self._service.close()
 
-    def _blob(self, bucket: str, key: str) -> BlobClient:
-        return self._service.get_blob_client(_container(bucket), validate_key(key))
+    def _valid_bucket(self, bucket: str) -> str:
+        """Container names are bucket names without dots or consecutive hyphens."""
+        super()._valid_bucket(bucket)
+        if "." in bucket or "--" in bucket:
+            raise InvalidKey(f"invalid container name {bucket!r}")
+        return bucket
 
-    async def read(
-        self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE
-    ) -> AsyncIterator[bytes]:
+    def _blob(self, bucket: str, key: str) -> BlobClient:
+        return self._service.get_blob_client(bucket, key)
+
+    async def _read(self, bucket: str, key: str, chunk_size: int) -> AsyncGenerator[bytes, None]:
         blob = self._blob(bucket, key)
         try:
             # The downloader pins the blob's ETag, so every chunk comes from one version.
@@ -113,7 +95,7 @@ class AzureStorage:
         async for chunk in rechunk(downloader.chunks(), chunk_size):
             yield chunk
 
-    async def write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
+    async def _write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         blob = self._blob(bucket, key)
         parts = rechunk(chunks, PART_SIZE)
         md5 = hashlib.md5(usedforsecurity=False)
@@ -149,7 +131,7 @@ class AzureStorage:
         except ResourceNotFoundError as exc:
             raise BucketNotFound(bucket) from exc
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+    async def _head(self, bucket: str, key: str) -> ObjectInfo | None:
         blob = self._blob(bucket, key)
         try:
             props = await blob.get_blob_properties()
@@ -157,7 +139,7 @@ class AzureStorage:
             return None
         return ObjectInfo(bucket, key, props.size, _md5(props.content_settings.content_md5))
 
-    async def copy(
+    async def _copy(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
     ) -> ObjectInfo:
         source, target = self._blob(src_bucket, src_key), self._blob(dst_bucket, dst_key)
@@ -170,33 +152,27 @@ class AzureStorage:
                 await asyncio.sleep(_COPY_POLL)
                 status = (await target.get_blob_properties()).copy.status
         except ResourceNotFoundError as exc:
-            if await self.head(src_bucket, src_key) is None:
+            if await self._head(src_bucket, src_key) is None:
                 raise ObjectNotFound(f"{src_bucket}/{src_key}") from exc
             raise BucketNotFound(dst_bucket) from exc
         if status != "success":
             raise RuntimeError(f"copy to {dst_bucket}/{dst_key} ended as {status}")
-        info = await self.head(dst_bucket, dst_key)
+        info = await self._head(dst_bucket, dst_key)
         if info is None:  # deleted by someone else in between
             raise ObjectNotFound(f"{dst_bucket}/{dst_key}")
         return info
 
-    async def delete(self, bucket: str, key: str) -> None:
+    async def _delete(self, bucket: str, key: str) -> None:
         blob = self._blob(bucket, key)
         try:
             await blob.delete_blob(delete_snapshots="include")
         except ResourceNotFoundError:
             pass
 
-    async def list(
-        self,
-        bucket: str,
-        prefix: str = "",
-        page_size: int = MAX_PAGE_SIZE,
-        page_token: str | None = None,
+    async def _list(
+        self, bucket: str, prefix: str, page_size: int, page_token: str | None
     ) -> ObjectPage:
-        container = self._service.get_container_client(_container(bucket))
-        validate_prefix(prefix)
-        validate_page_size(page_size)
+        container = self._service.get_container_client(bucket)
         pages = container.list_blobs(
             name_starts_with=prefix or None, results_per_page=page_size
         ).by_page(continuation_token=page_token)
@@ -212,11 +188,9 @@ class AzureStorage:
         token = getattr(pages, "continuation_token", None)
         return ObjectPage(items, str(token) if token else None)
 
-    async def signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
+    async def _signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
         """The blob's URL with a read-only SAS that ends after `expires`."""
-        blob = self._blob(bucket, key)
-        expiry_seconds(expires)
-        return f"{blob.url}?{self._sas(bucket, key, expires)}"
+        return f"{self._blob(bucket, key).url}?{self._sas(bucket, key, expires)}"
 
     def _sas(self, bucket: str, key: str, expires: timedelta) -> str:
         if not (self._account_name and self._account_key):
@@ -230,8 +204,8 @@ class AzureStorage:
             expiry=datetime.now(UTC) + expires,
         )
 
-    async def create_bucket(self, bucket: str) -> None:
-        container = self._service.get_container_client(_container(bucket))
+    async def _create_bucket(self, bucket: str) -> None:
+        container = self._service.get_container_client(bucket)
         try:
             await container.create_container()
         except ResourceExistsError as exc:
@@ -239,16 +213,13 @@ class AzureStorage:
             if getattr(exc, "error_code", None) != "ContainerAlreadyExists":
                 raise
 
-    async def delete_bucket(self, bucket: str, force: bool = False) -> None:
+    async def _delete_bucket(self, bucket: str, force: bool) -> None:
         """Delete the container (Azure deletes its blobs with it).
 
         Azure removes a container in the background: its name cannot be created again for
         about 30 seconds (`ContainerBeingDeleted`).
         """
-        container = self._service.get_container_client(_container(bucket))
-        if not force and (await self.list(bucket, page_size=1)).items:
-            raise BucketNotEmpty(f"bucket {bucket} is not empty")
         try:
-            await container.delete_container()
+            await self._service.get_container_client(bucket).delete_container()
         except ResourceNotFoundError:
             pass

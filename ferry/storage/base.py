@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
 
-from ferry.contracts.layout import InvalidKey as InvalidKey
 from ferry.contracts.layout import validate_key as validate_key
+from ferry.storage.errors import BucketNotEmpty as BucketNotEmpty
+from ferry.storage.errors import BucketNotFound as BucketNotFound
+from ferry.storage.errors import InvalidKey as InvalidKey
+from ferry.storage.errors import ObjectNotFound as ObjectNotFound
 
 CHUNK_SIZE = 1024 * 1024
 # Uploads to S3 and Azure go in parts (blocks) of this size; GCS uses it as the resumable chunk.
@@ -17,18 +21,6 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_PAGE_SIZE = 1000
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-class ObjectNotFound(LookupError):
-    """The object does not exist."""
-
-
-class BucketNotFound(ObjectNotFound):
-    """The bucket does not exist (cloud providers never create one implicitly)."""
-
-
-class BucketNotEmpty(RuntimeError):
-    """`delete_bucket` without `force` on a bucket that still holds objects."""
 
 
 @dataclass(frozen=True)
@@ -100,32 +92,55 @@ async def rechunk(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[byte
         yield bytes(buffer)
 
 
-class StorageProvider(Protocol):
+class StorageProvider(ABC):
     """Streaming object storage. Every operation is idempotent.
 
     Buckets and keys are validated before any I/O (`InvalidKey`). A write replaces the whole
     object or, if it fails, leaves the previous one; writing the same bytes again succeeds.
     Deleting a missing object or bucket succeeds; `head` of a missing object is None; `read`
     of one raises `ObjectNotFound`.
+
+    A provider implements the protected methods (`_read`, `_write`, …), which receive
+    arguments already validated here; it may narrow `_valid_bucket` and set `max_expiry`.
     """
 
     name: str
+    # The longest a signed URL may live, if the provider limits it.
+    max_expiry: timedelta | None = None
 
-    def read(self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    def _valid_bucket(self, bucket: str) -> str:
+        """The bucket name if this provider accepts it, else `InvalidKey`."""
+        return validate_bucket(bucket)
+
+    async def read(
+        self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
         """The object's bytes, in chunks of `chunk_size` (the last one shorter)."""
-        ...
+        chunks = self._read(self._valid_bucket(bucket), validate_key(key), chunk_size)
+        # Closing the inner reader at once releases its connection when the caller stops early.
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
 
     async def write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         """Stream the chunks into the object, replacing it."""
-        ...
+        return await self._write(self._valid_bucket(bucket), validate_key(key), chunks)
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        return await self._head(self._valid_bucket(bucket), validate_key(key))
 
     async def copy(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
-    ) -> ObjectInfo: ...
+    ) -> ObjectInfo:
+        return await self._copy(
+            self._valid_bucket(src_bucket),
+            validate_key(src_key),
+            self._valid_bucket(dst_bucket),
+            validate_key(dst_key),
+        )
 
-    async def delete(self, bucket: str, key: str) -> None: ...
+    async def delete(self, bucket: str, key: str) -> None:
+        await self._delete(self._valid_bucket(bucket), validate_key(key))
 
     async def list(
         self,
@@ -135,20 +150,62 @@ class StorageProvider(Protocol):
         page_token: str | None = None,
     ) -> ObjectPage:
         """One page of the objects under `prefix`; a missing bucket lists as empty."""
-        ...
+        return await self._list(
+            self._valid_bucket(bucket),
+            validate_prefix(prefix),
+            validate_page_size(page_size),
+            page_token,
+        )
 
     async def signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
         """A URL that downloads the object with a plain GET until it expires."""
-        ...
+        bucket, key = self._valid_bucket(bucket), validate_key(key)
+        expiry_seconds(expires, self.max_expiry)
+        return await self._signed_url(bucket, key, expires)
 
     async def create_bucket(self, bucket: str) -> None:
         """Create the bucket; an existing one is left as it is."""
-        ...
+        await self._create_bucket(self._valid_bucket(bucket))
 
     async def delete_bucket(self, bucket: str, force: bool = False) -> None:
         """Delete the bucket; `BucketNotEmpty` if it holds objects, unless `force`."""
-        ...
+        bucket = self._valid_bucket(bucket)
+        if not force and (await self._list(bucket, "", 1, None)).items:
+            raise BucketNotEmpty(f"bucket {bucket} is not empty")
+        await self._delete_bucket(bucket, force)
 
+    @abstractmethod
     async def close(self) -> None:
         """Release the provider's clients."""
-        ...
+
+    @abstractmethod
+    def _read(self, bucket: str, key: str, chunk_size: int) -> AsyncGenerator[bytes, None]: ...
+
+    @abstractmethod
+    async def _write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def _head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    @abstractmethod
+    async def _copy(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def _delete(self, bucket: str, key: str) -> None: ...
+
+    @abstractmethod
+    async def _list(
+        self, bucket: str, prefix: str, page_size: int, page_token: str | None
+    ) -> ObjectPage: ...
+
+    @abstractmethod
+    async def _signed_url(self, bucket: str, key: str, expires: timedelta) -> str: ...
+
+    @abstractmethod
+    async def _create_bucket(self, bucket: str) -> None: ...
+
+    @abstractmethod
+    async def _delete_bucket(self, bucket: str, force: bool) -> None:
+        """Delete the bucket, emptying it first if `force`; without it, it was empty."""

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -19,25 +19,9 @@ from google.auth.transport.requests import Request
 from google.cloud import storage
 from google.cloud.storage.exceptions import InvalidResponse
 
-from ferry.storage.base import (
-    CHUNK_SIZE,
-    MAX_PAGE_SIZE,
-    PART_SIZE,
-    BucketNotEmpty,
-    BucketNotFound,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectPage,
-    expiry_seconds,
-    rechunk,
-    validate_bucket,
-    validate_key,
-    validate_page_size,
-    validate_prefix,
-)
+from ferry.storage.base import PART_SIZE, ObjectInfo, ObjectPage, StorageProvider, rechunk
+from ferry.storage.errors import BucketNotEmpty, BucketNotFound, ObjectNotFound
 
-# V4 signed URLs live at most seven days.
-_MAX_EXPIRY = timedelta(days=7)
 # At most this many requests go in one JSON-API batch.
 _BATCH = 100
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
@@ -60,7 +44,7 @@ def _not_found(exc: BaseException) -> bool:
     return isinstance(exc, InvalidResponse) and getattr(response, "status_code", 0) == 404
 
 
-class GCSStorage:
+class GCSStorage(StorageProvider):
     """GCS buckets; writes are resumable uploads in 8 MiB chunks, reads are ranged downloads.
 
     With `STORAGE_EMULATOR_HOST` set it talks to that emulator without credentials, and
@@ -68,6 +52,7 @@ class GCSStorage:
     """
 
     name = "gcs"
+    max_expiry = timedelta(days=7)  # V4 signed URLs live at most seven days
 
     def __init__(
         self,
@@ -119,11 +104,7 @@ class GCSStorage:
     def _blob(self, bucket: str, key: str) -> Any:
         return self._client.bucket(bucket).blob(key, chunk_size=PART_SIZE)
 
-    async def read(
-        self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE
-    ) -> AsyncIterator[bytes]:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _read(self, bucket: str, key: str, chunk_size: int) -> AsyncGenerator[bytes, None]:
         blob = await asyncio.to_thread(self._client.bucket(bucket).get_blob, key)
         if blob is None:
             raise ObjectNotFound(f"{bucket}/{key}")
@@ -150,9 +131,7 @@ class GCSStorage:
             position += len(data)
             yield data
 
-    async def write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         writer = self._blob(bucket, key).open("wb", chunk_size=PART_SIZE, ignore_flush=True)
         crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
         size = 0
@@ -175,19 +154,13 @@ class GCSStorage:
         checksum = _checksum(base64.b64encode(digest).decode())
         return ObjectInfo(bucket, key, size, checksum)
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _head(self, bucket: str, key: str) -> ObjectInfo | None:
         blob = await asyncio.to_thread(self._client.bucket(bucket).get_blob, key)
         return None if blob is None else _info(bucket, blob)
 
-    async def copy(
+    async def _copy(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
     ) -> ObjectInfo:
-        validate_bucket(src_bucket)
-        validate_key(src_key)
-        validate_bucket(dst_bucket)
-        validate_key(dst_key)
         source, target = self._blob(src_bucket, src_key), self._blob(dst_bucket, dst_key)
 
         def rewrite() -> None:
@@ -199,28 +172,19 @@ class GCSStorage:
         try:
             await asyncio.to_thread(rewrite)
         except NotFound as exc:
-            if await self.head(src_bucket, src_key) is None:
+            if await self._head(src_bucket, src_key) is None:
                 raise ObjectNotFound(f"{src_bucket}/{src_key}") from exc
             raise BucketNotFound(dst_bucket) from exc
         return _info(dst_bucket, target)
 
-    async def delete(self, bucket: str, key: str) -> None:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _delete(self, bucket: str, key: str) -> None:
         with contextlib.suppress(NotFound):
             await asyncio.to_thread(self._client.bucket(bucket).blob(key).delete)
 
-    async def list(
-        self,
-        bucket: str,
-        prefix: str = "",
-        page_size: int = MAX_PAGE_SIZE,
-        page_token: str | None = None,
+    async def _list(
+        self, bucket: str, prefix: str, page_size: int, page_token: str | None
     ) -> ObjectPage:
         """Keyset paging: the token is the page's last key, sent back as `startOffset`."""
-        validate_bucket(bucket)
-        validate_prefix(prefix)
-        validate_page_size(page_size)
 
         def fetch() -> list[Any]:
             blobs = self._client.list_blobs(
@@ -246,15 +210,12 @@ class GCSStorage:
         items = [_info(bucket, blob) for blob in found[:page_size]]
         return ObjectPage(items, items[-1].key if len(found) > page_size else None)
 
-    async def signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
+    async def _signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
         """A V4 signed GET URL; against the emulator, its unsigned download URL.
 
         Signing needs a credential with a private key (a service-account key file) or, for
         Compute Engine and workload-identity credentials, the IAM signBlob permission.
         """
-        validate_bucket(bucket)
-        validate_key(key)
-        expiry_seconds(expires, _MAX_EXPIRY)
         if self._emulator_host:
             # The emulator checks no signatures; its download endpoint serves the bytes.
             return (
@@ -281,8 +242,7 @@ class GCSStorage:
             blob.generate_signed_url(version="v4", expiration=expires, method="GET", **extra)
         )
 
-    async def create_bucket(self, bucket: str) -> None:
-        validate_bucket(bucket)
+    async def _create_bucket(self, bucket: str) -> None:
         try:
             await asyncio.to_thread(self._client.create_bucket, bucket)
         except Conflict:
@@ -290,13 +250,10 @@ class GCSStorage:
             if await asyncio.to_thread(self._client.lookup_bucket, bucket) is None:
                 raise
 
-    async def delete_bucket(self, bucket: str, force: bool = False) -> None:
-        validate_bucket(bucket)
+    async def _delete_bucket(self, bucket: str, force: bool) -> None:
         if force:
             while (page := await self.list(bucket)).items:
                 await asyncio.to_thread(self._delete_many, bucket, [i.key for i in page.items])
-        elif (await self.list(bucket, page_size=1)).items:
-            raise BucketNotEmpty(f"bucket {bucket} is not empty")
         try:
             await asyncio.to_thread(self._client.bucket(bucket).delete)
         except NotFound:

@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from datetime import timedelta
 from pathlib import Path
 from stat import S_ISREG
 
-from ferry.storage.base import (
-    CHUNK_SIZE,
-    MAX_PAGE_SIZE,
-    BucketNotEmpty,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectPage,
-    expiry_seconds,
-    validate_bucket,
-    validate_key,
-    validate_page_size,
-    validate_prefix,
-)
+from ferry.storage.base import ObjectInfo, ObjectPage, StorageProvider
+from ferry.storage.errors import ObjectNotFound
 
 _PARTIAL = re.compile(r"^\..+\.[0-9a-f]{32}\.partial$")
 
 
-class LocalStorage:
+class LocalStorage(StorageProvider):
     """Objects as files; writes land in a temporary file and are renamed into place.
 
     Unlike the cloud providers, a write or copy creates its bucket's directory if it is
@@ -44,14 +32,12 @@ class LocalStorage:
         self.root = root.resolve()
 
     def _path(self, bucket: str, key: str) -> Path:
-        path = (self.root / validate_bucket(bucket) / validate_key(key)).resolve()
+        path = (self.root / bucket / key).resolve()
         if not path.is_relative_to(self.root / bucket):
             raise ObjectNotFound(f"{bucket}/{key}")
         return path
 
-    async def read(
-        self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE
-    ) -> AsyncIterator[bytes]:
+    async def _read(self, bucket: str, key: str, chunk_size: int) -> AsyncGenerator[bytes, None]:
         path = self._path(bucket, key)
         try:
             handle = await asyncio.to_thread(path.open, "rb")
@@ -64,7 +50,7 @@ class LocalStorage:
         finally:
             handle.close()
 
-    async def write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
+    async def _write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         path = self._path(bucket, key)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
@@ -84,7 +70,7 @@ class LocalStorage:
         await asyncio.to_thread(os.replace, partial, path)
         return ObjectInfo(bucket, key, size)
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+    async def _head(self, bucket: str, key: str) -> ObjectInfo | None:
         path = self._path(bucket, key)
         try:
             stat = await asyncio.to_thread(path.stat)
@@ -94,7 +80,7 @@ class LocalStorage:
             return None
         return ObjectInfo(bucket, key, stat.st_size)
 
-    async def copy(
+    async def _copy(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
     ) -> ObjectInfo:
         src, dst = self._path(src_bucket, src_key), self._path(dst_bucket, dst_key)
@@ -106,22 +92,15 @@ class LocalStorage:
         await asyncio.to_thread(os.replace, partial, dst)
         return ObjectInfo(dst_bucket, dst_key, dst.stat().st_size)
 
-    async def delete(self, bucket: str, key: str) -> None:
+    async def _delete(self, bucket: str, key: str) -> None:
         # A key below something that is not a directory cannot exist: it is deleted already.
         with contextlib.suppress(NotADirectoryError):
             await asyncio.to_thread(self._path(bucket, key).unlink, missing_ok=True)
 
-    async def list(
-        self,
-        bucket: str,
-        prefix: str = "",
-        page_size: int = MAX_PAGE_SIZE,
-        page_token: str | None = None,
+    async def _list(
+        self, bucket: str, prefix: str, page_size: int, page_token: str | None
     ) -> ObjectPage:
         """Keys in code-point order (S3's order); the token is the last key of the page."""
-        validate_bucket(bucket)
-        validate_prefix(prefix)
-        validate_page_size(page_size)
         keys = await asyncio.to_thread(self._keys, bucket, prefix)
         if page_token is not None:
             keys = [entry for entry in keys if entry[0] > page_token]
@@ -130,7 +109,7 @@ class LocalStorage:
         more = len(keys) > page_size
         return ObjectPage(items, page[-1][0] if more else None)
 
-    def _keys(self, bucket: str, prefix: str) -> builtins.list[tuple[str, int]]:
+    def _keys(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
         """(key, size) of every object under the prefix, sorted, walking only its directory."""
         base = self.root / bucket
         start = base / prefix.rpartition("/")[0]
@@ -150,24 +129,17 @@ class LocalStorage:
                     found.append((key, path.stat().st_size))
         return sorted(found)
 
-    async def signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
+    async def _signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
         """The object's `file://` URL; the local provider has no expiry (nothing is signed)."""
-        path = self._path(bucket, key)
-        expiry_seconds(expires)
-        return path.as_uri()
+        return self._path(bucket, key).as_uri()
 
-    async def create_bucket(self, bucket: str) -> None:
-        await asyncio.to_thread(
-            (self.root / validate_bucket(bucket)).mkdir, parents=True, exist_ok=True
-        )
+    async def _create_bucket(self, bucket: str) -> None:
+        await asyncio.to_thread((self.root / bucket).mkdir, parents=True, exist_ok=True)
 
-    async def delete_bucket(self, bucket: str, force: bool = False) -> None:
-        path = self.root / validate_bucket(bucket)
-        if not force and (await self.list(bucket, page_size=1)).items:
-            raise BucketNotEmpty(f"bucket {bucket} is not empty")
+    async def _delete_bucket(self, bucket: str, force: bool) -> None:
         # Directories left behind by deleted keys are not objects: they go too.
         with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(shutil.rmtree, path)
+            await asyncio.to_thread(shutil.rmtree, self.root / bucket)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -13,26 +13,10 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
-from ferry.storage.base import (
-    CHUNK_SIZE,
-    MAX_PAGE_SIZE,
-    PART_SIZE,
-    BucketNotEmpty,
-    BucketNotFound,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectPage,
-    expiry_seconds,
-    rechunk,
-    validate_bucket,
-    validate_key,
-    validate_page_size,
-    validate_prefix,
-)
+from ferry.storage.base import PART_SIZE, ObjectInfo, ObjectPage, StorageProvider, rechunk
+from ferry.storage.errors import BucketNotEmpty, BucketNotFound, ObjectNotFound
 
 _MISSING_OBJECT = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
-# SigV4 presigned URLs live at most seven days.
-_MAX_EXPIRY = timedelta(days=7)
 # Any of these means the AWS SDK's credential chain or an S3-compatible endpoint is configured.
 _ENV_MARKERS = (
     "AWS_ACCESS_KEY_ID",
@@ -53,7 +37,7 @@ def _etag(value: Any) -> str | None:
     return "etag:" + str(value).strip('"') if value else None
 
 
-class S3Storage:
+class S3Storage(StorageProvider):
     """S3 buckets; uploads over one part (8 MiB) are streamed as a multipart upload.
 
     Limits: objects up to 10,000 parts (about 78 GiB); `copy` uses CopyObject, which S3
@@ -62,6 +46,7 @@ class S3Storage:
     """
 
     name = "s3"
+    max_expiry = timedelta(days=7)  # SigV4 presigned URLs live at most seven days
 
     def __init__(
         self,
@@ -121,11 +106,7 @@ class S3Storage:
         await self._stack.aclose()
         self._client = None
 
-    async def read(
-        self, bucket: str, key: str, chunk_size: int = CHUNK_SIZE
-    ) -> AsyncIterator[bytes]:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _read(self, bucket: str, key: str, chunk_size: int) -> AsyncGenerator[bytes, None]:
         s3 = await self._s3()
         try:
             response = await s3.get_object(Bucket=bucket, Key=key)
@@ -138,9 +119,7 @@ class S3Storage:
             async for chunk in rechunk(body.iter_chunks(chunk_size), chunk_size):
                 yield chunk
 
-    async def write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _write(self, bucket: str, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         s3 = await self._s3()
         parts = rechunk(chunks, PART_SIZE)
         try:
@@ -192,9 +171,7 @@ class S3Storage:
             raise
         return ObjectInfo(bucket, key, size, _etag(response.get("ETag")))
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _head(self, bucket: str, key: str) -> ObjectInfo | None:
         s3 = await self._s3()
         try:
             response = await s3.head_object(Bucket=bucket, Key=key)
@@ -204,13 +181,9 @@ class S3Storage:
             raise
         return ObjectInfo(bucket, key, int(response["ContentLength"]), _etag(response.get("ETag")))
 
-    async def copy(
+    async def _copy(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
     ) -> ObjectInfo:
-        validate_bucket(src_bucket)
-        validate_key(src_key)
-        validate_bucket(dst_bucket)
-        validate_key(dst_key)
         s3 = await self._s3()
         try:
             await s3.copy_object(
@@ -219,17 +192,15 @@ class S3Storage:
         except ClientError as exc:
             if _code(exc) not in _MISSING_OBJECT:
                 raise
-            if await self.head(src_bucket, src_key) is None:
+            if await self._head(src_bucket, src_key) is None:
                 raise ObjectNotFound(f"{src_bucket}/{src_key}") from exc
             raise BucketNotFound(dst_bucket) from exc
-        info = await self.head(dst_bucket, dst_key)
+        info = await self._head(dst_bucket, dst_key)
         if info is None:  # deleted by someone else in between
             raise ObjectNotFound(f"{dst_bucket}/{dst_key}")
         return info
 
-    async def delete(self, bucket: str, key: str) -> None:
-        validate_bucket(bucket)
-        validate_key(key)
+    async def _delete(self, bucket: str, key: str) -> None:
         s3 = await self._s3()
         try:
             await s3.delete_object(Bucket=bucket, Key=key)
@@ -237,16 +208,9 @@ class S3Storage:
             if _code(exc) not in _MISSING_OBJECT:
                 raise
 
-    async def list(
-        self,
-        bucket: str,
-        prefix: str = "",
-        page_size: int = MAX_PAGE_SIZE,
-        page_token: str | None = None,
+    async def _list(
+        self, bucket: str, prefix: str, page_size: int, page_token: str | None
     ) -> ObjectPage:
-        validate_bucket(bucket)
-        validate_prefix(prefix)
-        validate_page_size(page_size)
         s3 = await self._s3()
         request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
         if page_token is not None:
@@ -264,19 +228,17 @@ class S3Storage:
         token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
         return ObjectPage(items, token)
 
-    async def signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
+    async def _signed_url(self, bucket: str, key: str, expires: timedelta) -> str:
         """A presigned GET (SigV4, at most seven days)."""
-        validate_bucket(bucket)
-        validate_key(key)
-        seconds = expiry_seconds(expires, _MAX_EXPIRY)
         s3 = await self._s3()
         url = await s3.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+            "get_object",
+            Params={"Bucket": bucket, "Key": key},
+            ExpiresIn=int(expires.total_seconds()),
         )
         return str(url)
 
-    async def create_bucket(self, bucket: str) -> None:
-        validate_bucket(bucket)
+    async def _create_bucket(self, bucket: str) -> None:
         s3 = await self._s3()
         request: dict[str, Any] = {"Bucket": bucket}
         region = s3.meta.region_name
@@ -289,13 +251,10 @@ class S3Storage:
             if _code(exc) != "BucketAlreadyOwnedByYou":
                 raise
 
-    async def delete_bucket(self, bucket: str, force: bool = False) -> None:
-        validate_bucket(bucket)
+    async def _delete_bucket(self, bucket: str, force: bool) -> None:
         s3 = await self._s3()
         if force:
             await self._empty(s3, bucket)
-        elif (await self.list(bucket, page_size=1)).items:
-            raise BucketNotEmpty(f"bucket {bucket} is not empty")
         try:
             await s3.delete_bucket(Bucket=bucket)
         except ClientError as exc:

@@ -90,6 +90,20 @@ async def emit(
     return event_id
 
 
+class Staged:
+    """A workflow that shows its stage: the `progress` query and the UI's current details."""
+
+    _stage = "received"
+
+    @workflow.query
+    def progress(self) -> str:
+        return self._stage
+
+    def _enter(self, stage: str) -> None:
+        self._stage = stage
+        workflow.set_current_details(f"stage: {stage}")
+
+
 def failure_detail(err: BaseException) -> str:
     """The readable reason at the bottom of an activity or child workflow failure."""
     err = root_cause(err)

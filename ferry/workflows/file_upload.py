@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
     from ferry.contracts.workflows import FILE_UPLOAD as WORKFLOW
     from ferry.contracts.workflows import FileUploadInput
-    from ferry.workflows.common import STORAGE_RETRY, call_db, emit, tenant_policy
+    from ferry.workflows.common import STORAGE_RETRY, Staged, call_db, emit, tenant_policy
     from ferry.workflows.upload_steps import (
         PROVIDER_RETRY,
         REFUSALS,
@@ -78,7 +79,7 @@ class FileUploadResult:
 
 
 @workflow.defn(name=WORKFLOW)
-class FileUploadWorkflow:
+class FileUploadWorkflow(Staged):
     """Turns one uploaded object into a processed file, or a rejected one in quarantine.
 
     Steps: record the file as processing; check the tenant's plan and quota;
@@ -94,17 +95,8 @@ class FileUploadWorkflow:
     """
 
     def __init__(self) -> None:
-        self._stage = "received"
         self._local = False
         self._checked = False
-
-    @workflow.query
-    def progress(self) -> str:
-        return self._stage
-
-    def _enter(self, stage: str) -> None:
-        self._stage = stage
-        workflow.set_current_details(f"stage: {stage}")
 
     @workflow.run
     async def run(self, upload: FileUploadInput) -> FileUploadResult:
@@ -115,20 +107,7 @@ class FileUploadWorkflow:
         self._checked = workflow.patched(LOCATION_CHECKED)
         self._enter("recording")
         tenant = await self._tenant(upload.tenant_id)
-        await self._db(
-            DatabaseActivities.record_file_processing,
-            FileProcessingInput(
-                tenant_id=upload.tenant_id,
-                file_id=upload.file_id,
-                filename=upload.filename,
-                declared_content_type=upload.declared_content_type,
-                size_bytes=upload.size_bytes,
-                storage=upload.storage,
-                uploaded_by=upload.uploaded_by,
-                sha256=upload.sha256,
-                event_id=upload.event_id,
-            ),
-        )
+        await self._db(DatabaseActivities.record_file_processing, FileProcessingInput.of(upload))
         try:
             if self._checked:
                 # The key's rule needs no settings; the activities check the bucket too.
@@ -156,6 +135,19 @@ class FileUploadWorkflow:
             ref = upload.storage
             return ScopedRef(ref.provider, ref.bucket, ref.key)
         return ScopedRef.of(upload.storage, upload.tenant_id, upload.file_id)
+
+    async def _read_object(
+        self, activity: Any, upload: FileUploadInput, heartbeat: timedelta, retry: RetryPolicy
+    ) -> Any:
+        """An activity that streams the whole uploaded object, for up to half an hour."""
+        return await read_upload(
+            self._checked,
+            activity,
+            self._upload_ref(upload),
+            timeout=timedelta(minutes=30),
+            heartbeat=heartbeat,
+            retry=retry,
+        )
 
     def _owner(self, upload: FileUploadInput) -> str | None:
         """The tenant whose places the upload's activities may touch (None before the check)."""
@@ -207,13 +199,8 @@ class FileUploadWorkflow:
         """The stored bytes are the ones announced: size and, when given, SHA-256."""
         self._enter("fingerprinting")
         try:
-            fingerprint: Fingerprint = await read_upload(
-                self._checked,
-                StorageActivities.fingerprint,
-                self._upload_ref(upload),
-                timeout=timedelta(minutes=30),
-                heartbeat=timedelta(minutes=1),
-                retry=STORAGE_RETRY,
+            fingerprint: Fingerprint = await self._read_object(
+                StorageActivities.fingerprint, upload, timedelta(minutes=1), STORAGE_RETRY
             )
         except ActivityError as err:
             if OBJECT_NOT_FOUND.caused(err):
@@ -230,15 +217,10 @@ class FileUploadWorkflow:
 
     async def _scan(self, upload: FileUploadInput) -> ScanResult:
         try:
-            result: ScanResult = await read_upload(
-                self._checked,
-                ScanActivities.scan,
-                self._upload_ref(upload),
-                timeout=timedelta(minutes=30),
-                # The scan heartbeats at least every 15 s: a dead worker's attempt
-                # is retried on another within half a minute.
-                heartbeat=timedelta(seconds=30),
-                retry=SCAN_RETRY,
+            # The scan heartbeats at least every 15 s: a dead worker's attempt
+            # is retried on another within half a minute.
+            result: ScanResult = await self._read_object(
+                ScanActivities.scan, upload, timedelta(seconds=30), SCAN_RETRY
             )
         except ActivityError as err:
             cause = err.cause
@@ -314,37 +296,30 @@ class FileUploadWorkflow:
         """Into the tenant's bucket on its provider; if that provider keeps failing, on the
         next configured one (the database records where the file is, and reads follow it)."""
         key, primary = f"files/{upload.file_id}/original", str(tenant.storage_provider)
-        try:
-            return await move(
-                upload.storage,
-                tenant.storage_bucket,
-                key,
-                primary,
-                PROVIDER_RETRY,
-                owner=self._owner(upload),
-            )
-        except ActivityError as err:
-            if permanent(err):
-                raise
-            failure = err
+        stored = await self._store_on(primary, upload, tenant.storage_bucket, key)
+        if isinstance(stored, StorageRef):
+            return stored
         policy = await tenant_policy()
         for provider in policy.failover_for(primary):
             self._enter(f"storing: {primary} failed, trying {provider}")
             workflow.logger.warning("%s failed for %s; failing over to %s", primary, key, provider)
-            try:
-                return await move(
-                    upload.storage,
-                    tenant.storage_bucket,
-                    key,
-                    provider,
-                    PROVIDER_RETRY,
-                    owner=self._owner(upload),
-                )
-            except ActivityError as err:
-                if permanent(err):
-                    raise
-                failure = err
-        raise failure
+            stored = await self._store_on(provider, upload, tenant.storage_bucket, key)
+            if isinstance(stored, StorageRef):
+                return stored
+        raise stored
+
+    async def _store_on(
+        self, provider: str, upload: FileUploadInput, bucket: str, key: str
+    ) -> StorageRef | ActivityError:
+        """The upload moved to `provider`, or the failure another provider might not have."""
+        try:
+            return await move(
+                upload.storage, bucket, key, provider, PROVIDER_RETRY, owner=self._owner(upload)
+            )
+        except ActivityError as err:
+            if permanent(err):
+                raise
+            return err
 
     async def _reject(self, upload: FileUploadInput, rejection: Rejection) -> FileUploadResult:
         stored: StorageRef | None = None

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.workflows import TENANT_PROVISIONING as WORKFLOW
     from ferry.contracts.workflows import TenantCreation, search_attributes, tenant_monitoring_id
     from ferry.workflows.common import (
+        Staged,
         call_db,
         emit,
         failure_detail,
@@ -82,7 +83,7 @@ class ProvisioningFailed(Exception):
 
 
 @workflow.defn(name=WORKFLOW)
-class TenantProvisioningWorkflow:
+class TenantProvisioningWorkflow(Staged):
     """Creates a tenant: validate; then, in parallel, the database side (tenant row with
     its plan's quotas, admin user and membership) and the storage side (the tenant's
     bucket); activate; start the tenant's monitoring workflow (a child that outlives
@@ -97,16 +98,7 @@ class TenantProvisioningWorkflow:
     """
 
     def __init__(self) -> None:
-        self._stage = "received"
         self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-
-    @workflow.query
-    def progress(self) -> str:
-        return self._stage
-
-    def _enter(self, stage: str) -> None:
-        self._stage = stage
-        workflow.set_current_details(f"stage: {stage}")
 
     @workflow.run
     async def run(self, request: TenantCreation) -> ProvisioningResult:

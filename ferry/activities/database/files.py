@@ -6,6 +6,7 @@
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Self
 
 from temporalio import activity
 
@@ -13,6 +14,7 @@ from ferry.activities.database.base import TenantScopedActivities
 from ferry.activities.metrics import count
 from ferry.contracts.enums import FileState, RejectionReason, TenantStatus
 from ferry.contracts.storage import StorageRef, Thumbnail
+from ferry.contracts.workflows import FileUploadInput
 from ferry.db import TenantScope
 from ferry.db import models as m
 
@@ -79,6 +81,21 @@ class FileProcessingInput:
     uploaded_by: str
     sha256: str | None = None
     event_id: str | None = None
+
+    @classmethod
+    def of(cls, upload: FileUploadInput) -> Self:
+        """What the file table keeps of an upload's announcement."""
+        return cls(
+            tenant_id=upload.tenant_id,
+            file_id=upload.file_id,
+            filename=upload.filename,
+            declared_content_type=upload.declared_content_type,
+            size_bytes=upload.size_bytes,
+            storage=upload.storage,
+            uploaded_by=upload.uploaded_by,
+            sha256=upload.sha256,
+            event_id=upload.event_id,
+        )
 
 
 @dataclass
