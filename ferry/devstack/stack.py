@@ -42,15 +42,16 @@ DLQ_TOPIC = "ferry.dlq.v1"
 START_TIMEOUT = 120.0
 
 
-# Set in the processes that coverage measures (`make test`, pyproject's [tool.coverage.run]);
-# a Python process that inherits one is measured too, through the .pth file coverage installs.
-COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+# Set in the processes that coverage measures (`make test`, pyproject's [tool.coverage.run]):
+# COVERAGE_PROCESS_CONFIG / _START (a Python process that inherits one is measured too,
+# through the .pth file coverage installs), COVERAGE_RUN and the rest of coverage's own.
+COVERAGE_PREFIX = "COVERAGE_"
 
 
 def _unmeasured(environ: Mapping[str, str]) -> dict[str, str]:
     """`environ` without coverage's variables: a service the stack starts (from a test, too)
     outlives the measured run and is neither measured nor slowed by it."""
-    return {k: v for k, v in environ.items() if k not in COVERAGE_VARIABLES}
+    return {k: v for k, v in environ.items() if not k.startswith(COVERAGE_PREFIX)}
 
 
 class StackError(RuntimeError):
