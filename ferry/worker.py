@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import (
@@ -26,10 +29,12 @@ from temporalio.worker import Worker
 
 from ferry.activities.database import DatabaseActivities
 from ferry.activities.events import EventActivities
+from ferry.activities.inspect import InspectActivities, worker_queue
 from ferry.activities.media import MediaActivities
 from ferry.activities.migration import MigrationActivities
 from ferry.activities.reconciliation import ReconciliationActivities
 from ferry.activities.scan import ScanActivities
+from ferry.activities.spool import SpoolStore
 from ferry.activities.storage import StorageActivities
 from ferry.activities.tenants import TenantPolicyActivities
 from ferry.config import Settings
@@ -93,13 +98,18 @@ async def ferry_worker(
         scan = ScanActivities(host, port, providers, places=places)
         events = EventActivities(publisher)
         database = DatabaseActivities(create_sessionmaker(engine))
-        media = MediaActivities(providers, places=places)
+        # Uploads' copies for the media steps, which this worker takes on a queue of its own.
+        own_queue = worker_queue(task_queue or settings.files_task_queue)
+        spool = SpoolStore(Path(tempfile.mkdtemp(prefix="ferry-spool-")), own_queue)
+        media = MediaActivities(providers, places=places, spool=spool)
+        inspect = InspectActivities(providers, spool, host, port, media, places=places)
         tenants = TenantPolicyActivities(settings.tenant_policy(list(providers)))
         migration = MigrationActivities(providers)
         reconciliation = ReconciliationActivities(engine, client)
         activities: list[Any] = [
             storage.fingerprint, storage.move, storage.sign_url, storage.create_bucket,
             storage.delete_bucket, storage.measure, storage.delete_prefix, scan.scan,
+            inspect.inspect_upload,
             events.publish, migration.list_objects, migration.copy_objects,
             migration.delete_objects, media.validate_upload, media.make_thumbnails,
             media.extract_metadata, media.analyse_content, tenants.policy,
@@ -123,12 +133,21 @@ async def ferry_worker(
             )
             for queue, workflows in queues.items()
         ]
+        followers: list[Any] = [
+            media.make_thumbnails,
+            media.extract_metadata,
+            media.analyse_content,
+        ]
+        workers.append(
+            Worker(client, task_queue=own_queue, activities=followers, max_concurrent_activities=32)
+        )
         try:
             async with contextlib.AsyncExitStack() as running:
                 for worker in workers:
                     await running.enter_async_context(worker)
                 yield workers
         finally:
+            shutil.rmtree(spool.root, ignore_errors=True)
             await engine.dispose()
             for provider in providers.values():
                 await provider.close()

@@ -9,7 +9,7 @@ a thread so the worker's event loop stays responsive and keeps heartbeating.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ferry.activities.heartbeat import auto_heartbeat, beat
-from ferry.activities.spool import Fetched, Plan, fetch, in_thread, not_found, spool_images_and_pdfs
+from ferry.activities.spool import (
+    Fetched,
+    Plan,
+    SpoolStore,
+    fetch,
+    fetch_copy,
+    in_thread,
+    not_found,
+    spool_images_and_pdfs,
+)
 from ferry.activities.storage import provider_named, refuse_outside
 from ferry.contracts.enums import RejectionReason
 from ferry.contracts.errors import CORRUPT_FILE, INVALID_KEY, MODEL_MISSING
@@ -44,6 +53,8 @@ class ValidationRequest:
     # Whose upload this is: the object must lie under its upload prefix (`refuse_outside`).
     tenant_id: str | None = None
     file_id: str | None = None
+    # The upload's spooled copy on this worker (`inspect_upload`), read instead when found.
+    spool: str | None = None
 
 
 @dataclass
@@ -76,6 +87,8 @@ class ThumbnailRequest:
     draft: bool = True
     # The tenant whose places the source and the thumbnails must be (`refuse_outside`).
     tenant_id: str | None = None
+    # The source's spooled copy on this worker (`inspect_upload`), read instead when found.
+    spool: str | None = None
 
 
 @dataclass
@@ -89,6 +102,10 @@ class ThumbnailSet:
 class MetadataRequest:
     source: StorageRef
     tenant_id: str | None = None
+    # The source's spooled copy on this worker (`inspect_upload`), read instead when found.
+    spool: str | None = None
+    # Known already (the inspection hashed every byte): not hashed again.
+    sha256: str | None = None
 
 
 @dataclass
@@ -114,6 +131,8 @@ class AnalysisRequest:
     # Text already extracted (a PDF's or a text file's); read from the file when None.
     text: str | None = None
     tenant_id: str | None = None
+    # The source's spooled copy on this worker (`inspect_upload`), read instead when found.
+    spool: str | None = None
 
 
 @dataclass
@@ -161,11 +180,13 @@ class MediaActivities:
         providers: Mapping[str, StorageProvider],
         limits: MediaLimits = DEFAULT_LIMITS,
         places: Places = DEFAULT_PLACES,
+        spool: SpoolStore | None = None,
     ) -> None:
         self._providers = dict(providers)
         self._limits = limits
         self._places = places
         self._moderator = Moderator()
+        self._spool = spool
 
     @property
     def moderation_model_path(self) -> Path:
@@ -189,10 +210,33 @@ class MediaActivities:
         *,
         hash_all: bool = False,
         max_bytes: int | None = None,
+        spool: str | None = None,
     ) -> AbstractAsyncContextManager[Fetched]:
-        """`spool.fetch` of `ref` from its provider, within this worker's limits."""
+        """`spool.fetch` of `ref` from its provider, within this worker's limits; of its
+        spooled copy instead when `spool` names one this worker holds."""
+        if spool is not None and self._spool is not None and self._spool.has(spool):
+            path = self._spool.path(spool)
+            return fetch_copy(path, plan, self._limits, hash_all=hash_all, max_bytes=max_bytes)
         provider = self._provider(ref.provider)
         return fetch(provider, ref, plan, self._limits, hash_all=hash_all, max_bytes=max_bytes)
+
+    def _copy_size(self, spool: str | None) -> int | None:
+        """The size of the spooled copy `spool`, if this worker holds it."""
+        if spool is None or self._spool is None or not self._spool.has(spool):
+            return None
+        return self._spool.path(spool).stat().st_size
+
+    def _done_with(self, spool: str | None, follower: str) -> None:
+        if spool is not None and self._spool is not None:
+            self._spool.done(spool, follower)
+
+    @asynccontextmanager
+    async def _reading(self, spool: str | None, follower: str) -> AsyncIterator[None]:
+        """`follower` is done with the copy `spool` when the block ends, however it ends."""
+        try:
+            yield
+        finally:
+            self._done_with(spool, follower)
 
     @activity.defn(name="validate_upload")
     @auto_heartbeat
@@ -216,26 +260,31 @@ class MediaActivities:
                 RejectionReason.TOO_LARGE,
                 f"{request.size_bytes} bytes is over the limit of {request.max_file_bytes}",
             )
-        info = await self._provider(ref.provider).head(ref.bucket, ref.key)
-        if info is None:
-            raise not_found(ref)
-        if info.size > request.max_file_bytes:
+        size = self._copy_size(request.spool)
+        if size is None:
+            info = await self._provider(ref.provider).head(ref.bucket, ref.key)
+            if info is None:
+                raise not_found(ref)
+            size = info.size
+        if size > request.max_file_bytes:
             return reject(
                 RejectionReason.TOO_LARGE,
-                f"the object is {info.size} bytes, over the limit of {request.max_file_bytes}",
+                f"the object is {size} bytes, over the limit of {request.max_file_bytes}",
             )
-        if info.size == 0:
+        if size == 0:
             return reject(RejectionReason.CORRUPT, "the object is empty")
 
         def plan(content_type: str) -> Plan:
             if type_mismatch(content_type, declared, request.filename):
                 return Plan.STOP
-            if content_type in IMAGE_TYPES and info.size > limits.max_image_bytes:
+            if content_type in IMAGE_TYPES and size > limits.max_image_bytes:
                 return Plan.STOP
             return spool_images_and_pdfs(content_type)
 
         try:
-            async with self._fetch(ref, plan, max_bytes=request.max_file_bytes) as fetched:
+            async with self._fetch(
+                ref, plan, max_bytes=request.max_file_bytes, spool=request.spool
+            ) as fetched:
                 sniffed = fetched.content_type
                 mismatch = type_mismatch(sniffed, declared, request.filename)
                 if mismatch:
@@ -279,7 +328,10 @@ class MediaActivities:
         def plan(content_type: str) -> Plan:
             return Plan.SPOOL if content_type in IMAGE_TYPES else Plan.STOP
 
-        async with self._fetch(ref, plan) as fetched:
+        async with (
+            self._reading(request.spool, "thumbnails"),
+            self._fetch(ref, plan, spool=request.spool) as fetched,
+        ):
             if fetched.path is None:
                 return ThumbnailSet()
             try:
@@ -310,9 +362,16 @@ class MediaActivities:
         refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id)
         limits = self._limits
 
-        async with self._fetch(ref, spool_images_and_pdfs, hash_all=True) as fetched:
-            assert fetched.sha256 is not None
-            result = Metadata(fetched.sha256, fetched.size, fetched.content_type)
+        hashed = request.sha256 is None
+        async with (
+            self._reading(request.spool, "metadata"),
+            self._fetch(
+                ref, spool_images_and_pdfs, hash_all=hashed, spool=request.spool
+            ) as fetched,
+        ):
+            sha256 = fetched.sha256 if hashed else request.sha256
+            assert sha256 is not None
+            result = Metadata(sha256, fetched.size, fetched.content_type)
             try:
                 if fetched.path is not None and fetched.content_type in IMAGE_TYPES:
                     result.width, result.height, result.exif = await in_thread(
@@ -333,6 +392,10 @@ class MediaActivities:
     @auto_heartbeat
     async def analyse_content(self, request: AnalysisRequest) -> Analysis:
         """Moderation labels (nudenet) and OCR (tesseract) for images; language of any text."""
+        async with self._reading(request.spool, "analysis"):
+            return await self._analyse(request)
+
+    async def _analyse(self, request: AnalysisRequest) -> Analysis:
         ref = request.source
         refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id)
         limits = self._limits
@@ -346,7 +409,7 @@ class MediaActivities:
             return Plan.STOP
 
         if content_type in IMAGE_TYPES or (text is None and content_type in (PDF, TEXT)):
-            async with self._fetch(ref, plan) as fetched:
+            async with self._fetch(ref, plan, spool=request.spool) as fetched:
                 try:
                     if fetched.path is not None and fetched.content_type in IMAGE_TYPES:
                         result = await in_thread(

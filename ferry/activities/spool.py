@@ -12,7 +12,9 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from enum import Enum
@@ -28,9 +30,13 @@ from ferry.media.errors import TooLarge
 from ferry.media.limits import MediaLimits
 from ferry.media.sniff import SNIFF_BYTES, TextCheck, sniff_media_type
 from ferry.media.types import IMAGE_TYPES, PDF, TEXT
-from ferry.storage import ObjectNotFound, StorageProvider
+from ferry.storage import LocalStorage, ObjectNotFound, StorageProvider
 
 T = TypeVar("T")
+
+# The steps that read an upload's spooled copy after its inspection; the copy is
+# deleted once each of them is done with it (or when it is older than `max_age`).
+FOLLOWERS = ("thumbnails", "metadata", "analysis")
 
 
 class Plan(Enum):
@@ -150,6 +156,49 @@ async def fetch(
             fetched.path.unlink(missing_ok=True)
 
 
+@asynccontextmanager
+async def fetch_copy(
+    path: Path,
+    plan: Callable[[str], Plan],
+    limits: MediaLimits,
+    *,
+    hash_all: bool = False,
+    max_bytes: int | None = None,
+) -> AsyncIterator[Fetched]:
+    """`fetch` of a file already on this worker's disk (a spooled copy): the same
+    `Fetched`, with `path` the copy itself when the plan spools (nothing is copied
+    again, nor deleted)."""
+    size = (await asyncio.to_thread(path.stat)).st_size
+    if max_bytes is not None and size > max_bytes:
+        raise TooLarge(f"object is over {max_bytes} bytes")
+    head_bytes = max(SNIFF_BYTES, limits.text_excerpt_chars * 4)
+    with await asyncio.to_thread(path.open, "rb") as handle:
+        head = await asyncio.to_thread(handle.read, head_bytes)
+        content_type = sniff_media_type(head[:SNIFF_BYTES])
+        fetched = Fetched(content_type, head, size)
+        decided = plan(content_type)
+        if decided is Plan.SPOOL:
+            fetched.path = path
+        text = TextCheck() if content_type == TEXT and decided is not Plan.STOP else None
+        digest = hashlib.sha256() if hash_all else None
+        if text is not None or digest is not None:
+            await asyncio.to_thread(handle.seek, 0)
+            offset = 0
+            while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
+                offset += len(chunk)  # as `fetch` says it: the bytes read so far
+                if text is not None:
+                    text.feed(chunk, offset)
+                if digest is not None:
+                    digest.update(chunk)
+                beat(offset)
+            if text is not None:
+                text.finish()
+                fetched.text_error = text.error
+            if digest is not None:
+                fetched.sha256 = digest.hexdigest()
+    yield fetched
+
+
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` in a worker thread, e.g. Pillow or pypdf on a spooled file."""
     task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
@@ -161,3 +210,76 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
             await task
         raise
     return task.result()
+
+
+class SpoolStore:
+    """Copies of uploads on this worker's disk, for the steps that follow their inspection.
+
+    Copies live under `root/spool/`, named `{file_id}.{random}`; a worker starts with
+    an empty store (a copy of another run's worker is of no use to anyone).
+    """
+
+    BUCKET = "spool"
+
+    def __init__(self, root: Path, task_queue: str, max_age: float = 1800.0) -> None:
+        self.root = root
+        self.task_queue = task_queue
+        self.max_age = max_age
+        self.storage = LocalStorage(root)
+        self._waiting: dict[str, set[str]] = {}
+        self._dir = root / self.BUCKET
+        if self._dir.exists():
+            for stale in self._dir.iterdir():
+                stale.unlink(missing_ok=True)
+        self._dir.mkdir(parents=True, exist_ok=True)
+
+    def new_id(self, file_id: str) -> str:
+        return f"{file_id}.{uuid.uuid4().hex}"
+
+    def ref(self, spool_id: str) -> StorageRef:
+        return StorageRef("spool", self.BUCKET, spool_id)
+
+    def path(self, spool_id: str) -> Path:
+        return self._dir / spool_id
+
+    def has(self, spool_id: str) -> bool:
+        return (self._dir / spool_id).is_file()
+
+    async def write(self, spool_id: str, chunks: AsyncIterator[bytes]) -> None:
+        """The copy, written through (no fsync: it is a cache, lost with the worker)."""
+        path = self._dir / spool_id
+        handle = await asyncio.to_thread(path.open, "wb")
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(handle.write, chunk)
+        except BaseException:
+            handle.close()
+            path.unlink(missing_ok=True)
+            raise
+        await asyncio.to_thread(handle.close)
+
+    def keep_for(self, spool_id: str, followers: Iterable[str]) -> None:
+        self._waiting[spool_id] = set(followers)
+
+    def done(self, spool_id: str, follower: str) -> None:
+        """`follower` needs the copy no more; the last one deletes it."""
+        waiting = self._waiting.get(spool_id)
+        if waiting is None:
+            return
+        waiting.discard(follower)
+        if not waiting:
+            self.discard(spool_id)
+
+    def discard(self, spool_id: str) -> None:
+        self._waiting.pop(spool_id, None)
+        (self._dir / spool_id).unlink(missing_ok=True)
+
+    def evict_stale(self) -> None:
+        """Copies older than `max_age` (their followers failed, or ran elsewhere) go."""
+        oldest = time.time() - self.max_age
+        for path in self._dir.iterdir():
+            try:
+                if path.stat().st_mtime < oldest:
+                    self.discard(path.name)
+            except FileNotFoundError:
+                continue

@@ -96,6 +96,9 @@ class FileUploadInput:
     correlation_id: str | None = None
     # How long AI analysis may take before the upload goes on without it.
     analysis_deadline_seconds: float = 60.0
+    # How long the media steps wait for the worker that holds the upload's copy before
+    # they run on any worker from the stored original.
+    copy_worker_wait_seconds: float = 60.0
 
 
 @dataclass

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         TenantRef,
         UploadCheckInput,
     )
+    from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
     from ferry.activities.media import (
         MediaActivities,
         Validation,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         PROVIDER_RETRY,
         REFUSALS,
         SCAN_RETRY,
+        CopyWorker,
         Rejection,
         analysis,
         metadata,
@@ -60,6 +62,9 @@ LOCAL_SHORT_STEPS = "short-steps-as-local-activities"  # a patch: see `run`
 # A patch: the upload's location is checked before its object is read, a refused one
 # (and an empty object) ends as `file.rejected` without touching the object.
 LOCATION_CHECKED = "upload-location-checked"
+# A patch: one activity reads the upload once (size, SHA-256, clamd, type and headers)
+# into a copy on its worker, and that worker's own task queue takes the media steps.
+ONE_PASS = "one-pass-inspection"
 
 
 @dataclass
@@ -97,6 +102,7 @@ class FileUploadWorkflow(Staged):
     def __init__(self) -> None:
         self._local = False
         self._checked = False
+        self._one_pass = False
 
     @workflow.run
     async def run(self, upload: FileUploadInput) -> FileUploadResult:
@@ -105,6 +111,7 @@ class FileUploadWorkflow(Staged):
         # ordinary activities and replay that way.
         self._local = workflow.patched(LOCAL_SHORT_STEPS)
         self._checked = workflow.patched(LOCATION_CHECKED)
+        self._one_pass = self._checked and workflow.patched(ONE_PASS)
         self._enter("recording")
         tenant = await self._tenant(upload.tenant_id)
         await self._db(DatabaseActivities.record_file_processing, FileProcessingInput.of(upload))
@@ -115,19 +122,23 @@ class FileUploadWorkflow(Staged):
                 if problem:
                     raise refused_location(problem)
             await self._check_plan(upload)
-            await self._fingerprint(upload)
-            # Scan before judging the content: an infected file is reported as
-            # infected whatever its type or name.
-            self._enter("scanning")
-            scan = await self._scan(upload)
-            if not scan.clean:
-                raise Rejection(
-                    RejectionReason.INFECTED, f"clamd found {scan.signature}", scan.signature
-                )
-            validation = await self._validate(upload, tenant)
+            if self._one_pass:
+                inspection = await self._inspect(upload, tenant)
+                assert inspection.validation is not None
+                validation = inspection.validation
+            else:
+                inspection = None
+                await self._fingerprint(upload)
+                # Scan before judging the content: an infected file is reported as
+                # infected whatever its type or name.
+                self._enter("scanning")
+                scan = await self._scan(upload)
+                if not scan.clean:
+                    raise _infected(scan)
+                validation = await self._validate(upload, tenant)
         except Rejection as rejection:
             return await self._reject(upload, rejection)
-        return await self._accept(upload, tenant, validation)
+        return await self._accept(upload, tenant, validation, inspection)
 
     def _upload_ref(self, upload: FileUploadInput) -> ScopedRef:
         """The upload's object, and whose it must be (not said in histories from before)."""
@@ -195,6 +206,52 @@ class FileUploadWorkflow(Staged):
             raise Rejection(RejectionReason(validation.reason), validation.detail)
         return validation
 
+    async def _inspect(self, upload: FileUploadInput, tenant: TenantRecord) -> Inspection:
+        """One pass over the bytes: the announced size and SHA-256, clamd's verdict, then the
+        content checks, judged in that order (an infected file is reported as infected
+        whatever its type or name)."""
+        self._enter("inspecting")
+        try:
+            # It heartbeats at least every 15 s while clamd scans: a dead worker's
+            # attempt is retried on another within half a minute.
+            found: Inspection = await read_upload(
+                True,
+                InspectActivities.inspect_upload,
+                InspectRequest(
+                    source=upload.storage,
+                    tenant_id=upload.tenant_id,
+                    file_id=upload.file_id,
+                    filename=upload.filename,
+                    declared_content_type=upload.declared_content_type,
+                    size_bytes=upload.size_bytes,
+                    max_file_bytes=tenant.max_file_bytes,
+                    sha256=upload.sha256,
+                ),
+                timeout=timedelta(minutes=30),
+                heartbeat=timedelta(seconds=30),
+                retry=SCAN_RETRY,
+            )
+        except ActivityError as err:
+            rejection = _unreadable(upload, err)
+            if rejection is None:
+                raise
+            raise rejection from err
+        if upload.sha256 and found.sha256 and upload.sha256.lower() != found.sha256:
+            raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
+        if found.size_bytes != upload.size_bytes:
+            detail = f"{found.size_bytes} bytes stored, {upload.size_bytes} declared"
+            raise Rejection(RejectionReason.CORRUPT, detail)
+        if found.size_bytes == 0:
+            raise Rejection(RejectionReason.CORRUPT, "the object is empty")
+        if found.scan is not None and not found.scan.clean:
+            raise _infected(found.scan)
+        validation = found.validation
+        assert validation is not None
+        if not validation.ok:
+            assert validation.reason is not None
+            raise Rejection(RejectionReason(validation.reason), validation.detail)
+        return found
+
     async def _fingerprint(self, upload: FileUploadInput) -> None:
         """The stored bytes are the ones announced: size and, when given, SHA-256."""
         self._enter("fingerprinting")
@@ -204,8 +261,7 @@ class FileUploadWorkflow(Staged):
             )
         except ActivityError as err:
             if OBJECT_NOT_FOUND.caused(err):
-                where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
-                raise Rejection(RejectionReason.CORRUPT, f"no object at {where}") from err
+                raise _no_object(upload) from err
             raise
         if upload.sha256 and upload.sha256.lower() != fingerprint.sha256:
             raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
@@ -223,24 +279,31 @@ class FileUploadWorkflow(Staged):
                 ScanActivities.scan, upload, timedelta(seconds=30), SCAN_RETRY
             )
         except ActivityError as err:
-            cause = err.cause
             if SCAN_LIMIT_EXCEEDED.caused(err):
-                assert isinstance(cause, ApplicationError)
-                raise Rejection(RejectionReason.SCAN_FAILED, cause.message) from err
+                raise _over_scan_limit(err) from err
             raise
         return result
 
     async def _accept(
-        self, upload: FileUploadInput, tenant: TenantRecord, validation: Validation
+        self,
+        upload: FileUploadInput,
+        tenant: TenantRecord,
+        validation: Validation,
+        inspection: Inspection | None,
     ) -> FileUploadResult:
         self._enter("storing")
         stored = await self._store_original(upload, tenant)
         self._enter("processing")
         owner = self._owner(upload)
+        # The inspecting worker's copy, and the SHA-256 it found (histories from before: none).
+        spooled = inspection.spool if inspection else None
+        copy = CopyWorker.of(spooled, upload.copy_worker_wait_seconds)
+        sha256 = inspection.sha256 if inspection else None
+        deadline = upload.analysis_deadline_seconds
         made, found, analysed = await asyncio.gather(
-            thumbnails(stored, upload.file_id, owner),
-            metadata(stored, owner),
-            analysis(stored, validation.content_type, upload.analysis_deadline_seconds, owner),
+            thumbnails(stored, upload.file_id, owner, copy),
+            metadata(stored, owner, copy, sha256),
+            analysis(stored, validation.content_type, deadline, owner, copy),
         )
         public = {"filename": upload.filename, **found.public}
         processed = FileProcessedInput(
@@ -378,3 +441,28 @@ class FileUploadWorkflow(Staged):
             correlation_id=upload.correlation_id or upload.event_id,
             local_activity=self._local,
         )
+
+
+def _infected(scan: ScanResult) -> Rejection:
+    return Rejection(RejectionReason.INFECTED, f"clamd found {scan.signature}", scan.signature)
+
+
+def _unreadable(upload: FileUploadInput, err: ActivityError) -> Rejection | None:
+    """The rejection for an upload whose bytes could not be read through: no object there,
+    or over clamd's limits (never scanned whole, so never clean); None for other failures."""
+    if OBJECT_NOT_FOUND.caused(err):
+        return _no_object(upload)
+    if SCAN_LIMIT_EXCEEDED.caused(err):
+        return _over_scan_limit(err)
+    return None
+
+
+def _no_object(upload: FileUploadInput) -> Rejection:
+    where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
+    return Rejection(RejectionReason.CORRUPT, f"no object at {where}")
+
+
+def _over_scan_limit(err: ActivityError) -> Rejection:
+    cause = err.cause
+    assert isinstance(cause, ApplicationError)
+    return Rejection(RejectionReason.SCAN_FAILED, cause.message)

@@ -3,15 +3,20 @@ and what ends an upload as rejected. Workflow code: called from the workflow onl
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import UploadRefusal
+    from ferry.activities.inspect import SpooledCopy
     from ferry.activities.media import (
         Analysis,
         AnalysisRequest,
@@ -128,10 +133,52 @@ async def move(
     return moved
 
 
-async def thumbnails(stored: StorageRef, file_id: str, owner: str | None) -> list[Thumbnail]:
-    made: ThumbnailSet = await workflow.execute_activity_method(
+@dataclass
+class CopyWorker:
+    """The worker holding an upload's copy, and how long to wait for it."""
+
+    task_queue: str
+    spool_id: str
+    wait: timedelta
+
+    @staticmethod
+    def of(copy: SpooledCopy | None, wait_seconds: float) -> CopyWorker | None:
+        if copy is None:
+            return None
+        return CopyWorker(copy.task_queue, copy.spool_id, timedelta(seconds=wait_seconds))
+
+
+async def on_copy_worker(
+    activity: Any, request: Any, copy: CopyWorker | None, **options: Any
+) -> Any:
+    """The media step on the worker holding the upload's copy, reading that copy; on any
+    worker from the stored original when that worker does not take it within `copy.wait`
+    (it is gone, or far behind), or when there is no copy (histories from before)."""
+    if copy is None:
+        return await workflow.execute_activity_method(activity, request, **options)
+    try:
+        return await workflow.execute_activity_method(
+            activity,
+            dataclasses.replace(request, spool=copy.spool_id),
+            task_queue=copy.task_queue,
+            schedule_to_start_timeout=copy.wait,
+            **options,
+        )
+    except ActivityError as err:
+        cause = err.cause
+        if not (isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START):
+            raise
+        workflow.logger.warning("no answer from %s: reading the stored original", copy.task_queue)
+    return await workflow.execute_activity_method(activity, request, **options)
+
+
+async def thumbnails(
+    stored: StorageRef, file_id: str, owner: str | None, copy: CopyWorker | None = None
+) -> list[Thumbnail]:
+    made: ThumbnailSet = await on_copy_worker(
         MediaActivities.make_thumbnails,
         ThumbnailRequest(source=stored, bucket=stored.bucket, file_id=file_id, tenant_id=owner),
+        copy,
         start_to_close_timeout=timedelta(minutes=10),
         heartbeat_timeout=timedelta(minutes=1),
         retry_policy=STORAGE_RETRY,
@@ -142,10 +189,16 @@ async def thumbnails(stored: StorageRef, file_id: str, owner: str | None) -> lis
     ]
 
 
-async def metadata(stored: StorageRef, owner: str | None) -> Metadata:
-    found: Metadata = await workflow.execute_activity_method(
+async def metadata(
+    stored: StorageRef,
+    owner: str | None,
+    copy: CopyWorker | None = None,
+    sha256: str | None = None,
+) -> Metadata:
+    found: Metadata = await on_copy_worker(
         MediaActivities.extract_metadata,
-        MetadataRequest(source=stored, tenant_id=owner),
+        MetadataRequest(source=stored, tenant_id=owner, sha256=sha256),
+        copy,
         start_to_close_timeout=timedelta(minutes=30),
         heartbeat_timeout=timedelta(minutes=1),
         retry_policy=STORAGE_RETRY,
@@ -154,23 +207,43 @@ async def metadata(stored: StorageRef, owner: str | None) -> Metadata:
 
 
 async def analysis(
-    stored: StorageRef, content_type: str, deadline_seconds: float, owner: str | None
+    stored: StorageRef,
+    content_type: str,
+    deadline_seconds: float,
+    owner: str | None,
+    copy: CopyWorker | None = None,
 ) -> dict[str, str]:
     """AI analysis raced against a timer: late or failed, the upload goes on without it."""
-    handle = workflow.start_activity_method(
-        MediaActivities.analyse_content,
-        AnalysisRequest(source=stored, content_type=content_type, tenant_id=owner),
-        start_to_close_timeout=timedelta(minutes=5),
-        heartbeat_timeout=timedelta(minutes=1),
-        retry_policy=ANALYSIS_RETRY,
+    request = AnalysisRequest(source=stored, content_type=content_type, tenant_id=owner)
+    options: dict[str, Any] = {
+        "start_to_close_timeout": timedelta(minutes=5),
+        "heartbeat_timeout": timedelta(minutes=1),
+        "retry_policy": ANALYSIS_RETRY,
+    }
+    late = {"status": "timed_out", "deadline_seconds": f"{deadline_seconds:g}"}
+    if copy is None:
+        # As histories from before have it: one activity, raced by its handle.
+        handle = workflow.start_activity_method(MediaActivities.analyse_content, request, **options)
+        try:
+            await workflow.wait_condition(handle.done, timeout=deadline_seconds)
+        except TimeoutError:
+            handle.cancel()
+            return late
+        return _analysed(handle)
+    task = asyncio.ensure_future(
+        on_copy_worker(MediaActivities.analyse_content, request, copy, **options)
     )
     try:
-        await workflow.wait_condition(handle.done, timeout=deadline_seconds)
+        await workflow.wait_condition(task.done, timeout=deadline_seconds)
     except TimeoutError:
-        handle.cancel()
-        return {"status": "timed_out", "deadline_seconds": f"{deadline_seconds:g}"}
+        task.cancel()
+        return late
+    return _analysed(task)
+
+
+def _analysed(done: asyncio.Future[Any]) -> dict[str, str]:
     try:
-        result: Analysis = handle.result()
+        result: Analysis = done.result()
     except ActivityError as err:
         return {"status": "failed", "detail": str(err.cause or err)}
     return result.as_map()

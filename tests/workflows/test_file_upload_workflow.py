@@ -7,6 +7,7 @@ wall time; the real activities are exercised in tests/integration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
 from typing import Any
@@ -30,6 +31,7 @@ from ferry.activities.database import (
     UploadRefusal,
 )
 from ferry.activities.events import OutboundEvent, PublishedEvent
+from ferry.activities.inspect import Inspection, InspectRequest, SpooledCopy
 from ferry.activities.media import (
     Analysis,
     AnalysisRequest,
@@ -38,10 +40,9 @@ from ferry.activities.media import (
     ThumbnailRequest,
     ThumbnailSet,
     Validation,
-    ValidationRequest,
 )
 from ferry.activities.scan import ScanResult
-from ferry.activities.storage import Fingerprint, MoveRequest
+from ferry.activities.storage import MoveRequest
 from ferry.contracts.enums import (
     FileState,
     RejectionReason,
@@ -50,7 +51,7 @@ from ferry.contracts.enums import (
     TenantStatus,
 )
 from ferry.contracts.ids import event_id_for
-from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
+from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.workflows.file_upload import FileUploadInput, FileUploadResult, FileUploadWorkflow
 
 SHA = "ab" * 32
@@ -74,8 +75,14 @@ class FakeActivities:
         self.moves: list[MoveRequest] = []
         self.events: list[dict[str, Any]] = []
         self.recorded: list[Any] = []
-        self.size = 1234  # what the stored object's fingerprint says
-        self.read: list[Any] = []  # what fingerprint, scan and validation were asked to read
+        self.size = 1234  # what the stored object's size is
+        self.read: list[Any] = []  # what the inspection was asked to read
+        self.read_error: ApplicationError | None = None  # how reading the object fails
+        # The queue of the worker holding the inspected copy (set by `run`).
+        self.copy_queue = "nowhere"
+        # (step, the task queue it ran on, the copy it was given) of each media step.
+        self.media: list[tuple[str, str, str | None]] = []
+        self.metadata_sha256: list[str | None] = []
 
     def activities(self) -> list[Any]:
         @activity.defn(name="get_tenant")
@@ -91,26 +98,30 @@ class FakeActivities:
         async def check_upload(request: UploadCheckInput) -> UploadCheck:
             return self.check
 
-        @activity.defn(name="fingerprint_object")
-        async def fingerprint(ref: ScopedRef) -> Fingerprint:
-            self.calls["fingerprint"] += 1
-            self.read.append(ref)
-            return Fingerprint(SHA, self.size, "image/png")
-
-        @activity.defn(name="scan_object")
-        async def scan(ref: ScopedRef) -> ScanResult:
+        @activity.defn(name="inspect_upload")
+        async def inspect(request: InspectRequest) -> Inspection:
+            """As the real one decides: the size, the SHA-256, clamd, then the checks."""
+            self.calls["inspect"] += 1
+            self.read.append(request)
+            if self.read_error is not None:
+                raise self.read_error
+            if self.size != request.size_bytes or self.size == 0:
+                return Inspection(self.size)
+            found = Inspection(self.size, SHA)
+            if request.sha256 not in (None, SHA):
+                return found
             self.calls["scan"] += 1
-            self.read.append(ref)
             outcome = self.scan_outcomes.pop(0)
             if isinstance(outcome, Exception):
                 raise outcome
-            return outcome
-
-        @activity.defn(name="validate_upload")
-        async def validate(request: ValidationRequest) -> Validation:
+            found.scan = outcome
+            if not outcome.clean:
+                return found
             self.calls["validate"] += 1
-            self.read.append(request)
-            return self.validation
+            found.validation = self.validation
+            if self.validation.ok:
+                found.spool = SpooledCopy(self.copy_queue, f"{request.file_id}.copy")
+            return found
 
         @activity.defn(name="move_object")
         async def move(request: MoveRequest) -> StorageRef:
@@ -119,17 +130,24 @@ class FakeActivities:
                 request.provider or request.source.provider, request.bucket, request.key
             )
 
+        def ran(step: str, spool: str | None) -> None:
+            self.media.append((step, activity.info().task_queue, spool))
+
         @activity.defn(name="make_thumbnails")
         async def thumbnails(request: ThumbnailRequest) -> ThumbnailSet:
+            ran("thumbnails", request.spool)
             key = f"files/{request.file_id}/thumbnails/thumb-256.webp"
             return ThumbnailSet([Thumbnail("thumb-256.webp", key, 256, 160, "image/webp")])
 
         @activity.defn(name="extract_metadata")
         async def metadata(request: MetadataRequest) -> Metadata:
+            ran("metadata", request.spool)
+            self.metadata_sha256.append(request.sha256)
             return Metadata(SHA, 1234, "image/png", width=640, height=400, public={"width": "640"})
 
         @activity.defn(name="analyse_content")
         async def analyse(request: AnalysisRequest) -> Analysis:
+            ran("analysis", request.spool)
             # Heartbeats let the workflow's cancellation reach this slow "model".
             for _ in range(int(self.analysis_delay * 10)):
                 activity.heartbeat()
@@ -152,9 +170,14 @@ class FakeActivities:
             return PublishedEvent("ferry.file-events.v1", 0, len(self.events))
 
         return [
-            get_tenant, processing, check_upload, fingerprint, scan, validate, move,
+            get_tenant, processing, check_upload, inspect, move,
             thumbnails, metadata, analyse, processed, rejected, publish,
         ]  # fmt: skip
+
+    def media_steps(self) -> list[Any]:
+        """The steps the worker holding the copy takes on its own queue."""
+        steps = {"make_thumbnails", "extract_metadata", "analyse_content"}
+        return [a for a in self.activities() if _name(a) in steps]
 
 
 def a_file(file_id: str, state: FileState = FileState.PROCESSING) -> FileRecord:
@@ -201,18 +224,48 @@ def upload(sha256: str | None = SHA) -> FileUploadInput:
 
 
 async def run(
-    env: WorkflowEnvironment, fakes: FakeActivities, request: FileUploadInput
+    env: WorkflowEnvironment,
+    fakes: FakeActivities,
+    request: FileUploadInput,
+    activities: list[Any] | None = None,
+    copy_worker: bool = True,
 ) -> FileUploadResult:
+    """The workflow on a worker with `activities` (the fakes' by default) and, unless
+    `copy_worker` is false, the worker that holds the inspected copy on its own queue."""
     queue = f"wf-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client, task_queue=queue, workflows=[FileUploadWorkflow], activities=fakes.activities()
-    ):
-        return await env.client.execute_workflow(
+    fakes.copy_queue = f"{queue}/copy"
+    async with contextlib.AsyncExitStack() as workers:
+        await workers.enter_async_context(
+            Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[FileUploadWorkflow],
+                activities=activities or fakes.activities(),
+            )
+        )
+        if copy_worker:
+            await workers.enter_async_context(
+                Worker(env.client, task_queue=fakes.copy_queue, activities=fakes.media_steps())
+            )
+        handle = await env.client.start_workflow(
             FileUploadWorkflow.run,
             request,
             id=f"file-upload/{request.tenant_id}/{request.file_id}",
             task_queue=queue,
         )
+        return await handle.result()
+
+
+def _name(fn: Any) -> str:
+    name: str = getattr(fn, "__temporal_activity_definition").name
+    return name
+
+
+def replacing(fakes: FakeActivities, *replacements: Any) -> list[Any]:
+    """The fakes' activities with `replacements` instead of those of the same names."""
+    names = {_name(a) for a in replacements}
+    kept = [a for a in fakes.activities() if _name(a) not in names]
+    return [*replacements, *kept]
 
 
 async def test_a_clean_file_is_stored_and_announced_once(
@@ -306,29 +359,16 @@ async def test_an_upload_whose_object_is_missing_is_rejected_and_nothing_is_quar
             f"object {key} not found", type="ObjectNotFound", non_retryable=True
         )
 
-    @activity.defn(name="fingerprint_object")
-    async def missing(ref: StorageRef) -> Fingerprint:
-        raise not_found(ref.key)
-
     @activity.defn(name="move_object")
     async def nothing_to_move(request: MoveRequest) -> StorageRef:
         fakes.moves.append(request)
         raise not_found(request.source.key)
 
-    queue = f"wf-{uuid.uuid4().hex[:8]}"
-    replaced = {"fingerprint_object", "move_object"}
-    others = [
-        a for a in fakes.activities() if a.__temporal_activity_definition.name not in replaced
-    ]
     request = upload()
-    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[FileUploadWorkflow],
-                      activities=[missing, nothing_to_move, *others]):  # fmt: skip
-        result = await time_skipping_env.client.execute_workflow(
-            FileUploadWorkflow.run,
-            request,
-            id=f"file-upload/acme/{request.file_id}",
-            task_queue=queue,
-        )
+    fakes.read_error = not_found(request.storage.key)
+    result = await run(
+        time_skipping_env, fakes, request, activities=replacing(fakes, nothing_to_move)
+    )
 
     assert (result.status, result.reason) == ("rejected", "corrupt")
     storage = request.storage
@@ -348,11 +388,10 @@ async def test_every_read_of_the_upload_says_whose_object_it_must_be(
 
     await run(time_skipping_env, fakes, request)
 
-    storage = request.storage
-    scoped = ScopedRef(storage.provider, storage.bucket, storage.key, "acme", request.file_id)
-    fingerprinted, scanned, validated = fakes.read
-    assert fingerprinted == scanned == scoped
-    assert (validated.tenant_id, validated.file_id) == ("acme", request.file_id)
+    [inspected] = fakes.read
+    assert isinstance(inspected, InspectRequest)
+    assert inspected.source == request.storage
+    assert (inspected.tenant_id, inspected.file_id) == ("acme", request.file_id)
     assert [move.tenant_id for move in fakes.moves] == ["acme"]
 
 
@@ -418,24 +457,8 @@ async def test_an_activity_refusing_the_location_ends_in_file_rejected(
         "ingest bucket 'ferry-ingest'"
     )
 
-    @activity.defn(name="fingerprint_object")
-    async def refusing(ref: ScopedRef) -> Fingerprint:
-        raise ApplicationError(refusal, type="OutsideTenant", non_retryable=True)
-
-    queue = f"wf-{uuid.uuid4().hex[:8]}"
-    others = [
-        a
-        for a in fakes.activities()
-        if a.__temporal_activity_definition.name != "fingerprint_object"
-    ]
-    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[FileUploadWorkflow],
-                      activities=[refusing, *others]):  # fmt: skip
-        result = await time_skipping_env.client.execute_workflow(
-            FileUploadWorkflow.run,
-            request,
-            id=f"file-upload/acme/{request.file_id}",
-            task_queue=queue,
-        )
+    fakes.read_error = ApplicationError(refusal, type="OutsideTenant", non_retryable=True)
+    result = await run(time_skipping_env, fakes, request)
 
     assert (result.status, result.reason, result.detail) == ("rejected", "corrupt", refusal)
     assert fakes.moves == []
@@ -525,4 +548,42 @@ async def test_an_upload_over_quota_is_rejected_before_it_is_read(
     result = await run(time_skipping_env, fakes, upload())
 
     assert (result.status, result.reason) == ("rejected", "quota_exceeded")
-    assert fakes.calls["fingerprint"] == 0 and fakes.calls["scan"] == 0
+    assert fakes.calls["inspect"] == 0 and fakes.calls["scan"] == 0
+
+
+async def test_one_pass_reads_the_upload_once_and_the_media_steps_use_its_copy(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+    request = upload()
+
+    result = await run(time_skipping_env, fakes, request)
+
+    assert result.status == "processed"
+    assert fakes.calls["inspect"] == 1
+    copy = f"{request.file_id}.copy"
+    assert sorted(fakes.media) == [
+        ("analysis", fakes.copy_queue, copy),
+        ("metadata", fakes.copy_queue, copy),
+        ("thumbnails", fakes.copy_queue, copy),
+    ]
+    assert fakes.metadata_sha256 == [SHA], "hashed once, by the inspection"
+
+
+async def test_without_the_worker_holding_the_copy_the_media_steps_read_the_stored_original(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+    request = upload()
+    # A step waiting for a worker holds the test server's clock: this wait is real time.
+    request.copy_worker_wait_seconds = 1
+
+    result = await run(time_skipping_env, fakes, request, copy_worker=False)
+
+    assert result.status == "processed"
+    assert result.analysis["status"] == "ok"
+    queues = {queue for _, queue, _ in fakes.media}
+    assert fakes.copy_queue not in queues
+    assert sorted(step for step, _, spool in fakes.media if spool is None) == [
+        "analysis", "metadata", "thumbnails",
+    ]  # fmt: skip
