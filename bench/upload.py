@@ -2,19 +2,21 @@
 
 Measures
   (a) files per second through the whole workflow for a mix of small JPEGs,
-      PNGs and PDFs (fingerprint, scan, validation, move, thumbnails, metadata,
-      analysis, database, event);
+      PNGs and PDFs (the one-pass inspection: size, SHA-256, scan, validation; the
+      move; thumbnails, metadata and analysis from the inspection's copy; database,
+      event);
   (b) the time and the worker's peak RSS for one 1 GiB file;
   (c) the thumbnail stage's rate on large JPEGs with and without Pillow's
       draft mode;
   (d) the baseline, in the same run: the same per-file work on the same file mix
       in one plain process, with no Kafka, Temporal or database (the activities'
-      own code, each call in Temporal's in-process ActivityEnvironment): stream and
-      hash, scan with the same clamd, sniff and validate, thumbnails, metadata,
-      moderation and OCR. That is the floor of this work on this machine; Ferry's
-      rate is printed beside it with their ratio, and CPU milliseconds per file for
-      each process (Temporal server, worker, clamd, Kafka, Postgres, this client)
-      from a per-process sampler.
+      own code, each call in Temporal's in-process ActivityEnvironment): the one-pass
+      inspection (stream and hash into a copy, scan it with the same clamd, sniff and
+      validate it), then thumbnails, metadata, moderation and OCR from that copy.
+      That is the floor of this work on this machine; Ferry's rate is printed
+      beside it with their ratio, and CPU milliseconds per file for each process
+      (Temporal server, worker, clamd, Kafka, Postgres, this client) from a
+      per-process sampler.
 The worker runs as its own process (`ferry worker`) so its memory is its own.
 Prints a table and writes bench/results/upload.json. Run: `make bench-upload`.
 """
@@ -44,18 +46,17 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
+from ferry.activities.inspect import InspectActivities, InspectRequest
 from ferry.activities.media import (
     AnalysisRequest,
     MediaActivities,
     MetadataRequest,
     ThumbnailRequest,
-    ValidationRequest,
 )
-from ferry.activities.scan import ScanActivities
-from ferry.activities.storage import StorageActivities
+from ferry.activities.spool import SpoolStore
 from ferry.config import Settings, get_settings
 from ferry.contracts.enums import TenantPlan
-from ferry.contracts.storage import ScopedRef, StorageRef
+from ferry.contracts.storage import StorageRef
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
 from ferry.devstack import Stack
@@ -240,9 +241,9 @@ async def baseline(
         await local.create_bucket("ingest")
         await local.create_bucket("files")
         providers = {"local": local}
-        storage = StorageActivities(providers)
-        scan = ScanActivities(host, port, providers)
-        media = MediaActivities(providers)
+        spool = SpoolStore(Path(root) / "spool", "bench")
+        media = MediaActivities(providers, spool=spool)
+        inspect = InspectActivities(providers, spool, host, port, media)
         refs = []
         for i, (name, content_type, data) in enumerate(mix):
             key = f"tenants/bench/uploads/{i}/{name}"
@@ -253,16 +254,17 @@ async def baseline(
         async def work(i: int, ref: StorageRef, name: str, content_type: str, size: int) -> None:
             async with gate:
                 run = ActivityEnvironment().run
-                await run(storage.fingerprint, ScopedRef(ref.provider, ref.bucket, ref.key))
-                await run(scan.scan, ScopedRef(ref.provider, ref.bucket, ref.key))
-                checked = await run(
-                    media.validate_upload,
-                    ValidationRequest(ref, name, content_type, size, 10 * GIB),
+                found = await run(
+                    inspect.inspect_upload,
+                    InspectRequest(ref, "bench", str(i), name, content_type, size, 10 * GIB),
                 )
+                assert found.validation is not None and found.spool is not None
+                copy = found.spool.spool_id
+                kind, sha256 = found.validation.content_type, found.sha256
                 await asyncio.gather(
-                    run(media.make_thumbnails, ThumbnailRequest(ref, "files", f"f{i}")),
-                    run(media.extract_metadata, MetadataRequest(ref)),
-                    run(media.analyse_content, AnalysisRequest(ref, checked.content_type)),
+                    run(media.make_thumbnails, ThumbnailRequest(ref, "files", f"f{i}", spool=copy)),
+                    run(media.extract_metadata, MetadataRequest(ref, sha256=sha256, spool=copy)),
+                    run(media.analyse_content, AnalysisRequest(ref, kind, spool=copy)),
                 )
 
         sampler = CpuSampler({"this process": os.getpid(), **stack_pids()})

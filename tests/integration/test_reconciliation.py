@@ -96,7 +96,7 @@ async def _scheduled_run(client: Client, schedule: ScheduleHandle) -> Reconcilia
 
 
 async def _is_scanning(upload: WorkflowHandle[Any, Any]) -> bool:
-    return await upload.query(FileUploadWorkflow.progress) == "scanning"
+    return await upload.query(FileUploadWorkflow.progress) == "inspecting"
 
 
 async def _monitoring_is_visible(client: Client, tenant: str) -> bool:

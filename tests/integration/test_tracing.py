@@ -68,6 +68,6 @@ async def test_one_trace_id_follows_an_upload_from_its_record_to_file_processed(
         "ferry.uploads.v1 process",
         "StartWorkflow:file_upload_workflow",
         "RunWorkflow:file_upload_workflow",
-        "RunActivity:scan_object",
+        "RunActivity:inspect_upload",
         "RunActivity:publish_event",
     } <= names

@@ -1,4 +1,6 @@
-"""A worker killed in the middle of a scan: another worker finishes the upload, exactly once."""
+"""A worker killed in the middle of an upload's inspection (its one pass: reading, hashing,
+scanning): another worker reads the object again from storage and finishes the upload,
+exactly once, its media steps on its own queue beside its own copy."""
 
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ async def test_a_worker_killed_during_the_scan_is_replaced_and_the_upload_comple
         while True:
             pending = (await handle.describe()).raw_description.pending_activities
             if any(
-                p.activity_type.name == "scan_object"
+                p.activity_type.name == "inspect_upload"
                 and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
                 for p in pending
             ):
@@ -99,17 +101,27 @@ async def test_a_worker_killed_during_the_scan_is_replaced_and_the_upload_comple
     description = await handle.describe()
     assert description.status == WorkflowExecutionStatus.COMPLETED
     history = await handle.fetch_history()
-    scans = [
+    scheduled = [e.activity_task_scheduled_event_attributes for e in history.events]
+    inspections = [
         e for e in history.events
-        if e.activity_task_scheduled_event_attributes.activity_type.name == "scan_object"
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "inspect_upload"
     ]  # fmt: skip
-    assert len(scans) == 1  # one scan activity, retried by Temporal on the new worker
+    assert len(inspections) == 1  # one inspection, retried by Temporal on the new worker
     [started] = [
         e.activity_task_started_event_attributes
         for e in history.events
-        if e.activity_task_started_event_attributes.scheduled_event_id == scans[0].event_id
+        if e.activity_task_started_event_attributes.scheduled_event_id == inspections[0].event_id
     ]
     assert started.attempt == 2
+    # The media steps went to the queue of the worker that made the copy: the new one.
+    media = {
+        a.activity_type.name: a.task_queue.name
+        for a in scheduled
+        if a.activity_type.name in ("make_thumbnails", "extract_metadata", "analyse_content")
+    }
+    assert len(media) == 3 and len(set(media.values())) == 1, media
+    [own_queue] = set(media.values())
+    assert own_queue.startswith(f"{queue}/") and str(workers[1].pid) in own_queue
     events = await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=30)
     assert [e["event_type"] for e in events] == ["file.processed"]
     with pytest.raises(TimeoutError):

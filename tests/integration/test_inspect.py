@@ -1,0 +1,203 @@
+"""inspect_upload on the stack's clamd: one read of the object, one hash, the verdict and the
+checks; the copy it keeps serves the media steps and goes when they are done."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
+from ferry.activities.media import (
+    AnalysisRequest,
+    MediaActivities,
+    MetadataRequest,
+    ThumbnailRequest,
+)
+from ferry.activities.spool import SpoolStore
+from ferry.config import Settings
+from ferry.contracts.storage import StorageRef
+from ferry.demo import DEMO_FILES, EICAR
+from ferry.storage import LocalStorage
+
+pytestmark = pytest.mark.stack
+
+TENANT = "acme"
+PNG = DEMO_FILES[0][2]
+
+
+class CountingStorage(LocalStorage):
+    """Local storage that counts the reads of each object."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    async def _read(self, bucket: str, key: str, chunk_size: int) -> AsyncGenerator[bytes, None]:
+        self.reads.append(key)
+        async for chunk in super()._read(bucket, key, chunk_size):
+            yield chunk
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> CountingStorage:
+    return CountingStorage(tmp_path / "storage")
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[SpoolStore]:
+    yield SpoolStore(tmp_path / "spool", "files/this-worker")
+
+
+def activities(
+    settings: Settings, storage: LocalStorage, spool: SpoolStore, clamd: str | None = None
+) -> tuple[InspectActivities, MediaActivities]:
+    host, port = (clamd or settings.clamd_address).rsplit(":", 1)
+    media = MediaActivities({"local": storage}, spool=spool)
+    return InspectActivities({"local": storage}, spool, host, int(port), media), media
+
+
+async def staged(storage: LocalStorage, name: str, data: bytes) -> InspectRequest:
+    file_id = str(uuid.uuid4())
+    key = f"tenants/{TENANT}/uploads/{file_id}/{name}"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    await storage.create_bucket("ferry-ingest")
+    await storage.write("ferry-ingest", key, chunks())
+    return InspectRequest(
+        source=StorageRef("local", "ferry-ingest", key),
+        tenant_id=TENANT,
+        file_id=file_id,
+        filename=name,
+        declared_content_type="image/png" if name.endswith(".png") else "text/plain",
+        size_bytes=len(data),
+        max_file_bytes=100 * 1024 * 1024,
+    )
+
+
+def copies(spool: SpoolStore) -> list[str]:
+    return sorted(p.name for p in (spool.root / SpoolStore.BUCKET).iterdir())
+
+
+async def test_a_clean_image_is_read_once_and_its_copy_serves_the_media_steps(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, media = activities(settings, storage, spool)
+    request = await staged(storage, "poster.png", PNG)
+
+    found: Inspection = await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert found.sha256 == hashlib.sha256(PNG).hexdigest()
+    assert found.size_bytes == len(PNG)
+    assert found.scan is not None and found.scan.clean
+    assert found.validation is not None and found.validation.ok
+    assert found.validation.content_type == "image/png"
+    assert found.spool is not None and found.spool.task_queue == "files/this-worker"
+    assert copies(spool) == [found.spool.spool_id]
+    assert storage.reads == [request.source.key], "one read of the object"
+
+    copy = found.spool.spool_id
+    run = ActivityEnvironment().run
+    made = await run(
+        media.make_thumbnails,
+        ThumbnailRequest(request.source, "ferry-acme", request.file_id, spool=copy),
+    )
+    meta = await run(
+        media.extract_metadata, MetadataRequest(request.source, sha256=found.sha256, spool=copy)
+    )
+    await run(media.analyse_content, AnalysisRequest(request.source, "image/png", spool=copy))
+
+    assert [t.name for t in made.thumbnails] == ["thumb-1024.jpg", "thumb-256.webp"]
+    assert (meta.sha256, meta.size_bytes) == (found.sha256, len(PNG))
+    assert storage.reads == [request.source.key], "the media steps read the copy, not storage"
+    assert copies(spool) == [], "the last step to finish deletes the copy"
+
+
+async def test_a_media_step_without_the_copy_reads_the_stored_object(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    _, media = activities(settings, storage, spool)
+    request = await staged(storage, "poster.png", PNG)
+
+    meta = await ActivityEnvironment().run(
+        media.extract_metadata, MetadataRequest(request.source, spool="gone.copy")
+    )
+
+    assert meta.sha256 == hashlib.sha256(PNG).hexdigest()
+    assert storage.reads == [request.source.key]
+
+
+async def test_an_infected_upload_is_judged_before_its_content_and_keeps_no_copy(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "notes.txt", EICAR)
+
+    found = await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert found.scan is not None and not found.scan.clean
+    assert found.scan.signature is not None and "Eicar" in found.scan.signature
+    assert found.validation is None and found.spool is None
+    assert copies(spool) == []
+
+
+async def test_bytes_that_are_not_the_announced_ones_are_never_scanned(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "notes.txt", b"what was stored\n")
+    request.sha256 = "00" * 32
+
+    found = await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert found.sha256 == hashlib.sha256(b"what was stored\n").hexdigest()
+    assert found.scan is None and found.spool is None
+    assert copies(spool) == []
+
+
+async def test_a_size_other_than_the_announced_one_is_not_even_read(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "notes.txt", b"twelve bytes")
+    request.size_bytes = 99
+
+    found = await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert (found.size_bytes, found.sha256, found.scan) == (12, None, None)
+    assert storage.reads == []
+
+
+async def test_clamd_away_fails_the_pass_closed_and_keeps_no_copy(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    # Nothing listens on port 1.
+    inspect, _ = activities(settings, storage, spool, clamd="127.0.0.1:1")
+    request = await staged(storage, "notes.txt", b"plain text\n")
+
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert raised.value.type == "ScannerUnavailable" and not raised.value.non_retryable
+    assert copies(spool) == []
+
+
+async def test_another_tenants_object_is_refused_before_it_is_read(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "notes.txt", b"theirs\n")
+    request.tenant_id = "other"
+
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert raised.value.type == "OutsideTenant" and raised.value.non_retryable
+    assert storage.reads == []
