@@ -238,7 +238,7 @@ async def baseline(
     host, port = settings.clamd_host_port
     with tempfile.TemporaryDirectory() as root:
         local = LocalStorage(Path(root))
-        await local.create_bucket("ingest")
+        await local.create_bucket("ferry-ingest")
         await local.create_bucket("files")
         providers = {"local": local}
         spool = SpoolStore(Path(root) / "spool", "bench")
@@ -247,8 +247,8 @@ async def baseline(
         refs = []
         for i, (name, content_type, data) in enumerate(mix):
             key = f"tenants/bench/uploads/{i}/{name}"
-            await local.write("ingest", key, one(data))
-            refs.append((StorageRef("local", "ingest", key), name, content_type, len(data)))
+            await local.write("ferry-ingest", key, one(data))
+            refs.append((StorageRef("local", "ferry-ingest", key), name, content_type, len(data)))
         gate = asyncio.Semaphore(concurrency)
 
         async def work(i: int, ref: StorageRef, name: str, content_type: str, size: int) -> None:
