@@ -57,6 +57,8 @@ INVALID_INPUT = ErrorKind("InvalidInput", permanent=True)
 INTEGRITY_ERROR = ErrorKind("IntegrityError", permanent=True)
 # An event that its schema refuses (a misspelt or missing field): no retry fixes it.
 INVALID_EVENT = ErrorKind("InvalidEvent", permanent=True)
+# A deletion that left something behind: the run fails, so an operator looks.
+DELETION_INCOMPLETE = ErrorKind("DeletionIncomplete", permanent=True)
 
 # Retried by Temporal until they pass: the service comes back.
 SCANNER_UNAVAILABLE = ErrorKind("ScannerUnavailable", permanent=False)
@@ -66,7 +68,7 @@ KINDS = (
     OBJECT_NOT_FOUND, UNKNOWN_PROVIDER, INVALID_KEY, OUTSIDE_TENANT, TENANT_NOT_FOUND,
     FILE_NOT_FOUND, INVALID_TRANSITION, CORRUPT_FILE, MODEL_MISSING, SCAN_LIMIT_EXCEEDED,
     CHECKSUM_MISMATCH, INVALID_REQUEST, INVALID_INPUT, INTEGRITY_ERROR, INVALID_EVENT,
-    SCANNER_UNAVAILABLE, SCAN_ERROR,
+    DELETION_INCOMPLETE, SCANNER_UNAVAILABLE, SCAN_ERROR,
 )  # fmt: skip
 # The types every retry policy of Ferry's workflows leaves unretried.
 PERMANENT = [kind.name for kind in KINDS if kind.permanent]

@@ -186,10 +186,16 @@ class NotificationRequested(Event):
     params: dict[str, str]
 
 
+@dataclass(frozen=True, kw_only=True)
 class TenantDeleted(TenantNotice):
-    """tenant.deleted: A tenant was deleted."""
+    """tenant.deleted: A tenant was deleted (with its receipt, since `deletion-receipt`)."""
 
     EVENT_TYPE: ClassVar[str] = "tenant.deleted"
+
+    rows_deleted: dict[str, int] | None = None
+    objects_deleted: dict[str, int] | None = None
+    bytes_deleted: int | None = None
+    verified: bool | None = None
 
 
 class TenantProvisioned(ProvisioningOutcome):

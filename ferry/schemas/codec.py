@@ -106,6 +106,11 @@ class SchemaRegistry:
             self._readers[event_type] = self._writers[schema.fingerprint] = schema
             self._expanded[event_type] = expand_schema(raw)
             self._by_name[f"{NAMESPACE}.{raw['name']}"] = event_type
+        # Earlier versions of a schema (`previous/{event_type}.{n}.avsc`): records written
+        # with them before a field was added still decode, into the current reader.
+        for path in sorted(Path(directory).glob("previous/*.avsc")):
+            event_type = path.name.split(".avsc")[0].rsplit(".", 1)[0]
+            self.register_writer(json.loads(path.read_text(encoding="utf-8")), event_type)
 
     @classmethod
     def default(cls) -> SchemaRegistry:

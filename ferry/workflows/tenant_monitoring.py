@@ -11,6 +11,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import (
         DatabaseActivities,
+        DeletedTenantRows,
         OverQuotaInput,
         TenantRecord,
         TenantRef,
@@ -20,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.activities.storage import ObjectCount, PrefixRequest, StorageActivities
     from ferry.contracts.enums import TenantPlan, TenantStatus
-    from ferry.contracts.errors import TENANT_NOT_FOUND
+    from ferry.contracts.errors import DELETION_INCOMPLETE, TENANT_NOT_FOUND
     from ferry.contracts.events import (
         Event,
         TenantDeleted,
@@ -43,6 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from ferry.workflows.dedupe import SeenEvents
 
 SOURCE = "ferry.tenant-monitoring"
+# A patch: after deleting, the run looks again (nothing may be left) and the event
+# carries the receipt: rows by table, objects by place, bytes.
+DELETION_RECEIPT = "deletion-receipt"
 
 
 @dataclass
@@ -329,24 +333,72 @@ class TenantMonitoringWorkflow:
         self._state.status = str(status)
 
     async def _delete(self, policy: TenantPolicy) -> None:
-        """The grace period is over: objects, bucket and rows go, in that order."""
+        """The grace period is over: objects, bucket and rows go, in that order; then a fresh
+        look finds nothing left (or the run fails, loudly), and `tenant.deleted` says what
+        was removed."""
         s = self._state
         workflow.set_current_details("deleting the tenant's data")
+        receipt = workflow.patched(DELETION_RECEIPT)
+        removed: list[tuple[PrefixRequest, ObjectCount]] = []
         # Its own provider's bucket, and any a failed-over upload wrote on another provider.
         for provider in [s.provider, *(p for p in policy.providers if p != s.provider)]:
-            await self._storage(StorageActivities.delete_bucket, BucketRef(provider, s.bucket))
-        for provider in policy.providers:
+            emptied = await self._storage(
+                StorageActivities.delete_bucket, BucketRef(provider, s.bucket)
+            )
+            removed.append((PrefixRequest(provider, s.bucket, ""), emptied))
+        for place in self._shared_places(policy):
+            removed.append((place, await self._storage(StorageActivities.delete_prefix, place)))
+        rows: DeletedTenantRows = await call_db(
+            DatabaseActivities.delete_tenant_rows, TenantRef(self._tenant_id)
+        )
+        s.status = "deleted"
+        if not receipt:  # histories from before the receipt
+            await self._emit(TenantDeleted(detail=None), None)
+            workflow.set_current_details("deleted")
+            return
+        await self._verify_deleted([place for place, _ in removed])
+        objects = sum(count.objects for _, count in removed)
+        size = sum(count.bytes for _, count in removed)
+        detail = (
+            f"removed {sum(rows.rows.values())} rows, {objects} objects ({size} bytes);"
+            " verified: no row and no object left"
+        )
+        deleted = TenantDeleted(
+            detail=detail,
+            rows_deleted=rows.rows,
+            objects_deleted={_place(place): count.objects for place, count in removed},
+            bytes_deleted=size,
+            verified=True,
+        )
+        await self._emit(deleted, None)
+        workflow.set_current_details(f"deleted: {detail}")
+
+    def _shared_places(self, policy: TenantPolicy) -> list[PrefixRequest]:
+        """The tenant's parts of the shared quarantine and ingest buckets, on each provider."""
+        return [
+            PrefixRequest(provider, bucket, prefix)
+            for provider in policy.providers
             for bucket, prefix in (
                 (policy.quarantine_bucket, f"quarantine/{self._tenant_id}/"),
                 (policy.ingest_bucket, f"tenants/{self._tenant_id}/"),
-            ):
-                await self._storage(
-                    StorageActivities.delete_prefix, PrefixRequest(provider, bucket, prefix)
-                )
-        await call_db(DatabaseActivities.delete_tenant_rows, TenantRef(self._tenant_id))
-        s.status = "deleted"
-        await self._emit(TenantDeleted(detail=None), None)
-        workflow.set_current_details("deleted")
+            )
+        ]
+
+    async def _verify_deleted(self, places: list[PrefixRequest]) -> None:
+        """A fresh listing of every place and a count of the tenant's rows: all empty, or a
+        non-retryable `DeletionIncomplete` that fails the run (and says what is left)."""
+        workflow.set_current_details("verifying the deletion")
+        left = []
+        for place in places:
+            found: ObjectCount = await self._storage(StorageActivities.measure, place)
+            if found.objects:
+                left.append(f"{found.objects} objects in {_place(place)}")
+        rows: DeletedTenantRows = await call_db(
+            DatabaseActivities.count_tenant_rows, TenantRef(self._tenant_id)
+        )
+        left += [f"{count} rows in {table}" for table, count in rows.rows.items() if count]
+        if left:
+            raise DELETION_INCOMPLETE(f"tenant {self._tenant_id} not deleted: " + "; ".join(left))
 
     async def _storage(self, activity: Any, request: Any) -> Any:
         return await workflow.execute_activity_method(
@@ -371,3 +423,8 @@ class TenantMonitoringWorkflow:
 
 def _datetime(epoch_millis: int) -> datetime:
     return datetime.fromtimestamp(epoch_millis / 1000, tz=UTC)
+
+
+def _place(place: PrefixRequest) -> str:
+    """`provider:bucket/prefix`, as `tenant.deleted` names the places it emptied."""
+    return f"{place.provider}:{place.bucket}/{place.prefix}"

@@ -440,3 +440,12 @@ async def test_deletion_after_its_grace_period_removes_the_tenants_data(
     await monitoring.result()
     assert (await monitoring.describe()).status == WorkflowExecutionStatus.COMPLETED
     assert deleted["source"] == "ferry.tenant-monitoring"
+    # The receipt: one file's row and its one object (a text file has no thumbnails).
+    assert deleted["verified"] is True
+    assert deleted["rows_deleted"]["files"] == 1 and deleted["rows_deleted"]["tenants"] == 1
+    assert deleted["objects_deleted"] == {
+        f"local:{bucket}/": 1,
+        f"local:{settings.quarantine_bucket}/quarantine/{tenant}/": 0,
+        f"local:{settings.ingest_bucket}/tenants/{tenant}/": 0,
+    }
+    assert deleted["bytes_deleted"] == len(b"data" * 100)

@@ -373,7 +373,8 @@ async def main(groups: list[str]) -> None:
     # Not recorded here, and kept so that runs from before each patch still replay:
     # `file_upload_*_before_local_steps` (before `short-steps-as-local-activities`),
     # `file_upload_*_before_location_check` (before `upload-location-checked`),
-    # `file_upload_*_before_one_pass` (before `one-pass-inspection`) and
+    # `file_upload_*_before_one_pass` (before `one-pass-inspection`),
+    # `tenant_monitoring_deleted_before_receipt` (before `deletion-receipt`) and
     # `file_migration_*_before_own_bucket_only` (before `own-bucket-only`).
     if not groups or "uploads" in groups:
         await record_uploads()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -29,6 +30,7 @@ from ferry.schemas import (
 )
 
 REGISTRY = SchemaRegistry.default()
+PREVIOUS = Path(decode.__code__.co_filename).parent / "avsc" / "previous"
 EVENT_TYPES = REGISTRY.event_types
 WHEN = datetime(2024, 5, 17, 12, 30, 45, 123000, tzinfo=UTC)
 JSON = "application/json"
@@ -343,3 +345,22 @@ def test_json_with_arbitrary_field_values_fails_cleanly(event_type: str, data: A
         decode(json.dumps(event).encode(), JSON)
     except EventDecodeError:
         pass
+
+
+def test_a_record_written_with_an_earlier_schema_decodes_into_the_current_one() -> None:
+    """tenant.deleted gained its receipt's fields; records from before still decode."""
+    earlier = json.loads((PREVIOUS / "tenant.deleted.1.avsc").read_text())
+    writer = fastavro.parse_schema(earlier)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, writer, {
+        "event_id": "e-1", "event_type": "tenant.deleted", "occurred_at": 1_795_000_000_000,
+        "tenant_id": "acme", "correlation_id": None, "source": "ferry.tenant-monitoring",
+        "detail": None,
+    })  # fmt: skip
+    record = b"\xc3\x01" + schema_fingerprint(earlier) + body.getvalue()
+
+    event = decode(record)
+
+    assert (event["event_type"], event["tenant_id"]) == ("tenant.deleted", "acme")
+    receipt = ("rows_deleted", "objects_deleted", "bytes_deleted", "verified")
+    assert [event[name] for name in receipt] == [None] * len(receipt)

@@ -56,7 +56,7 @@ def sample(hint: Any) -> Any:
     if origin is list:
         return [sample(typing.get_args(hint)[0])]
     if origin is dict:
-        return {"k": "v"}
+        return {"k": sample(typing.get_args(hint)[1])}
     if hint is StorageRef:
         return StorageRef("s3", "ferry-acme", "files/f/original")
     if hint is BucketRef:

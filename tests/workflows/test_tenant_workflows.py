@@ -22,7 +22,7 @@ import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -105,6 +105,10 @@ class FakeActivities:
         # Cleared, it holds `apply_tenant_plan` until the test sets it.
         self.plan_gate = asyncio.Event()
         self.plan_gate.set()
+        # Places (provider, bucket, prefix) a deletion emptied, and the ones that keep
+        # objects whatever is deleted (as a provider that acknowledged and kept them).
+        self.emptied: set[tuple[str, str, str]] = set()
+        self.stubborn: dict[tuple[str, str, str], int] = {}
         # Whether the database and storage sides of provisioning were running at once.
         self.setup_started: set[str] = set()
         self.setup_together = asyncio.Event()
@@ -232,17 +236,31 @@ class FakeActivities:
         @activity.defn(name="delete_bucket")
         async def delete_bucket(request: BucketRef) -> ObjectCount:
             self._call("delete_bucket", request)
-            return ObjectCount(0, 0)
+            self.emptied.add((request.provider, request.bucket, ""))
+            if request.provider != "local":
+                return ObjectCount(0, 0)
+            return ObjectCount(self.files, self.stored_bytes)
 
         @activity.defn(name="measure_prefix")
         async def measure_prefix(request: PrefixRequest) -> ObjectCount:
             self._call("measure_prefix", request)
+            place = (request.provider, request.bucket, request.prefix)
+            if place in self.stubborn:
+                return ObjectCount(self.stubborn[place], 1)
+            if place in self.emptied:
+                return ObjectCount(0, 0)
             return ObjectCount(self.files, self.stored_bytes)
 
         @activity.defn(name="delete_prefix")
         async def delete_prefix(request: PrefixRequest) -> ObjectCount:
             self._call("delete_prefix", request)
-            return ObjectCount(0, 0)
+            self.emptied.add((request.provider, request.bucket, request.prefix))
+            return ObjectCount(1, 10) if "quarantine" in request.bucket else ObjectCount(0, 0)
+
+        @activity.defn(name="count_tenant_rows")
+        async def count_rows(ref: TenantRef) -> DeletedTenantRows:
+            self._call("count_tenant_rows", ref)
+            return DeletedTenantRows(ref.tenant_id, {"tenants": int(self.tenant is not None)})
 
         @activity.defn(name="publish_event")
         async def publish(event: OutboundEvent) -> PublishedEvent:
@@ -253,7 +271,7 @@ class FakeActivities:
         return [
             get_tenant, create_tenant, set_status, apply_plan, set_over_quota, delete_rows,
             measure_usage, record_usage, create_bucket, delete_bucket, measure_prefix,
-            delete_prefix, publish,
+            delete_prefix, count_rows, publish,
         ]  # fmt: skip
 
 
@@ -1091,6 +1109,49 @@ async def test_a_tenant_is_suspended_reactivated_and_deleted_only_after_its_grac
     assert deleted["event_id"] == event_id_for(workflow_id, "tenant.deleted")
     assert deleted["tenant_id"] == tenant_id
     assert fakes.events[-1] is deleted
+    # The receipt: what each place and table gave up, after a fresh look found nothing left.
+    assert deleted["rows_deleted"] == {"tenants": 1}
+    assert deleted["objects_deleted"] == {
+        f"local:{bucket}/": fakes.files, f"s3:{bucket}/": 0,
+        f"local:ferry-quarantine/quarantine/{tenant_id}/": 1,
+        f"local:ferry-ingest/tenants/{tenant_id}/": 0,
+        f"s3:ferry-quarantine/quarantine/{tenant_id}/": 1,
+        f"s3:ferry-ingest/tenants/{tenant_id}/": 0,
+    }  # fmt: skip
+    assert deleted["bytes_deleted"] == fakes.stored_bytes + 20
+    assert deleted["verified"] is True
+    assert deleted["detail"].endswith("verified: no row and no object left")
+    looked = fakes.requests("measure_prefix")[-6:]
+    assert looked == [
+        PrefixRequest("local", bucket, ""), PrefixRequest("s3", bucket, ""),
+        *fakes.requests("delete_prefix"),
+    ]  # fmt: skip
+    assert fakes.requests("count_tenant_rows") == [TenantRef(tenant_id)]
+
+
+async def test_a_deletion_that_leaves_objects_behind_fails_loudly_and_announces_nothing(
+    env: WorkflowEnvironment,
+) -> None:
+    tenant_id = a_tenant_id()
+    fakes = FakeActivities(tenant_id, tenant=a_tenant(tenant_id))
+    # The provider says the prefix is deleted, and a fresh listing still finds two objects.
+    fakes.stubborn[("local", "ferry-ingest", f"tenants/{tenant_id}/")] = 2
+    policy = TenantPolicy(deletion_grace_seconds=60, providers=["local"])
+    delete = LifecycleRequest(str(uuid.uuid4()), "delete", "owner-1", reason="closing")
+
+    async with tenant_worker(env, fakes) as queue:
+        monitoring = await start_monitoring(env, queue, tenant_id, policy)
+        await measured(fakes, 1)
+        await monitoring.signal(TenantMonitoringWorkflow.lifecycle, delete)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await monitoring.result()
+
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "DeletionIncomplete"
+    assert cause.message == (
+        f"tenant {tenant_id} not deleted: 2 objects in local:ferry-ingest/tenants/{tenant_id}/"
+    )
+    assert fakes.published("tenant.deleted") == []
 
 
 async def test_a_reactivation_during_the_grace_period_cancels_the_deletion(

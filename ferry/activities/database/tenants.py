@@ -174,6 +174,13 @@ class TenantActivities(TenantScopedActivities):
         async with self._scope(request.tenant_id) as db:
             return DeletedTenantRows(request.tenant_id, await db.tenants.delete_rows())
 
+    @activity.defn(name="count_tenant_rows")
+    async def count_tenant_rows(self, request: TenantRef) -> DeletedTenantRows:
+        """The tenant's rows that `delete_tenant_rows` removes, counted by table (after a
+        deletion, all zero)."""
+        async with self._scope(request.tenant_id) as db:
+            return DeletedTenantRows(request.tenant_id, await db.tenants.count_rows())
+
     @activity.defn(name="add_tenant_member")
     async def add_tenant_member(self, request: MemberInput) -> MemberRecord:
         async with self._scope(request.tenant_id) as db:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from typing import Any
+
+from sqlalchemy import delete, func, select
 
 from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
 from ferry.contracts.plans import limits_for
@@ -20,9 +22,28 @@ from ferry.db.models import (
 from ferry.db.models import Thumbnail as ThumbnailRow
 from ferry.db.repositories.base import Repository, _table, _upsert
 
+# What a tenant owns besides its own row, children first (the order `delete_rows` goes in).
+# Processed event IDs are not among them (see `delete_rows`).
+_OWNED_ROWS = tuple(
+    _table(model)
+    for model in (
+        ThumbnailRow,
+        Share,
+        FileMigrationItem,
+        FileMigration,
+        File,
+        Membership,
+        User,
+        UsageReport,
+    )
+)
+
 
 class TenantRepository(Repository):
     """The tenant's own row: plan, status, quotas, storage."""
+
+    async def _count(self, query: Any, condition: Any) -> int:
+        return int((await self._execute(query.where(condition))).scalar_one())
 
     async def get(self) -> Tenant | None:
         return await self._one(Tenant, Tenant.id == self.tenant_id)
@@ -99,19 +120,19 @@ class TenantRepository(Repository):
         redelivered `tenant.creation_requested` from resurrecting the tenant.
         """
         deleted: dict[str, int] = {}
-        for model in (
-            ThumbnailRow,
-            Share,
-            FileMigrationItem,
-            FileMigration,
-            File,
-            Membership,
-            User,
-            UsageReport,
-        ):
-            table = _table(model)
+        for table in _OWNED_ROWS:
             result = await self._execute(delete(table).where(table.c.tenant_id == self.tenant_id))
             deleted[table.name] = result.rowcount
         result = await self._execute(delete(_table(Tenant)).where(Tenant.id == self.tenant_id))
         deleted["tenants"] = result.rowcount
         return deleted
+
+    async def count_rows(self) -> dict[str, int]:
+        """How many rows of the tenant each table of `delete_rows` holds (by table)."""
+        counted: dict[str, int] = {}
+        for table in _OWNED_ROWS:
+            mine = table.c.tenant_id == self.tenant_id
+            counted[table.name] = await self._count(select(func.count()).select_from(table), mine)
+        tenants = select(func.count()).select_from(_table(Tenant))
+        counted["tenants"] = await self._count(tenants, Tenant.id == self.tenant_id)
+        return counted
