@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FERRY := $(BIN)/ferry
 
-.PHONY: setup up down status run test test-unit lint format security clean-stack bench-ingest bench-upload chaos
+.PHONY: setup up down status run test test-unit lint format security clean-stack bench-ingest bench-upload bench-fairness chaos
 
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
@@ -86,6 +86,9 @@ bench-ingest: up  ## what the bridge costs on top of Temporal (prints a table, w
 
 bench-upload: up  ## the whole upload workflow: small files/s, one 1 GiB file, thumbnails
 	@$(BIN)/python bench/upload.py
+
+bench-fairness: up  ## a quiet tenant's upload behind another's burst, fairness off and on
+	@$(BIN)/python bench/fairness.py $(FAIRNESS_ARGS)
 
 clean-stack:      ## stop the stack and wipe its data
 	@$(FERRY) stack reset --yes

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     ingest_bucket: str = "ferry-ingest"
     quarantine_bucket: str = "ferry-quarantine"
     max_in_flight: int = Field(default=256, ge=1)
+    # Each start names its tenant as its fairness key (Temporal's task queue fairness).
+    fairness: bool = True
     # How often the bridge commits its offsets (and records handled events) while running.
     commit_interval: float = Field(default=0.2, gt=0)
     bridge_metrics_port: int = 9464  # 0: no metrics endpoint

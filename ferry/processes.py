@@ -64,6 +64,7 @@ def bridge_config(settings: Settings, **overrides: object) -> BridgeConfig:
         max_in_flight=settings.max_in_flight,
         commit_interval=settings.commit_interval,
         places=settings.places,
+        fairness=settings.fairness,
     )
     for key, value in overrides.items():
         setattr(config, key, value)

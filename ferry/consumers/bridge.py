@@ -68,6 +68,8 @@ class BridgeConfig:
     fetch_max_wait_ms: int = 50
     # The ingest and quarantine buckets: an upload may name only its own object in ingest.
     places: Places = DEFAULT_PLACES
+    # Starts carry their tenant as the fairness key (Temporal's task queue fairness).
+    fairness: bool = True
     # The start-up call to Temporal (the namespace's retention): each try's timeout, and how
     # long tries go on before the bridge stops with `TemporalUnanswered`.
     startup_call_timeout: float = 10.0
@@ -118,7 +120,7 @@ class Bridge:
         self.records = RecordHandler(
             client,
             publisher,
-            HandlingConfig(config.task_queues, config.group_id, config.places),
+            HandlingConfig(config.task_queues, config.group_id, config.places, config.fairness),
             self.metrics,
             ledger,
         )

@@ -129,6 +129,8 @@ class HandlingConfig:
     task_queues: Mapping[Queue, str]
     group_id: str
     places: Places = DEFAULT_PLACES
+    # Starts carry their tenant as the fairness key.
+    fairness: bool = True
 
 
 class RecordHandler:
@@ -291,7 +293,8 @@ class RecordHandler:
                 raise
             return Outcome.SIGNALLED
         try:
-            await route.start(self.client, event, self.config.task_queues[route.queue])
+            queue = self.config.task_queues[route.queue]
+            await route.start(self.client, event, queue, fair=self.config.fairness)
         except WorkflowAlreadyStartedError:
             # The run of this business key is running, or existed and closed: this
             # event is done.

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    Priority,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -88,11 +89,14 @@ class Route:
         return run_attributes(str(event["tenant_id"]), event.get("file_id"))
 
     async def start(
-        self, client: Client, event: Event, task_queue: str
+        self, client: Client, event: Event, task_queue: str, *, fair: bool = True
     ) -> WorkflowHandle[Any, Any]:
         """Start the event's workflow. A second start of its ID is refused, by
         `WorkflowAlreadyStartedError`, while a run of it is running or Temporal
-        remembers a closed one: the caller counts that as a duplicate."""
+        remembers a closed one: the caller counts that as a duplicate.
+
+        `fair`: the run's fairness key is its tenant, which its activities inherit, so
+        one tenant's backlog waits beside the others' rather than in front of them."""
         return await client.start_workflow(
             self.workflow,
             self.to_input(event),
@@ -102,7 +106,13 @@ class Route:
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=self.search_attributes(event),
             static_summary=self.summary(event),
+            priority=tenant_priority(str(event["tenant_id"])) if fair else Priority.default,
         )
+
+
+def tenant_priority(tenant_id: str) -> Priority:
+    """A run whose tasks take their turn by tenant (Temporal's task queue fairness)."""
+    return Priority(fairness_key=tenant_id)
 
 
 def from_event(cls: type[T], event: Event, **given: Any) -> T:

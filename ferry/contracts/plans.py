@@ -28,6 +28,16 @@ PLAN_LIMITS: dict[TenantPlan, PlanLimits] = {
 PLAN_ORDER: tuple[TenantPlan, ...] = (TenantPlan.FREE, TenantPlan.PRO, TenantPlan.ENTERPRISE)
 
 
+# Each plan's share of the workers when tenants' tasks wait together on a task queue
+# (Temporal's task queue fairness: tasks are dispatched in proportion to these weights,
+# the key being the tenant).
+FAIRNESS_WEIGHT: dict[TenantPlan, float] = {
+    TenantPlan.FREE: 1.0,
+    TenantPlan.PRO: 2.0,
+    TenantPlan.ENTERPRISE: 4.0,
+}
+
+
 def limits_for(plan: TenantPlan) -> PlanLimits:
     return PLAN_LIMITS[TenantPlan(plan)]
 

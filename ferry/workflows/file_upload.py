@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.contracts.events import Event, FileProcessed, FileRejected, PublishedThumbnail
     from ferry.contracts.layout import upload_key_refusal
+    from ferry.contracts.plans import FAIRNESS_WEIGHT
     from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
     from ferry.contracts.workflows import FILE_UPLOAD as WORKFLOW
     from ferry.contracts.workflows import FileUploadInput
@@ -103,6 +104,8 @@ class FileUploadWorkflow(Staged):
         self._local = False
         self._checked = False
         self._one_pass = False
+        # The tenant's plan's weight on the upload's activities (task queue fairness).
+        self._priority = Priority.default
 
     @workflow.run
     async def run(self, upload: FileUploadInput) -> FileUploadResult:
@@ -114,6 +117,8 @@ class FileUploadWorkflow(Staged):
         self._one_pass = self._checked and workflow.patched(ONE_PASS)
         self._enter("recording")
         tenant = await self._tenant(upload.tenant_id)
+        if self._one_pass:
+            self._priority = Priority(fairness_weight=FAIRNESS_WEIGHT[tenant.plan])
         await self._db(DatabaseActivities.record_file_processing, FileProcessingInput.of(upload))
         try:
             if self._checked:
@@ -230,6 +235,7 @@ class FileUploadWorkflow(Staged):
                 timeout=timedelta(minutes=30),
                 heartbeat=timedelta(seconds=30),
                 retry=SCAN_RETRY,
+                priority=self._priority,
             )
         except ActivityError as err:
             rejection = _unreadable(upload, err)
@@ -301,9 +307,9 @@ class FileUploadWorkflow(Staged):
         sha256 = inspection.sha256 if inspection else None
         deadline = upload.analysis_deadline_seconds
         made, found, analysed = await asyncio.gather(
-            thumbnails(stored, upload.file_id, owner, copy),
-            metadata(stored, owner, copy, sha256),
-            analysis(stored, validation.content_type, deadline, owner, copy),
+            thumbnails(stored, upload.file_id, owner, copy, self._priority),
+            metadata(stored, owner, copy, sha256, self._priority),
+            analysis(stored, validation.content_type, deadline, owner, copy, self._priority),
         )
         public = {"filename": upload.filename, **found.public}
         processed = FileProcessedInput(
@@ -377,7 +383,13 @@ class FileUploadWorkflow(Staged):
         """The upload moved to `provider`, or the failure another provider might not have."""
         try:
             return await move(
-                upload.storage, bucket, key, provider, PROVIDER_RETRY, owner=self._owner(upload)
+                upload.storage,
+                bucket,
+                key,
+                provider,
+                PROVIDER_RETRY,
+                owner=self._owner(upload),
+                priority=self._priority,
             )
         except ActivityError as err:
             if permanent(err):
@@ -394,6 +406,7 @@ class FileUploadWorkflow(Staged):
                     QUARANTINE_BUCKET,
                     f"quarantine/{upload.tenant_id}/{upload.file_id}",
                     owner=self._owner(upload),
+                    priority=self._priority,
                 )
             except ActivityError as err:
                 if not OBJECT_NOT_FOUND.caused(err):

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
@@ -92,6 +92,7 @@ async def read_upload(
     timeout: timedelta,
     heartbeat: timedelta,
     retry: RetryPolicy,
+    priority: Priority = Priority.default,
 ) -> Any:
     """An activity that reads the upload's object: its refusal of the object's location
     (another tenant's, another bucket) ends the upload as rejected. `checked`: the run
@@ -103,6 +104,7 @@ async def read_upload(
             start_to_close_timeout=timeout,
             heartbeat_timeout=heartbeat,
             retry_policy=retry,
+            priority=priority,
         )
     except ActivityError as err:
         cause = err.cause
@@ -120,6 +122,7 @@ async def move(
     retry: RetryPolicy = STORAGE_RETRY,
     *,
     owner: str | None,
+    priority: Priority = Priority.default,
 ) -> StorageRef:
     """Move the object; `owner` is the tenant whose places it may go to (None in
     histories from before the location check)."""
@@ -129,6 +132,7 @@ async def move(
         start_to_close_timeout=timedelta(minutes=30),
         heartbeat_timeout=timedelta(minutes=2),
         retry_policy=retry,
+        priority=priority,
     )
     return moved
 
@@ -173,7 +177,11 @@ async def on_copy_worker(
 
 
 async def thumbnails(
-    stored: StorageRef, file_id: str, owner: str | None, copy: CopyWorker | None = None
+    stored: StorageRef,
+    file_id: str,
+    owner: str | None,
+    copy: CopyWorker | None = None,
+    priority: Priority = Priority.default,
 ) -> list[Thumbnail]:
     made: ThumbnailSet = await on_copy_worker(
         MediaActivities.make_thumbnails,
@@ -182,6 +190,7 @@ async def thumbnails(
         start_to_close_timeout=timedelta(minutes=10),
         heartbeat_timeout=timedelta(minutes=1),
         retry_policy=STORAGE_RETRY,
+        priority=priority,
     )
     return [
         Thumbnail(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
@@ -194,6 +203,7 @@ async def metadata(
     owner: str | None,
     copy: CopyWorker | None = None,
     sha256: str | None = None,
+    priority: Priority = Priority.default,
 ) -> Metadata:
     found: Metadata = await on_copy_worker(
         MediaActivities.extract_metadata,
@@ -202,6 +212,7 @@ async def metadata(
         start_to_close_timeout=timedelta(minutes=30),
         heartbeat_timeout=timedelta(minutes=1),
         retry_policy=STORAGE_RETRY,
+        priority=priority,
     )
     return found
 
@@ -212,6 +223,7 @@ async def analysis(
     deadline_seconds: float,
     owner: str | None,
     copy: CopyWorker | None = None,
+    priority: Priority = Priority.default,
 ) -> dict[str, str]:
     """AI analysis raced against a timer: late or failed, the upload goes on without it."""
     request = AnalysisRequest(source=stored, content_type=content_type, tenant_id=owner)
@@ -219,6 +231,7 @@ async def analysis(
         "start_to_close_timeout": timedelta(minutes=5),
         "heartbeat_timeout": timedelta(minutes=1),
         "retry_policy": ANALYSIS_RETRY,
+        "priority": priority,
     }
     late = {"status": "timed_out", "deadline_seconds": f"{deadline_seconds:g}"}
     if copy is None:

@@ -15,6 +15,8 @@ from temporalio.common import SearchAttributeKey
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
 from ferry.consumers.tail import TopicFollower
+from ferry.contracts.enums import TenantPlan
+from ferry.contracts.plans import FAIRNESS_WEIGHT
 from ferry.demo import EICAR, stage_upload
 from ferry.producers import EventPublisher
 from ferry.schemas import encode
@@ -78,6 +80,17 @@ async def test_clean_file_is_processed_and_stored_in_the_tenant_bucket(
     assert attributes.get(SearchAttributeKey.for_keyword("TenantId")) == tenant
     assert attributes.get(SearchAttributeKey.for_keyword("FileId")) == event["file_id"]
     assert await _runs(client, f'TenantId = "{tenant}"', 1) == [workflow_id]
+    # Task queue fairness: the run's key is its tenant, its activities weigh as its plan.
+    assert description.raw_description.workflow_execution_info.priority.fairness_key == tenant
+    history = await handle.fetch_history()
+    weights = {
+        e.activity_task_scheduled_event_attributes.activity_type.name: (
+            e.activity_task_scheduled_event_attributes.priority.fairness_weight
+        )
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert weights and set(weights.values()) == {FAIRNESS_WEIGHT[TenantPlan.FREE]}, weights
 
 
 async def test_eicar_is_rejected_as_infected_and_quarantined(

@@ -14,9 +14,16 @@ from ferry.devstack.services.base import (
     venv_bin,
 )
 
-# schedules activities on its own task queue receives them in the reply to its
-# workflow task, without a trip through matching.
-TEMPORAL_DYNAMIC_CONFIG: dict[str, object] = {"system.enableActivityEagerExecution": True}
+# The dev server's dynamic configuration (deploy/temporal/dynamicconfig.yaml says the same
+# for compose). Eager activity execution: a worker that schedules activities on its own
+# task queue receives them in the reply to its workflow task, without a trip through
+# matching. Task queue fairness: tasks that wait are dispatched in proportion to the
+# weights of their fairness keys (each tenant's), not first come, first served.
+TEMPORAL_DYNAMIC_CONFIG: dict[str, object] = {
+    "system.enableActivityEagerExecution": True,
+    "matching.useNewMatcher": True,
+    "matching.enableFairness": True,
+}
 
 
 class Temporal(Service):

@@ -1,0 +1,169 @@
+"""Fairness benchmark: one tenant's burst of uploads, then one upload of a quiet tenant.
+
+Measures the quiet tenant's upload latency on an idle worker, then behind a burst
+of another tenant's uploads twice in one run: with fairness off (the runs carry no
+fairness key: Temporal dispatches their tasks first come, first served) and with
+fairness on (each run's fairness key is its tenant, as the bridge starts them, and
+its activities carry its plan's weight). The goal: with fairness on, the quiet
+upload completes within 2x its idle latency.
+
+The worker runs as its own process (`ferry worker`) on a task queue of the run's
+own; the stack's Temporal must run with task queue fairness enabled, as the local
+stack's does (`matching.enableFairness`). After each burst's quiet upload, the
+burst's runs still going are terminated, so each measurement starts from an idle
+queue. Prints a table and writes bench/results/fairness.json. Run:
+`make bench-fairness`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import Priority
+from upload import WorkerProcess, one, small_mix, stage
+
+from ferry.config import Settings, get_settings
+from ferry.consumers.routes import tenant_priority
+from ferry.contracts.enums import TenantPlan
+from ferry.contracts.storage import StorageRef
+from ferry.contracts.workflows import FileUploadInput, file_upload_id
+from ferry.db import create_engine, create_sessionmaker
+from ferry.demo import ensure_tenant
+from ferry.processes import connect
+from ferry.storage import LocalStorage
+from ferry.workflows.file_upload import FileUploadWorkflow
+
+RESULTS = Path(__file__).parent / "results"
+console = Console()
+
+
+class Uploads:
+    """Stages uploads of one tenant and starts their runs, fair or not."""
+
+    def __init__(self, client: Client, settings: Settings, queue: str, tenant: str) -> None:
+        self.client, self.settings, self.queue, self.tenant = client, settings, queue, tenant
+        self.storage = LocalStorage(settings.local_storage_root)
+
+    async def staged(self, count: int) -> list[FileUploadInput]:
+        uploads = []
+        for name, content_type, data in small_mix(count):
+            file_id, key_size = await stage(
+                self.storage, self.settings, self.tenant, name, one(data)
+            )
+            key, size = key_size.split("|")
+            uploads.append(
+                FileUploadInput(
+                    event_id=str(uuid.uuid4()),
+                    tenant_id=self.tenant,
+                    file_id=file_id,
+                    filename=name,
+                    declared_content_type=content_type,
+                    size_bytes=int(size),
+                    storage=StorageRef("local", self.settings.ingest_bucket, key),
+                    uploaded_by="bench",
+                )
+            )
+        return uploads
+
+    async def start(self, upload: FileUploadInput, fair: bool) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            FileUploadWorkflow.run,
+            upload,
+            id=file_upload_id(self.tenant, upload.file_id),
+            task_queue=self.queue,
+            priority=tenant_priority(self.tenant) if fair else Priority.default,
+        )
+
+
+async def latency(uploads: Uploads, fair: bool) -> float:
+    """Seconds from the start of one upload to its result."""
+    [upload] = await uploads.staged(1)
+    began = time.perf_counter()
+    result = await (await uploads.start(upload, fair)).result()
+    assert result.status == "processed", result
+    return time.perf_counter() - began
+
+
+async def behind_a_burst(burst: Uploads, quiet: Uploads, size: int, fair: bool) -> float:
+    """The quiet tenant's upload latency while `size` uploads of the burst wait."""
+    handles = [await burst.start(upload, fair) for upload in await burst.staged(size)]
+    await asyncio.sleep(2)  # the burst's tasks are queued and the worker is busy
+    quiet_seconds = await latency(quiet, fair)
+    for handle in handles:
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate("fairness benchmark: measured")
+    await asyncio.sleep(3)  # the terminated runs' tasks leave the queue
+    return quiet_seconds
+
+
+async def main(size: int) -> dict[str, Any]:
+    settings = get_settings()
+    client = await connect(settings)
+    await LocalStorage(settings.local_storage_root).create_bucket(settings.ingest_bucket)
+    engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
+    names = {}
+    for role in ("burst", "quiet"):
+        names[role] = await ensure_tenant(
+            create_sessionmaker(engine), f"bench-{role}-{uuid.uuid4().hex[:8]}", TenantPlan.FREE
+        )
+    await engine.dispose()
+    queue = f"bench-fair-{uuid.uuid4().hex[:8]}"
+    worker = WorkerProcess(queue)
+    burst = Uploads(client, settings, queue, names["burst"])
+    quiet = Uploads(client, settings, queue, names["quiet"])
+    try:
+        await asyncio.sleep(3)  # the worker has started and polls
+        await latency(quiet, fair=True)  # warm: the models load, the caches fill
+        idle = [await latency(quiet, fair=True) for _ in range(3)]
+        console.print(f"idle: {idle}")
+        console.print(f"fairness off: {size} uploads of one tenant, then one of another…")
+        unfair = await behind_a_burst(burst, quiet, size, fair=False)
+        console.print(f"fairness on: {size} uploads of one tenant, then one of another…")
+        fair = await behind_a_burst(burst, quiet, size, fair=True)
+    finally:
+        worker.stop()
+    idle_seconds = sorted(idle)[1]
+    return {
+        "burst_uploads": size,
+        "idle_seconds": idle_seconds,
+        "fairness_off_seconds": unfair,
+        "fairness_on_seconds": fair,
+        "fairness_off_ratio": unfair / idle_seconds,
+        "fairness_on_ratio": fair / idle_seconds,
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    table = Table("measure", "value", "goal", title="Ferry fairness benchmark")
+    table.add_row("quiet tenant's upload, idle worker", f"{results['idle_seconds']:.2f} s", "")
+    table.add_row(
+        f"    behind {results['burst_uploads']} uploads, fairness off",
+        f"{results['fairness_off_seconds']:.2f} s ({results['fairness_off_ratio']:.1f}x idle)",
+        "",
+    )
+    table.add_row(
+        f"    behind {results['burst_uploads']} uploads, fairness on",
+        f"{results['fairness_on_seconds']:.2f} s ({results['fairness_on_ratio']:.1f}x idle)",
+        "≤ 2x idle",
+    )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", type=int, default=200, help="uploads in the burst")
+    args = parser.parse_args()
+    outcome = asyncio.run(main(args.burst))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fairness.json").write_text(json.dumps(outcome, indent=2))
+    report(outcome)
+    console.print(f"written to {RESULTS / 'fairness.json'}")
