@@ -129,7 +129,7 @@ async def ferry_worker(
                 task_queue=queue,
                 workflows=workflows,
                 activities=activities,
-                max_concurrent_activities=32,
+                max_concurrent_activities=settings.worker_activity_slots,
             )
             for queue, workflows in queues.items()
         ]
@@ -139,7 +139,12 @@ async def ferry_worker(
             media.analyse_content,
         ]
         workers.append(
-            Worker(client, task_queue=own_queue, activities=followers, max_concurrent_activities=32)
+            Worker(
+                client,
+                task_queue=own_queue,
+                activities=followers,
+                max_concurrent_activities=settings.worker_activity_slots,
+            )
         )
         try:
             async with contextlib.AsyncExitStack() as running:

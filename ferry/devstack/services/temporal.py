@@ -23,6 +23,10 @@ TEMPORAL_DYNAMIC_CONFIG: dict[str, object] = {
     "system.enableActivityEagerExecution": True,
     "matching.useNewMatcher": True,
     "matching.enableFairness": True,
+    # One partition per task queue: fairness orders the tasks within a partition, and one
+    # node needs no more.
+    "matching.numTaskqueueReadPartitions": 1,
+    "matching.numTaskqueueWritePartitions": 1,
 }
 
 
