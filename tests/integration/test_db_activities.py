@@ -246,9 +246,13 @@ async def test_every_activity_run_twice_leaves_the_rows_of_one_run(
     event = ProcessedEventInput(tenant, "ferry-bridge", "e-1", "file.uploaded")
     assert (await twice(acts.mark_event_processed, event)).first_time
 
+    before = await env.run(acts.count_tenant_rows, TenantRef(tenant))
     deleted = await twice(acts.delete_tenant_rows, TenantRef(tenant))
     assert deleted.rows["tenants"] == 1 and deleted.rows["files"] == 2
+    assert deleted.rows == before.rows, "what was counted is what was deleted"
     assert not (await env.run(acts.get_tenant, TenantRef(tenant))).found
+    left = await twice(acts.count_tenant_rows, TenantRef(tenant))
+    assert set(left.rows) == set(deleted.rows) and not any(left.rows.values())
 
     defined = {_name(fn) for fn in acts.activities()}
     assert twice.ran == defined, f"not run twice: {sorted(defined - twice.ran)}"
