@@ -54,10 +54,12 @@ class Uploads:
     def __init__(self, client: Client, settings: Settings, queue: str, tenant: str) -> None:
         self.client, self.settings, self.queue, self.tenant = client, settings, queue, tenant
         self.storage = LocalStorage(settings.local_storage_root)
+        self.made = 0  # files staged so far: each new one has bytes of its own
 
     async def staged(self, count: int) -> list[FileUploadInput]:
         uploads = []
-        for name, content_type, data in small_mix(count):
+        mix, self.made = small_mix(count, first=self.made), self.made + count
+        for name, content_type, data in mix:
             file_id, key_size = await stage(
                 self.storage, self.settings, self.tenant, name, one(data)
             )
@@ -123,6 +125,7 @@ async def main(size: int) -> dict[str, Any]:
     worker = WorkerProcess(queue)
     burst = Uploads(client, settings, queue, names["burst"])
     quiet = Uploads(client, settings, queue, names["quiet"])
+    quiet.made = 1_000_000  # never the burst's bytes
     try:
         await asyncio.sleep(3)  # the worker has started and polls
         await latency(quiet, fair=True)  # warm: the models load, the caches fill
