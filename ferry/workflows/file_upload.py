@@ -13,12 +13,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import (
+        BegunUpload,
         DatabaseActivities,
         FileProcessedInput,
         FileProcessingInput,
         FileRejectedInput,
         TenantRecord,
         TenantRef,
+        UploadCheck,
         UploadCheckInput,
     )
     from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
@@ -116,17 +118,23 @@ class FileUploadWorkflow(Staged):
         self._checked = workflow.patched(LOCATION_CHECKED)
         self._one_pass = self._checked and workflow.patched(ONE_PASS)
         self._enter("recording")
-        tenant = await self._tenant(upload.tenant_id)
+        check: UploadCheck | None = None
         if self._one_pass:
+            # The tenant, the file recorded as processing and the plan's check: one step.
+            tenant, check = await self._begin(upload)
             self._priority = Priority(fairness_weight=FAIRNESS_WEIGHT[tenant.plan])
-        await self._db(DatabaseActivities.record_file_processing, FileProcessingInput.of(upload))
+        else:
+            tenant = await self._tenant(upload.tenant_id)
+            await self._db(
+                DatabaseActivities.record_file_processing, FileProcessingInput.of(upload)
+            )
         try:
             if self._checked:
                 # The key's rule needs no settings; the activities check the bucket too.
                 problem = upload_key_refusal(upload.tenant_id, upload.file_id, upload.storage.key)
                 if problem:
                     raise refused_location(problem)
-            await self._check_plan(upload)
+            await self._check_plan(upload, check)
             if self._one_pass:
                 inspection = await self._inspect(upload, tenant)
                 assert inspection.validation is not None
@@ -176,12 +184,22 @@ class FileUploadWorkflow(Staged):
         tenant: TenantRecord = lookup.tenant
         return tenant
 
-    async def _check_plan(self, upload: FileUploadInput) -> None:
-        """The tenant's status, per-file limit and quota."""
-        self._enter("checking plan")
-        check = await self._db(
-            DatabaseActivities.check_upload, UploadCheckInput(upload.tenant_id, upload.size_bytes)
+    async def _begin(self, upload: FileUploadInput) -> tuple[TenantRecord, UploadCheck]:
+        begun: BegunUpload = await self._db(
+            DatabaseActivities.begin_upload, FileProcessingInput.of(upload)
         )
+        if not begun.found or begun.tenant is None or begun.check is None:
+            raise TENANT_NOT_FOUND(f"unknown tenant {upload.tenant_id!r}")
+        return begun.tenant, begun.check
+
+    async def _check_plan(self, upload: FileUploadInput, check: UploadCheck | None) -> None:
+        """The tenant's status, per-file limit and quota (asked now, unless `check` says)."""
+        self._enter("checking plan")
+        if check is None:
+            check = await self._db(
+                DatabaseActivities.check_upload,
+                UploadCheckInput(upload.tenant_id, upload.size_bytes),
+            )
         if not check.allowed:
             assert check.refusal is not None
             raise Rejection(REFUSALS[check.refusal], check.detail or str(check.refusal))

@@ -195,7 +195,11 @@ async def test_every_activity_run_twice_leaves_the_rows_of_one_run(
     revoked = await twice(acts.revoke_share, RevokeShareInput(tenant, "s1", revoked_by=admin))
     assert revoked.changed and revoked.share.status == ShareStatus.REVOKED
 
-    await env.run(acts.record_file_processing, _upload(tenant, "f2"))
+    begun = await twice(acts.begin_upload, _upload(tenant, "f2"))
+    assert begun.found and begun.tenant is not None and begun.tenant.tenant_id == tenant
+    assert begun.file is not None and begun.file.file.state == FileState.PROCESSING
+    assert begun.check is not None and begun.check.allowed
+    assert (await env.run(acts.begin_upload, _upload("t-nobody", "f9"))).found is False
     quarantine = StorageRef("local", "ferry-quarantine", f"quarantine/{tenant}/f2")
     rejected = FileRejectedInput(
         tenant, "f2", RejectionReason.INFECTED, "clamd found Eicar", "Eicar", quarantine, True

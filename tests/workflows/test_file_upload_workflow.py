@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ferry.activities.database import (
+    BegunUpload,
     FileProcessedInput,
     FileProcessingInput,
     FileProcessingResult,
@@ -98,6 +99,12 @@ class FakeActivities:
         async def check_upload(request: UploadCheckInput) -> UploadCheck:
             return self.check
 
+        @activity.defn(name="begin_upload")
+        async def begin(request: FileProcessingInput) -> BegunUpload:
+            self.calls["processing"] += 1
+            file = FileProcessingResult(file=a_file(request.file_id), created=True)
+            return BegunUpload(found=True, tenant=TENANT, file=file, check=self.check)
+
         @activity.defn(name="inspect_upload")
         async def inspect(request: InspectRequest) -> Inspection:
             """As the real one decides: the size, the SHA-256, clamd, then the checks."""
@@ -170,7 +177,7 @@ class FakeActivities:
             return PublishedEvent("ferry.file-events.v1", 0, len(self.events))
 
         return [
-            get_tenant, processing, check_upload, inspect, move,
+            get_tenant, processing, check_upload, begin, inspect, move,
             thumbnails, metadata, analyse, processed, rejected, publish,
         ]  # fmt: skip
 

@@ -13,6 +13,7 @@ from ferry.activities.database.events import (
     ProcessedEventInput,
 )
 from ferry.activities.database.files import (
+    BegunUpload,
     FileActivities,
     FileLocationInput,
     FileLookup,
@@ -92,6 +93,7 @@ class DatabaseActivities(
 
 __all__ = [
     "ApplyPlanInput",
+    "BegunUpload",
     "CreateTenantInput",
     "CreateTenantResult",
     "DatabaseActivities",

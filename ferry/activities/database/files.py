@@ -11,6 +11,7 @@ from typing import Self
 from temporalio import activity
 
 from ferry.activities.database.base import TenantScopedActivities
+from ferry.activities.database.tenants import TenantRecord, tenant_record
 from ferry.activities.metrics import count
 from ferry.contracts.enums import FileState, RejectionReason, TenantStatus
 from ferry.contracts.storage import StorageRef, Thumbnail
@@ -175,6 +176,42 @@ def _file(row: m.File, thumbnails: list[m.Thumbnail]) -> FileRecord:
     )
 
 
+@dataclass
+class BegunUpload:
+    """What `begin_upload` found: the tenant, the file recorded as `processing`, the check."""
+
+    found: bool
+    tenant: TenantRecord | None = None
+    file: FileProcessingResult | None = None
+    check: UploadCheck | None = None
+
+
+async def _upload_check(db: TenantScope, tenant: m.Tenant, size_bytes: int) -> UploadCheck:
+    """May the tenant take a file of `size_bytes`: status, per-file limit, quota."""
+    usage = await db.files.usage()
+    check = UploadCheck(
+        allowed=True,
+        max_file_bytes=tenant.max_file_bytes,
+        quota_bytes=tenant.quota_bytes,
+        used_bytes=usage.bytes,
+        used_files=usage.files,
+    )
+    if tenant.status != TenantStatus.ACTIVE:
+        check.refusal, check.detail = UploadRefusal.TENANT_INACTIVE, f"tenant {tenant.status}"
+    elif size_bytes > tenant.max_file_bytes:
+        check.refusal = UploadRefusal.TOO_LARGE
+        check.detail = f"{size_bytes} bytes over the plan's {tenant.max_file_bytes}"
+    elif (
+        tenant.over_quota
+        or usage.bytes + size_bytes > tenant.quota_bytes
+        or usage.files + 1 > tenant.quota_files
+    ):
+        check.refusal = UploadRefusal.QUOTA_EXCEEDED
+        check.detail = f"{usage.bytes} of {tenant.quota_bytes} bytes, {usage.files} files used"
+    check.allowed = check.refusal is None
+    return check
+
+
 class FileActivities(TenantScopedActivities):
     """The tenant's files, from the upload check to processed, rejected or moved."""
 
@@ -185,46 +222,44 @@ class FileActivities(TenantScopedActivities):
     async def check_upload(self, request: UploadCheckInput) -> UploadCheck:
         """May the tenant take a file of this size: status, per-file limit, quota."""
         async with self._scope(request.tenant_id) as db:
-            tenant = await db.tenants.require()
-            usage = await db.files.usage()
-        check = UploadCheck(
-            allowed=True,
-            max_file_bytes=tenant.max_file_bytes,
-            quota_bytes=tenant.quota_bytes,
-            used_bytes=usage.bytes,
-            used_files=usage.files,
-        )
-        if tenant.status != TenantStatus.ACTIVE:
-            check.refusal, check.detail = UploadRefusal.TENANT_INACTIVE, f"tenant {tenant.status}"
-        elif request.size_bytes > tenant.max_file_bytes:
-            check.refusal = UploadRefusal.TOO_LARGE
-            check.detail = f"{request.size_bytes} bytes over the plan's {tenant.max_file_bytes}"
-        elif (
-            tenant.over_quota
-            or usage.bytes + request.size_bytes > tenant.quota_bytes
-            or usage.files + 1 > tenant.quota_files
-        ):
-            check.refusal = UploadRefusal.QUOTA_EXCEEDED
-            check.detail = f"{usage.bytes} of {tenant.quota_bytes} bytes, {usage.files} files used"
-        check.allowed = check.refusal is None
-        return check
+            return await _upload_check(db, await db.tenants.require(), request.size_bytes)
 
     @activity.defn(name="record_file_processing")
     async def record_file_processing(self, request: FileProcessingInput) -> FileProcessingResult:
         """Record the upload as `processing`; a file already known is returned unchanged."""
         async with self._scope(request.tenant_id) as db:
             await db.tenants.require()
-            row, created = await db.files.record_processing(
-                request.file_id,
-                filename=request.filename,
-                declared_content_type=request.declared_content_type,
-                size_bytes=request.size_bytes,
-                uploaded_by=request.uploaded_by,
-                location=request.storage,
-                sha256=request.sha256,
-                upload_event_id=request.event_id,
+            return await self._record_processing(db, request)
+
+    @activity.defn(name="begin_upload")
+    async def begin_upload(self, request: FileProcessingInput) -> BegunUpload:
+        """`get_tenant`, `record_file_processing` and `check_upload` in one transaction:
+        the tenant (not found: nothing recorded), the file as `processing`, the check."""
+        async with self._scope(request.tenant_id) as db:
+            tenant = await db.tenants.get()
+            if tenant is None:
+                return BegunUpload(found=False)
+            return BegunUpload(
+                found=True,
+                tenant=tenant_record(tenant),
+                file=await self._record_processing(db, request),
+                check=await _upload_check(db, tenant, request.size_bytes),
             )
-            return FileProcessingResult(await self._file_record(db, row), created)
+
+    async def _record_processing(
+        self, db: TenantScope, request: FileProcessingInput
+    ) -> FileProcessingResult:
+        row, created = await db.files.record_processing(
+            request.file_id,
+            filename=request.filename,
+            declared_content_type=request.declared_content_type,
+            size_bytes=request.size_bytes,
+            uploaded_by=request.uploaded_by,
+            location=request.storage,
+            sha256=request.sha256,
+            upload_event_id=request.event_id,
+        )
+        return FileProcessingResult(await self._file_record(db, row), created)
 
     @activity.defn(name="record_file_processed")
     async def record_file_processed(self, request: FileProcessedInput) -> FileRecord:

@@ -105,7 +105,8 @@ class MemberRecord:
     role: MemberRole
 
 
-def _tenant(row: m.Tenant) -> TenantRecord:
+def tenant_record(row: m.Tenant) -> TenantRecord:
+    """The activities' view of a tenant's row."""
     return TenantRecord(
         tenant_id=row.id,
         name=row.name,
@@ -144,29 +145,31 @@ class TenantActivities(TenantScopedActivities):
                 email=request.admin_email,
                 display_name=request.admin_display_name,
             )
-            return CreateTenantResult(_tenant(tenant), created)
+            return CreateTenantResult(tenant_record(tenant), created)
 
     @activity.defn(name="get_tenant")
     async def get_tenant(self, request: TenantRef) -> TenantLookup:
         async with self._scope(request.tenant_id) as db:
             tenant = await db.tenants.get()
-            return TenantLookup(tenant is not None, None if tenant is None else _tenant(tenant))
+            if tenant is None:
+                return TenantLookup(False)
+            return TenantLookup(True, tenant_record(tenant))
 
     @activity.defn(name="set_tenant_status")
     async def set_tenant_status(self, request: TenantStatusInput) -> TenantRecord:
         """Activate, suspend, reactivate, or mark the tenant as being deleted."""
         async with self._scope(request.tenant_id) as db:
-            return _tenant(await db.tenants.set_status(request.status, request.reason))
+            return tenant_record(await db.tenants.set_status(request.status, request.reason))
 
     @activity.defn(name="apply_tenant_plan")
     async def apply_tenant_plan(self, request: ApplyPlanInput) -> TenantRecord:
         async with self._scope(request.tenant_id) as db:
-            return _tenant(await db.tenants.apply_plan(request.plan))
+            return tenant_record(await db.tenants.apply_plan(request.plan))
 
     @activity.defn(name="set_tenant_over_quota")
     async def set_tenant_over_quota(self, request: OverQuotaInput) -> TenantRecord:
         async with self._scope(request.tenant_id) as db:
-            return _tenant(await db.tenants.set_over_quota(request.over_quota))
+            return tenant_record(await db.tenants.set_over_quota(request.over_quota))
 
     @activity.defn(name="delete_tenant_rows")
     async def delete_tenant_rows(self, request: TenantRef) -> DeletedTenantRows:
