@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 import subprocess
@@ -16,11 +15,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
-from upstream import provision
+from upstream import delete_topics_of, file_processed, file_rejected, provision
 
 from ferry.config import Settings
 from ferry.consumers.bridge import Bridge
@@ -127,14 +125,7 @@ async def meter_app_id(settings: Settings) -> AsyncIterator[str]:
     app_id = f"ferry-meter-test-{uuid.uuid4().hex[:8]}"
     await commit_end_offsets(settings.kafka_bootstrap, app_id, FILE_EVENTS)
     yield app_id
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(f"{app_id}-")]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
+    await delete_topics_of(settings.kafka_bootstrap, app_id)
 
 
 @pytest.fixture(scope="module")
@@ -161,47 +152,6 @@ async def probe(client: Client, probe_queue: str) -> AsyncIterator[WorkflowHandl
     )
     yield handle
     await handle.terminate("test finished")
-
-
-def processed(tenant: str, size: int) -> dict[str, Any]:
-    """A `file.processed` event as file_upload_workflow emits it."""
-    file_id = str(uuid.uuid4())
-    return {
-        "event_id": event_id_for(f"file-upload/{tenant}/{file_id}", "file.processed"),
-        "event_type": "file.processed",
-        "occurred_at": int(time.time() * 1000),
-        "tenant_id": tenant,
-        "correlation_id": str(uuid.uuid4()),
-        "source": SOURCE,
-        "file_id": file_id,
-        "sha256": hashlib.sha256(file_id.encode()).hexdigest(),
-        "size_bytes": size,
-        "content_type": "text/plain",
-        "storage": {
-            "provider": "local",
-            "bucket": f"ferry-{tenant}",
-            "key": f"files/{file_id}/original",
-        },
-        "thumbnails": [],
-        "metadata": {"filename": "notes.txt"},
-        "analysis": {},
-    }
-
-
-def rejected(tenant: str) -> dict[str, Any]:
-    file_id = str(uuid.uuid4())
-    return {
-        "event_id": event_id_for(f"file-upload/{tenant}/{file_id}", "file.rejected"),
-        "event_type": "file.rejected",
-        "occurred_at": int(time.time() * 1000),
-        "tenant_id": tenant,
-        "correlation_id": None,
-        "source": SOURCE,
-        "file_id": file_id,
-        "reason": "infected",
-        "detail": "Eicar-Test-Signature.UNOFFICIAL",
-        "signature": "Eicar-Test-Signature.UNOFFICIAL",
-    }
 
 
 def tenant_of(probe: WorkflowHandle[Any, Any]) -> str:
@@ -235,11 +185,11 @@ async def test_each_processed_file_is_counted_once_and_the_totals_are_signalled(
     meter: MeterProcess, probe: WorkflowHandle[Any, Any], publisher: EventPublisher
 ) -> None:
     tenant = tenant_of(probe)
-    first, second = processed(tenant, 1_000), processed(tenant, 2_345)
+    first, second = file_processed(tenant, SOURCE, 1_000), file_processed(tenant, SOURCE, 2_345)
 
     await publisher.publish(first)
     await publisher.publish(first)  # re-delivered: the same event_id
-    await publisher.publish(rejected(tenant))  # not a processed file
+    await publisher.publish(file_rejected(tenant, SOURCE))  # not a processed file
     await publisher.publish(second)
 
     updates = await received(probe, lambda u: any(x.files >= 2 for x in u), meter)
@@ -250,7 +200,7 @@ async def test_the_totals_survive_a_restart_of_the_meter(
     meter: MeterProcess, probe: WorkflowHandle[Any, Any], publisher: EventPublisher
 ) -> None:
     tenant = tenant_of(probe)
-    before, after = processed(tenant, 4_096), processed(tenant, 512)
+    before, after = file_processed(tenant, SOURCE, 4_096), file_processed(tenant, SOURCE, 512)
     await publisher.publish(before)
     await received(probe, lambda u: len(u) >= 1, meter)
 

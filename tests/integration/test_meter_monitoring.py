@@ -4,7 +4,6 @@ as Kafka has it, and the stack's Prometheus scraping it as job ferry-meter."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 import socket
@@ -21,11 +20,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
+from upstream import delete_topics_of, file_processed, file_rejected
 from waiting import eventually
 
 from ferry.config import Settings
 from ferry.consumers.offsets import start_group_at_end
-from ferry.contracts.ids import event_id_for
 from ferry.contracts.topics import FILE_EVENTS
 from ferry.devstack import Stack
 from ferry.meter.app import topic_partitions
@@ -33,6 +32,8 @@ from ferry.meter.metrics import GroupLag, MeterMetrics
 from ferry.producers import EventPublisher
 
 pytestmark = pytest.mark.stack
+
+SOURCE = "ferry.test-meter-metrics"
 
 # Where the stack's Prometheus looks for the meter (the meter's default port).
 METER_METRICS_PORT = 9467
@@ -120,14 +121,7 @@ async def meter(
         yield process
     finally:
         await asyncio.to_thread(process.stop)
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            topics = [t for t in await admin.list_topics() if t.startswith(f"{app_id}-")]
-            if topics:
-                await admin.delete_topics(topics)
-        finally:
-            await admin.close()
+        await delete_topics_of(settings.kafka_bootstrap, app_id)
 
 
 async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -148,42 +142,6 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def processed(tenant: str) -> dict[str, Any]:
-    file_id = str(uuid.uuid4())
-    return {
-        "event_id": event_id_for(f"file-upload/{tenant}/{file_id}", "file.processed"),
-        "event_type": "file.processed",
-        "occurred_at": int(time.time() * 1000),
-        "tenant_id": tenant,
-        "correlation_id": None,
-        "source": "ferry.test-meter-metrics",
-        "file_id": file_id,
-        "sha256": hashlib.sha256(file_id.encode()).hexdigest(),
-        "size_bytes": 123,
-        "content_type": "text/plain",
-        "storage": {"provider": "local", "bucket": f"ferry-{tenant}", "key": f"files/{file_id}"},
-        "thumbnails": [],
-        "metadata": {},
-        "analysis": {},
-    }
-
-
-def rejected(tenant: str) -> dict[str, Any]:
-    file_id = str(uuid.uuid4())
-    return {
-        "event_id": event_id_for(f"file-upload/{tenant}/{file_id}", "file.rejected"),
-        "event_type": "file.rejected",
-        "occurred_at": int(time.time() * 1000),
-        "tenant_id": tenant,
-        "correlation_id": None,
-        "source": "ferry.test-meter-metrics",
-        "file_id": file_id,
-        "reason": "invalid_type",
-        "detail": "not an image",
-        "signature": None,
-    }
-
-
 async def test_a_running_meter_serves_what_it_counted_skipped_and_its_lag(
     meter: MeterProcess, publisher: EventPublisher, settings: Settings
 ) -> None:
@@ -201,10 +159,10 @@ async def test_a_running_meter_serves_what_it_counted_skipped_and_its_lag(
     started = time.time()
     # A tenant without a monitoring workflow: its signal finds none.
     tenant = f"mm-{uuid.uuid4().hex[:10]}"
-    event = processed(tenant)
+    event = file_processed(tenant, SOURCE)
     await publisher.publish(event)
     await publisher.publish(event)  # re-delivered: the same event ID
-    await publisher.publish(rejected(tenant))
+    await publisher.publish(file_rejected(tenant, SOURCE, "invalid_type", "not an image", None))
     await publisher.send_raw(FILE_EVENTS, b"not avro", tenant.encode(), [])
 
     records, signals = "ferry_meter_records_total", "ferry_meter_signals_total"

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from commands import ferry
 from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.service import RPCError
 from waiting import eventually
@@ -216,7 +217,7 @@ async def test_the_worker_creates_the_reconciliation_schedule_whose_counts_reach
             return {r["metric"]["kind"] for r in found} == set(KINDS)
 
         await eventually(reported, "the run's counts in Prometheus", timeout=90, interval=1)
-        shown = await _status_once()
+        shown = await ferry("status", "--once")
         assert "stuck (last reconciliation)" in shown
         assert "upload_overdue" in shown and "tenant_over_quota" in shown
     finally:
@@ -224,14 +225,3 @@ async def test_the_worker_creates_the_reconciliation_schedule_whose_counts_reach
         await asyncio.wait_for(proc.wait(), 60)
         with contextlib.suppress(RPCError):
             await schedule.delete()
-
-
-async def _status_once() -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ferry.cli", "status", "--once",
-        env={**os.environ, "COLUMNS": "200"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, out.decode() + err.decode()
-    return out.decode()

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from commands import ferry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import (
@@ -171,25 +170,15 @@ async def test_a_scheduled_run_counts_an_upload_past_its_deadline_and_starts_mis
                 await monitoring.terminate("test over")
 
 
-async def _reconcile(queue: str, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ferry.cli", "reconcile", *args,
-        env={**os.environ, "FERRY_TENANTS_TASK_QUEUE": queue, "COLUMNS": "200"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, out.decode() + err.decode()
-    return out.decode()
-
-
 async def test_ferry_reconcile_reports_and_repairs_only_when_asked(
     client: Client, settings: Settings, tenant: str
 ) -> None:
     queue = f"ferry-test-{uuid.uuid4().hex[:8]}"
     monitoring = client.get_workflow_handle(tenant_monitoring_id(tenant))
+    on_queue = {"FERRY_TENANTS_TASK_QUEUE": queue}
     async with ferry_worker(client, settings, queue):
         try:
-            counted = await _reconcile(queue, "--tenant", tenant, "--no-repair")
+            counted = await ferry("reconcile", "--tenant", tenant, "--no-repair", env=on_queue)
             [row] = [line for line in counted.splitlines() if TENANT_UNMONITORED in line]
             kind, found, left, oldest = [cell.strip() for cell in row.split("│")[1:5]]
             assert (kind, found, left, oldest) == (
@@ -201,7 +190,7 @@ async def test_ferry_reconcile_reports_and_repairs_only_when_asked(
             with pytest.raises(RPCError):
                 await monitoring.describe()  # counted, not started
 
-            repaired = await _reconcile(queue, "--tenant", tenant)
+            repaired = await ferry("reconcile", "--tenant", tenant, env=on_queue)
             assert f"started monitoring of: {tenant}" in repaired
             assert (await monitoring.describe()).status == Status.RUNNING
         finally:

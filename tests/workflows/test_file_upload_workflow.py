@@ -275,7 +275,7 @@ def replacing(fakes: FakeActivities, *replacements: Any) -> list[Any]:
     return [*replacements, *kept]
 
 
-async def test_a_clean_file_is_stored_and_announced_once(
+async def test_a_clean_file_is_read_once_stored_and_announced_once(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
     fakes = FakeActivities([ScanResult(clean=True)])
@@ -292,6 +292,15 @@ async def test_a_clean_file_is_stored_and_announced_once(
     )
     assert event["correlation_id"] == request.event_id
     assert event["sha256"] == SHA
+    # One pass over the bytes; the media steps on the worker holding the copy, reading it.
+    assert fakes.calls["inspect"] == 1
+    copy = f"{request.file_id}.copy"
+    assert sorted(fakes.media) == [
+        ("analysis", fakes.copy_queue, copy),
+        ("metadata", fakes.copy_queue, copy),
+        ("thumbnails", fakes.copy_queue, copy),
+    ]
+    assert fakes.metadata_sha256 == [SHA], "hashed once, by the inspection"
 
 
 async def test_clamd_unavailable_is_retried_by_temporal_and_the_file_is_never_passed_unscanned(
@@ -556,25 +565,6 @@ async def test_an_upload_over_quota_is_rejected_before_it_is_read(
 
     assert (result.status, result.reason) == ("rejected", "quota_exceeded")
     assert fakes.calls["inspect"] == 0 and fakes.calls["scan"] == 0
-
-
-async def test_one_pass_reads_the_upload_once_and_the_media_steps_use_its_copy(
-    time_skipping_env: WorkflowEnvironment,
-) -> None:
-    fakes = FakeActivities([ScanResult(clean=True)])
-    request = upload()
-
-    result = await run(time_skipping_env, fakes, request)
-
-    assert result.status == "processed"
-    assert fakes.calls["inspect"] == 1
-    copy = f"{request.file_id}.copy"
-    assert sorted(fakes.media) == [
-        ("analysis", fakes.copy_queue, copy),
-        ("metadata", fakes.copy_queue, copy),
-        ("thumbnails", fakes.copy_queue, copy),
-    ]
-    assert fakes.metadata_sha256 == [SHA], "hashed once, by the inspection"
 
 
 async def test_without_the_worker_holding_the_copy_the_media_steps_read_the_stored_original(
