@@ -98,7 +98,12 @@ def pdf(seed: int) -> bytes:
 
 class WorkerProcess:
     def __init__(self, queue: str) -> None:
-        env = {**os.environ, "FERRY_FILES_TASK_QUEUE": queue}
+        # No reconciliation schedule from a benchmark's worker (nor its runs in the figures).
+        env = {
+            **os.environ,
+            "FERRY_FILES_TASK_QUEUE": queue,
+            "FERRY_RECONCILIATION_INTERVAL_SECONDS": "0",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ferry.cli", "worker"],
             env=env,

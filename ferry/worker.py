@@ -177,8 +177,9 @@ async def ensure_reconciliation_schedule(
 
     Every worker does this as it starts, so the schedule follows the settings of the
     latest one; with `reconciliation_interval_seconds` 0 the schedule is deleted. A
-    run that is due while the previous one runs is skipped, and a run missed while
-    no worker listened is not made up (the next one looks at everything anyway).
+    run that is due while the previous one runs is skipped (a run lasts one interval
+    at most), and a run missed while no worker listened is not made up (the next one
+    looks at everything anyway).
     `request` replaces what the settings say each run looks for.
     """
     handle = client.get_schedule_handle(schedule_id)
@@ -198,6 +199,9 @@ async def ensure_reconciliation_schedule(
             task_queue=settings.tenants_task_queue,
             typed_search_attributes=search_attributes(OPERATIONS_TENANT),
             static_summary="reconciliation: stuck uploads, shares, migrations, monitoring",
+            # A run that cannot finish (no worker polls its queue any more) ends by the
+            # next one's time, and skips only the runs due while it lasts.
+            execution_timeout=timedelta(seconds=every),
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every))]),
         policy=SchedulePolicy(

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from commands import ferry
-from temporalio.client import ScheduleActionStartWorkflow
+from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.service import RPCError
 from waiting import eventually
 
@@ -210,7 +210,7 @@ async def test_the_worker_creates_the_reconciliation_schedule_whose_counts_reach
         await eventually(created, "the worker to create the schedule", timeout=60, interval=0.5)
         [interval] = (await schedule.describe()).schedule.spec.intervals
         assert interval.every == timedelta(hours=1)
-        await schedule.trigger()
+        await schedule.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)  # now, whatever runs
 
         async def reported() -> bool:
             found = await query(settings, "ferry:reconciliation_found:latest")
