@@ -58,8 +58,7 @@ class Settings(BaseSettings):
     # Activities a worker runs at once, per task queue: four per core. Media work is
     # CPU-bound; with many more slots than cores each running task gets a smaller share
     # of them, and a task that task queue fairness dispatched first still finishes late
-    # (bench/fairness.py: a quiet tenant's upload behind a burst took 9.7 s with 32 slots
-    # on two cores, 2.2 s with 8).
+    # (`make bench-fairness`; the README has its figures).
     worker_activity_slots: int = Field(default_factory=lambda: 4 * (os.cpu_count() or 1), ge=1)
     log_format: str = "json"  # json | console
     log_level: str = "INFO"
