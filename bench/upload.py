@@ -54,6 +54,7 @@ from ferry.activities.media import (
     MetadataRequest,
     ThumbnailRequest,
 )
+from ferry.activities.scan import ScanActivities
 from ferry.activities.spool import SpoolStore
 from ferry.config import Settings, get_settings
 from ferry.contracts.enums import TenantPlan
@@ -253,7 +254,7 @@ async def baseline(
         providers = {"local": local}
         spool = SpoolStore(Path(root) / "spool", "bench")
         media = MediaActivities(providers, spool=spool)
-        inspect = InspectActivities(providers, spool, host, port, media)
+        inspect = InspectActivities(providers, spool, ScanActivities(host, port, providers), media)
         refs = []
         for i, (name, content_type, data) in enumerate(mix):
             key = f"tenants/bench/uploads/{i}/{name}"

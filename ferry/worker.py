@@ -102,7 +102,7 @@ async def ferry_worker(
         own_queue = worker_queue(task_queue or settings.files_task_queue)
         spool = SpoolStore(Path(tempfile.mkdtemp(prefix="ferry-spool-")), own_queue)
         media = MediaActivities(providers, places=places, spool=spool)
-        inspect = InspectActivities(providers, spool, host, port, media, places=places)
+        inspect = InspectActivities(providers, spool, scan, media, places=places)
         tenants = TenantPolicyActivities(settings.tenant_policy(list(providers)))
         migration = MigrationActivities(providers)
         reconciliation = ReconciliationActivities(engine, client)

@@ -29,7 +29,7 @@ from ferry.activities.scan import ScanActivities, ScanResult
 from ferry.activities.spool import FOLLOWERS, SpoolStore, not_found
 from ferry.activities.storage import provider_named, refuse_outside
 from ferry.contracts.layout import DEFAULT_PLACES, Places
-from ferry.contracts.storage import ScopedRef, StorageRef
+from ferry.contracts.storage import StorageRef
 from ferry.storage import ObjectNotFound, StorageProvider
 
 
@@ -79,17 +79,14 @@ class InspectActivities:
         self,
         providers: Mapping[str, StorageProvider],
         spool: SpoolStore,
-        clamd_host: str,
-        clamd_port: int,
+        scanner: ScanActivities,
         media: MediaActivities,
         places: Places = DEFAULT_PLACES,
     ) -> None:
         self._providers = dict(providers)
         self._spool = spool
         self._places = places
-        # clamd reads the copy through a provider of its own: an upload can never name
-        # the spool (it is no provider of the workflows').
-        self._scanner = ScanActivities(clamd_host, clamd_port, {"spool": spool.storage})
+        self._scanner = scanner
         self._media = media
 
     @activity.defn(name="inspect_upload")
@@ -134,9 +131,11 @@ class InspectActivities:
                 inspection.sha256,
             ):
                 return inspection
+            # The copy is read through the spool's own storage: an upload can never name it.
             copy = self._spool.ref(spool_id)
-            copy_ref = ScopedRef(copy.provider, copy.bucket, copy.key)
-            inspection.scan = await self._scanner.scan(copy_ref)
+            inspection.scan = await self._scanner.verdict(
+                self._spool.storage, copy.bucket, copy.key
+            )
             if not inspection.scan.clean:
                 return inspection
             inspection.validation = await self._media.validate_upload(

@@ -226,17 +226,14 @@ class MediaActivities:
             return None
         return self._spool.path(spool).stat().st_size
 
-    def _done_with(self, spool: str | None, follower: str) -> None:
-        if spool is not None and self._spool is not None:
-            self._spool.done(spool, follower)
-
     @asynccontextmanager
     async def _reading(self, spool: str | None, follower: str) -> AsyncIterator[None]:
         """`follower` is done with the copy `spool` when the block ends, however it ends."""
         try:
             yield
         finally:
-            self._done_with(spool, follower)
+            if spool is not None and self._spool is not None:
+                self._spool.done(spool, follower)
 
     @activity.defn(name="validate_upload")
     @auto_heartbeat

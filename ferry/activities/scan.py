@@ -143,8 +143,13 @@ class ScanActivities:
     async def scan(self, ref: ScopedRef) -> ScanResult:
         """Stream the object to clamd. Errors raise, so Temporal retries; never 'clean'."""
         refuse_outside(self._places, ref.bucket, ref.key, ref.tenant_id, ref.file_id)
-        provider = provider_named(self._providers, ref.provider)
-        reader = _StreamReader(provider.read(ref.bucket, ref.key), asyncio.get_running_loop())
+        return await self.verdict(
+            provider_named(self._providers, ref.provider), ref.bucket, ref.key
+        )
+
+    async def verdict(self, provider: StorageProvider, bucket: str, key: str) -> ScanResult:
+        """clamd's verdict on an object of `provider` (an upload's spooled copy, too)."""
+        reader = _StreamReader(provider.read(bucket, key), asyncio.get_running_loop())
         await self._report_signatures()
         # clamd gives its verdict only after the whole stream: keep telling
         # Temporal that this attempt is alive meanwhile, so a short heartbeat
@@ -156,7 +161,7 @@ class ScanActivities:
                     self._threads, contextvars.copy_context().run, self._scan, reader
                 )
         except ObjectNotFound:
-            raise OBJECT_NOT_FOUND(f"object {ref.bucket}/{ref.key} not found") from None
+            raise OBJECT_NOT_FOUND(f"object {bucket}/{key} not found") from None
         except (pyclamd.ConnectionError, OSError) as exc:
             # clamd down or the connection broke: retryable, the file stays unscanned.
             count(SCANS, SCANS_HELP, verdict="clamd-unavailable")

@@ -227,6 +227,7 @@ class SpoolStore:
         self.max_age = max_age
         self.storage = LocalStorage(root)
         self._waiting: dict[str, set[str]] = {}
+        self._evicted_at = 0.0
         self._dir = root / self.BUCKET
         if self._dir.exists():
             for stale in self._dir.iterdir():
@@ -275,8 +276,13 @@ class SpoolStore:
         (self._dir / spool_id).unlink(missing_ok=True)
 
     def evict_stale(self) -> None:
-        """Copies older than `max_age` (their followers failed, or ran elsewhere) go."""
-        oldest = time.time() - self.max_age
+        """Copies older than `max_age` (their followers failed, or ran elsewhere) go; the
+        directory is looked through at most once a minute."""
+        now = time.time()
+        if now - self._evicted_at < 60:
+            return
+        self._evicted_at = now
+        oldest = now - self.max_age
         for path in self._dir.iterdir():
             try:
                 if path.stat().st_mtime < oldest:

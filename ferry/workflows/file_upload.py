@@ -260,13 +260,7 @@ class FileUploadWorkflow(Staged):
             if rejection is None:
                 raise
             raise rejection from err
-        if upload.sha256 and found.sha256 and upload.sha256.lower() != found.sha256:
-            raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
-        if found.size_bytes != upload.size_bytes:
-            detail = f"{found.size_bytes} bytes stored, {upload.size_bytes} declared"
-            raise Rejection(RejectionReason.CORRUPT, detail)
-        if found.size_bytes == 0:
-            raise Rejection(RejectionReason.CORRUPT, "the object is empty")
+        _as_announced(upload, found.sha256, found.size_bytes, empty_refused=True)
         if found.scan is not None and not found.scan.clean:
             raise _infected(found.scan)
         validation = found.validation
@@ -287,13 +281,7 @@ class FileUploadWorkflow(Staged):
             if OBJECT_NOT_FOUND.caused(err):
                 raise _no_object(upload) from err
             raise
-        if upload.sha256 and upload.sha256.lower() != fingerprint.sha256:
-            raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
-        if fingerprint.size_bytes != upload.size_bytes:
-            detail = f"{fingerprint.size_bytes} bytes stored, {upload.size_bytes} declared"
-            raise Rejection(RejectionReason.CORRUPT, detail)
-        if self._checked and fingerprint.size_bytes == 0:
-            raise Rejection(RejectionReason.CORRUPT, "the object is empty")
+        _as_announced(upload, fingerprint.sha256, fingerprint.size_bytes, self._checked)
 
     async def _scan(self, upload: FileUploadInput) -> ScanResult:
         try:
@@ -472,6 +460,20 @@ class FileUploadWorkflow(Staged):
             correlation_id=upload.correlation_id or upload.event_id,
             local_activity=self._local,
         )
+
+
+def _as_announced(
+    upload: FileUploadInput, sha256: str | None, size_bytes: int, empty_refused: bool
+) -> None:
+    """The stored bytes are the announced ones (SHA-256 when both are known, size), and
+    not empty (unless a history from before says otherwise): `corrupt` if not."""
+    if upload.sha256 and sha256 and upload.sha256.lower() != sha256:
+        raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
+    if size_bytes != upload.size_bytes:
+        detail = f"{size_bytes} bytes stored, {upload.size_bytes} declared"
+        raise Rejection(RejectionReason.CORRUPT, detail)
+    if empty_refused and size_bytes == 0:
+        raise Rejection(RejectionReason.CORRUPT, "the object is empty")
 
 
 def _infected(scan: ScanResult) -> Rejection:

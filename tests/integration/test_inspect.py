@@ -19,6 +19,7 @@ from ferry.activities.media import (
     MetadataRequest,
     ThumbnailRequest,
 )
+from ferry.activities.scan import ScanActivities
 from ferry.activities.spool import SpoolStore
 from ferry.config import Settings
 from ferry.contracts.storage import StorageRef
@@ -59,7 +60,8 @@ def activities(
 ) -> tuple[InspectActivities, MediaActivities]:
     host, port = (clamd or settings.clamd_address).rsplit(":", 1)
     media = MediaActivities({"local": storage}, spool=spool)
-    return InspectActivities({"local": storage}, spool, host, int(port), media), media
+    scanner = ScanActivities(host, int(port), {"local": storage})
+    return InspectActivities({"local": storage}, spool, scanner, media), media
 
 
 async def staged(storage: LocalStorage, name: str, data: bytes) -> InspectRequest:

@@ -95,7 +95,7 @@ async def _scheduled_run(client: Client, schedule: ScheduleHandle) -> Reconcilia
     return await handle.result()
 
 
-async def _is_scanning(upload: WorkflowHandle[Any, Any]) -> bool:
+async def _is_inspecting(upload: WorkflowHandle[Any, Any]) -> bool:
     return await upload.query(FileUploadWorkflow.progress) == "inspecting"
 
 
@@ -140,7 +140,7 @@ async def test_a_scheduled_run_counts_an_upload_past_its_deadline_and_starts_mis
         )
         monitoring = client.get_workflow_handle(tenant_monitoring_id(tenant))
         try:
-            await eventually(lambda: _is_scanning(stuck), "the upload to wait on its scan")
+            await eventually(lambda: _is_inspecting(stuck), "the upload to wait on its scan")
             look_at_ours = ReconciliationRequest(upload_deadline_seconds=1, tenant_ids=[tenant])
             await asyncio.sleep(1.5)  # the upload was recorded before its scan: now past 1 s
             await ensure_reconciliation_schedule(client, no_clamd, schedule.id, look_at_ours)
