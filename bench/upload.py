@@ -99,11 +99,13 @@ def pdf(seed: int) -> bytes:
 
 class WorkerProcess:
     def __init__(self, queue: str) -> None:
-        # No reconciliation schedule from a benchmark's worker (nor its runs in the figures).
+        # No reconciliation or rescan from a benchmark's worker (nor their runs in the figures).
         env = {
             **os.environ,
             "FERRY_FILES_TASK_QUEUE": queue,
             "FERRY_RECONCILIATION_INTERVAL_SECONDS": "0",
+            "FERRY_RESCAN_INTERVAL_SECONDS": "0",
+            "FERRY_RESCAN_ON_NEW_SIGNATURES": "false",
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ferry.cli", "worker"],

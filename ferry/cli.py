@@ -210,6 +210,56 @@ def reconcile(
     _run_until_signalled(main)
 
 
+@app.command()
+def rescan(
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="Only this tenant (repeat for more); all by default.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Files a second at most (default: FERRY_RESCAN_RATE_*).")
+    ] = None,
+) -> None:
+    """Rescan now, as the schedule does, the processed files whose verdict came from older
+    signatures than clamd's, and print what was found."""
+    import uuid
+
+    from ferry.config import get_settings
+    from ferry.contracts.workflows import OPERATIONS_TENANT, RESCAN_ID, search_attributes
+    from ferry.processes import connect
+    from ferry.workflows.rescan import RescanWorkflow
+
+    settings = get_settings()
+    request = settings.rescan_request()
+    request.tenant_ids = tenant or None
+    if rate is not None:
+        request.rate_per_second = rate
+
+    async def main(_stop: asyncio.Event) -> None:
+        client = await connect(settings)
+        found = await client.execute_workflow(
+            RescanWorkflow.run,
+            request,
+            id=f"{RESCAN_ID}-by-hand-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.tenants_task_queue,
+            search_attributes=search_attributes(OPERATIONS_TENANT),
+        )
+        if found.signature_version is None:
+            console.print("clamd names no signature version: nothing to compare")
+            return
+        console.print(
+            f"signature version {found.signature_version}: listed {found.listed}, "
+            f"rescanned {found.rescanned}, current {found.current}, "
+            f"quarantined {found.quarantined}, gone {found.gone}, "
+            f"unscannable {found.unscannable}"
+        )
+        for name in found.quarantined_files:
+            console.print(f"quarantined: {name}")
+        if found.superseded_by is not None:
+            console.print(f"superseded by signature version {found.superseded_by}")
+
+    _run_until_signalled(main)
+
+
 @app.command("alert-webhook")
 def alert_webhook(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9466,

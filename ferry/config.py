@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry.contracts.layout import Places
 from ferry.contracts.policy import TenantPolicy
-from ferry.contracts.workflows import ReconciliationRequest
+from ferry.contracts.workflows import ReconciliationRequest, RescanRequest
 
 
 def _env_file() -> Path:
@@ -83,6 +83,20 @@ class Settings(BaseSettings):
     upload_deadline_seconds: int = Field(default=900, gt=0)
     share_expiry_grace_seconds: int = Field(default=300, ge=0)
     migration_idle_seconds: int = Field(default=1800, gt=0)
+
+    # The rescan (ferry/workflows/rescan.py): how often its schedule runs (0: no schedule;
+    # a worker started so deletes it), whether a worker starts one when its clamd first
+    # reports a signature version, and how many files a second it may rescan.
+    rescan_interval_seconds: int = Field(default=24 * 3600, ge=0)
+    rescan_on_new_signatures: bool = True
+    rescan_rate_per_second: float = Field(default=2.0, gt=0)
+    # How often a worker asks clamd which signatures it has (the verdicts recorded and
+    # reused in between name the version of the last answer).
+    clamd_version_interval_seconds: float = Field(default=60.0, gt=0)
+
+    def rescan_request(self) -> RescanRequest:
+        """What each scheduled or started rescan does."""
+        return RescanRequest(rate_per_second=self.rescan_rate_per_second)
 
     def reconciliation_request(self) -> ReconciliationRequest:
         """What each scheduled reconciliation looks for."""

@@ -33,6 +33,7 @@ from ferry.activities.inspect import InspectActivities, worker_queue
 from ferry.activities.media import MediaActivities
 from ferry.activities.migration import MigrationActivities
 from ferry.activities.reconciliation import ReconciliationActivities
+from ferry.activities.rescan import RescanActivities, RescanStarter
 from ferry.activities.scan import ScanActivities
 from ferry.activities.spool import SpoolStore
 from ferry.activities.storage import StorageActivities
@@ -42,18 +43,24 @@ from ferry.contracts.workflows import (
     OPERATIONS_TENANT,
     RECONCILIATION_ID,
     RECONCILIATION_SCHEDULE,
+    RESCAN_ID,
+    RESCAN_SCHEDULE,
     ReconciliationRequest,
+    RescanRequest,
     search_attributes,
 )
 from ferry.db import create_engine, create_sessionmaker
+from ferry.db.verdicts import VerdictBook
 from ferry.processes import connect
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
 from ferry.telemetry import configure_tracing, metrics_runtime
 from ferry.workflows.file_migration import FileMigrationWorkflow
+from ferry.workflows.file_quarantine import FileQuarantineWorkflow
 from ferry.workflows.file_sharing import FileSharingWorkflow
 from ferry.workflows.file_upload import FileUploadWorkflow
 from ferry.workflows.reconciliation import ReconciliationWorkflow
+from ferry.workflows.rescan import RescanWorkflow
 from ferry.workflows.tenant_monitoring import TenantMonitoringWorkflow
 from ferry.workflows.tenant_provisioning import TenantProvisioningWorkflow
 from ferry.workflows.tenant_upgrade import TenantPlanChangeWorkflow, TenantUpgradeWorkflow
@@ -65,6 +72,8 @@ TENANT_WORKFLOWS: list[type] = [
     TenantUpgradeWorkflow,
     TenantPlanChangeWorkflow,
     ReconciliationWorkflow,
+    RescanWorkflow,
+    FileQuarantineWorkflow,
 ]
 WORKFLOWS = FILE_WORKFLOWS + TENANT_WORKFLOWS
 
@@ -95,9 +104,23 @@ async def ferry_worker(
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
         places = settings.places
         storage = StorageActivities(providers, places)
-        scan = ScanActivities(host, port, providers, places=places)
+        verdicts = VerdictBook(engine)
+        # A signature version this worker's clamd reports first: that version's rescan.
+        rescans = settings.tenants_task_queue if task_queue is None else task_queue
+        starter = (
+            RescanStarter(client, rescans, settings.rescan_request())
+            if settings.rescan_on_new_signatures
+            else None
+        )
+        scan = ScanActivities(
+            host, port, providers, places=places,
+            version_interval=settings.clamd_version_interval_seconds,
+            verdicts=verdicts, on_new_signatures=starter,
+        )  # fmt: skip
         events = EventActivities(publisher)
-        database = DatabaseActivities(create_sessionmaker(engine))
+        sessionmaker = create_sessionmaker(engine)
+        database = DatabaseActivities(sessionmaker)
+        rescan = RescanActivities(engine, sessionmaker, scan, providers, verdicts)
         # Uploads' copies for the media steps, which this worker takes on a queue of its own.
         own_queue = worker_queue(task_queue or settings.files_task_queue)
         spool = SpoolStore(Path(tempfile.mkdtemp(prefix="ferry-spool-")), own_queue)
@@ -113,7 +136,8 @@ async def ferry_worker(
             events.publish, migration.list_objects, migration.copy_objects,
             migration.delete_objects, media.validate_upload, media.make_thumbnails,
             media.extract_metadata, media.analyse_content, tenants.policy,
-            reconciliation.find_stuck_work, reconciliation.report, *database.activities(),
+            reconciliation.find_stuck_work, reconciliation.report, rescan.current_signatures,
+            rescan.list_outdated, rescan.rescan_file, *database.activities(),
         ]  # fmt: skip
         queues = (
             {task_queue: WORKFLOWS}
@@ -164,6 +188,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect(settings, runtime=metrics_runtime(settings.worker_metrics_port))
     async with ferry_worker(client, settings):
         await ensure_reconciliation_schedule(client, settings)
+        await ensure_rescan_schedule(client, settings)
         await stop.wait()
 
 
@@ -173,17 +198,65 @@ async def ensure_reconciliation_schedule(
     schedule_id: str = RECONCILIATION_SCHEDULE,
     request: ReconciliationRequest | None = None,
 ) -> None:
-    """The reconciliation's schedule as the settings say, created or updated (idempotent).
+    """The reconciliation's schedule as the settings say (see `ensure_schedule`).
 
-    Every worker does this as it starts, so the schedule follows the settings of the
-    latest one; with `reconciliation_interval_seconds` 0 the schedule is deleted. A
-    run that is due while the previous one runs is skipped (a run lasts one interval
-    at most), and a run missed while no worker listened is not made up (the next one
-    looks at everything anyway).
     `request` replaces what the settings say each run looks for.
     """
+    await ensure_schedule(
+        client,
+        schedule_id,
+        settings.reconciliation_interval_seconds,
+        ReconciliationWorkflow.run,
+        request or settings.reconciliation_request(),
+        workflow_id=RECONCILIATION_ID,
+        task_queue=settings.tenants_task_queue,
+        summary="reconciliation: stuck uploads, shares, migrations, monitoring",
+        note="created by ferry worker (FERRY_RECONCILIATION_*)",
+    )
+
+
+async def ensure_rescan_schedule(
+    client: Client,
+    settings: Settings,
+    schedule_id: str = RESCAN_SCHEDULE,
+    request: RescanRequest | None = None,
+) -> None:
+    """The rescan's schedule as the settings say (see `ensure_schedule`): a run looks for
+    verdicts older than clamd's signatures even when no worker saw the version change."""
+    await ensure_schedule(
+        client,
+        schedule_id,
+        settings.rescan_interval_seconds,
+        RescanWorkflow.run,
+        request or settings.rescan_request(),
+        workflow_id=RESCAN_ID,
+        task_queue=settings.tenants_task_queue,
+        summary="rescan: verdicts older than clamd's signatures",
+        note="created by ferry worker (FERRY_RESCAN_*)",
+    )
+
+
+async def ensure_schedule(
+    client: Client,
+    schedule_id: str,
+    every: int,
+    run: Any,
+    request: Any,
+    *,
+    workflow_id: str,
+    task_queue: str,
+    summary: str,
+    note: str,
+) -> None:
+    """A schedule that starts `run(request)` every `every` seconds, created or updated
+    (idempotent); with `every` 0 the schedule is deleted.
+
+    Every worker does this as it starts, so the schedule follows the settings of the
+    latest one. A run that is due while the previous one runs is skipped (a run lasts
+    one interval at most), and a run missed while no worker listened is not made up
+    (the next one looks at everything anyway).
+    """
     handle = client.get_schedule_handle(schedule_id)
-    every = settings.reconciliation_interval_seconds
     if every <= 0:
         try:
             await handle.delete()
@@ -193,12 +266,12 @@ async def ensure_reconciliation_schedule(
         return
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            ReconciliationWorkflow.run,
-            request or settings.reconciliation_request(),
-            id=RECONCILIATION_ID,
-            task_queue=settings.tenants_task_queue,
+            run,
+            request,
+            id=workflow_id,
+            task_queue=task_queue,
             typed_search_attributes=search_attributes(OPERATIONS_TENANT),
-            static_summary="reconciliation: stuck uploads, shares, migrations, monitoring",
+            static_summary=summary,
             # A run that cannot finish (no worker polls its queue any more) ends by the
             # next one's time, and skips only the runs due while it lasts.
             execution_timeout=timedelta(seconds=every),
@@ -207,10 +280,10 @@ async def ensure_reconciliation_schedule(
         policy=SchedulePolicy(
             overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(seconds=every)
         ),
-        state=ScheduleState(note="created by ferry worker (FERRY_RECONCILIATION_*)"),
+        state=ScheduleState(note=note),
     )
     try:
         await client.create_schedule(schedule_id, schedule)
-        log.info("created the reconciliation schedule %s (every %d s)", schedule_id, every)
+        log.info("created the schedule %s (every %d s)", schedule_id, every)
     except ScheduleAlreadyRunningError:
         await handle.update(lambda _: ScheduleUpdate(schedule=schedule))

@@ -19,6 +19,10 @@ os.environ.setdefault("FERRY_HOME", str(REPO / ".ferry"))
 # monitoring workflows for the tests' tenants on queues nobody polls afterwards.
 # tests/integration/test_reconciliation.py runs a schedule of its own.
 os.environ.setdefault("FERRY_RECONCILIATION_INTERVAL_SECONDS", "0")
+# Nor a rescan schedule, nor a rescan started by a worker that sees clamd's signature
+# version for the first time (the same reason); tests/integration/test_rescan.py does both.
+os.environ.setdefault("FERRY_RESCAN_INTERVAL_SECONDS", "0")
+os.environ.setdefault("FERRY_RESCAN_ON_NEW_SIGNATURES", "false")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

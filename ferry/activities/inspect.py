@@ -133,8 +133,10 @@ class InspectActivities:
                 return inspection
             # The copy is read through the spool's own storage: an upload can never name it.
             copy = self._spool.ref(spool_id)
+            # By the SHA-256 just computed from the bytes: a verdict on the same bytes
+            # under clamd's current signatures stands, and a new one is recorded.
             inspection.scan = await self._scanner.verdict(
-                self._spool.storage, copy.bucket, copy.key
+                self._spool.storage, copy.bucket, copy.key, sha256=inspection.sha256
             )
             if not inspection.scan.clean:
                 return inspection

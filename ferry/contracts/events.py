@@ -156,6 +156,22 @@ class FileRejected(Event):
     signature: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class FileQuarantined(Event):
+    """file.quarantined: A processed file was found infected by newer signatures and moved
+    to quarantine; its shares end."""
+
+    EVENT_TYPE: ClassVar[str] = "file.quarantined"
+
+    file_id: str
+    signature: str
+    signature_version: int
+    previous_verdict_at: int | None = None
+    sha256: str | None = None
+    shares_revoked: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class FileShareExpired(ShareEvent):
     """file.share_expired: A share expired."""
 

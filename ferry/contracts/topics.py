@@ -21,6 +21,7 @@ OUTBOUND_TOPIC = {
         (
             "file.processed", "file.rejected", "file.shared", "file.share_expired",
             "file.share_revoked", "file.migration_completed", "file.migration_failed",
+            "file.quarantined",
         ),
         FILE_EVENTS,
     ),

@@ -10,7 +10,7 @@ histories, so they change only by adding a field with a default.
 # No `from __future__ import annotations`: Temporal's data converter reads these
 # dataclasses' field types at run time, in the workflow sandbox too.
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -26,11 +26,17 @@ TENANT_MONITORING = "tenant_monitoring_workflow"
 TENANT_UPGRADE = "tenant_upgrade_workflow"
 TENANT_PLAN_CHANGE = "tenant_plan_change_workflow"
 RECONCILIATION = "reconciliation_workflow"
+RESCAN = "rescan_workflow"
+FILE_QUARANTINE = "file_quarantine_workflow"
 
 # The reconciliation runs on this schedule; each run's ID is the schedule's
 # workflow ID with the time it was due appended (Temporal's own naming).
 RECONCILIATION_SCHEDULE = "ferry-reconciliation"
 RECONCILIATION_ID = "reconciliation"
+# The rescan runs on this schedule too (`RESCAN_ID` and the time it was due), and once
+# for each signature version a worker's clamd first reports (`rescan_id`).
+RESCAN_SCHEDULE = "ferry-rescan"
+RESCAN_ID = "rescan"
 # Work that belongs to no tenant (the reconciliation, alerts) names this one.
 OPERATIONS_TENANT = "ferry-ops"
 
@@ -62,6 +68,15 @@ def file_upload_id(tenant_id: str, file_id: str) -> str:
 
 def file_share_id(tenant_id: str, share_id: str) -> str:
     return f"file-share/{tenant_id}/{share_id}"
+
+
+def rescan_id(signature_version: int) -> str:
+    """The rescan started when clamd first reports `signature_version` (one per version)."""
+    return f"rescan/signatures-{signature_version}"
+
+
+def file_quarantine_id(tenant_id: str, file_id: str) -> str:
+    return f"file-quarantine/{tenant_id}/{file_id}"
 
 
 def file_migration_id(tenant_id: str, migration_id: str) -> str:
@@ -246,3 +261,45 @@ class ReconciliationRequest:
     repair_limit: int = 50
     # Only these tenants (an operator's look at a few); all of them when None.
     tenant_ids: list[str] | None = None
+
+
+@dataclass
+class RescanCursor:
+    """Where a rescan is in its newest-first walk: the last file it looked at."""
+
+    processed_at: datetime
+    tenant_id: str
+    file_id: str
+
+
+@dataclass
+class RescanProgress:
+    """How far a rescan has come, carried across its continue-as-new runs."""
+
+    signature_version: int | None = None
+    engine: str | None = None
+    listed: int = 0
+    rescanned: int = 0
+    current: int = 0  # judged under the current signatures meanwhile: not read again
+    quarantined: int = 0
+    gone: int = 0  # deleted, moved or no longer processed since it was listed
+    unscannable: int = 0  # over clamd's limits now: left as it is, and counted
+    quarantined_files: list[str] = field(default_factory=list)  # tenant/file, the last 20
+    cursor: RescanCursor | None = None
+    started_at: datetime | None = None
+    superseded_by: int | None = None  # clamd moved on to this version: its own rescan runs
+
+
+@dataclass
+class RescanRequest:
+    """A rescan of the processed files whose verdict came from older signatures.
+
+    At most `rate_per_second` files a second, `page_size` listed at a time; only
+    `tenant_ids` when given. `progress` is set by the run itself as it continues
+    as new.
+    """
+
+    rate_per_second: float = 2.0
+    page_size: int = 50
+    tenant_ids: list[str] | None = None
+    progress: RescanProgress | None = None

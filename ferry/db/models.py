@@ -158,7 +158,15 @@ class File(_Timestamps, Base):
     """An uploaded file and what processing found out about it."""
 
     __tablename__ = "files"
-    __table_args__ = (Index("ix_files_tenant_id_state", "tenant_id", "state"),)
+    __table_args__ = (
+        Index("ix_files_tenant_id_state", "tenant_id", "state"),
+        # The rescan's order: processed files, newest first (migration 0004).
+        Index(
+            "ix_files_processed_at",
+            text("processed_at DESC"),
+            postgresql_where=text("state = 'processed'"),
+        ),
+    )
 
     tenant_id: Mapped[str] = mapped_column(_tenant_fk(), primary_key=True)
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -305,6 +313,27 @@ class UsageReport(Base):
     quota_bytes: Mapped[int]
     plan: Mapped[TenantPlan] = mapped_column(_enum(TenantPlan, "plan"))
     recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ScanVerdict(Base):
+    """clamd's latest verdict on some bytes, and the signature version that gave it.
+
+    Shared by every tenant and so without row-level security: it holds hashes and
+    verdicts only, never a file, a name or a tenant (migration 0004).
+    """
+
+    __tablename__ = "scan_verdicts"
+    __table_args__ = (
+        CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256"),
+        CheckConstraint("clean = (signature IS NULL)", name="signature"),
+    )
+
+    sha256: Mapped[str] = mapped_column(primary_key=True)
+    engine: Mapped[str]
+    signature_version: Mapped[int | None] = mapped_column(Integer)
+    clean: Mapped[bool]
+    signature: Mapped[str | None]
+    scanned_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 TENANT_TABLES: tuple[str, ...] = tuple(

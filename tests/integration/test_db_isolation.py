@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ferry.contracts.storage import StorageRef
 from ferry.db import TENANT_TABLES, InvalidTenantId, tenant_scope, tenant_session
 from ferry.db.models import Base
+from ferry.db.verdicts import OutdatedFile, VerdictBook, outdated_files
 
 if TYPE_CHECKING:
     from db_fixtures import Seed
@@ -157,6 +158,93 @@ async def test_the_one_look_across_tenants_answers_identifiers_and_times_only(
         assert processing and overdue == processing
         # ...and nothing of either through the tables, with no tenant set.
         assert await conn.scalar(text("SELECT count(*) FROM files")) == 0
+
+
+async def test_the_rescans_look_across_tenants_answers_identifiers_hashes_and_times_only(
+    app_engine: AsyncEngine,
+    admin_engine: AsyncEngine,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    seed: Seed,
+) -> None:
+    """The rescan's function (migration 0004) lists processed files of every tenant whose
+    bytes have no verdict under a version, newest first, by ID and hash; the verdicts
+    themselves hold no tenant, no file and no name."""
+    async with admin_engine.connect() as conn:
+        function = (
+            await conn.execute(
+                text(
+                    "SELECT p.prosecdef, p.provolatile::text AS provolatile,"
+                    " pg_get_function_result(p.oid) AS result,"
+                    " has_function_privilege('public', p.oid, 'EXECUTE') AS public_may"
+                    " FROM pg_proc p WHERE p.proname = 'ferry_rescan_candidates'"
+                )
+            )
+        ).one()
+        columns = (
+            await conn.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'scan_verdicts' ORDER BY ordinal_position"
+                )
+            )
+        ).scalars()
+        assert list(columns) == [
+            "sha256", "engine", "signature_version", "clean", "signature", "scanned_at",
+        ]  # fmt: skip
+    assert function.prosecdef and not function.public_may and function.provolatile == "s"
+    assert function.result == (
+        "TABLE(tenant_id text, file_id text, processed_at timestamp with time zone,"
+        " sha256 text, verdict_at timestamp with time zone)"
+    )
+    one, other = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+    hashes = {one: "a" * 64, other: "b" * 64}
+    for tenant_id in (one, other):
+        await seed(tenant_id)
+        async with tenant_scope(app_sessionmaker, tenant_id) as db:
+            await db.files.record_processing(
+                f"{tenant_id}-old",
+                filename="secret-plans.pdf",
+                declared_content_type="application/pdf",
+                size_bytes=1,
+                uploaded_by=f"owner@{tenant_id}",
+                location=StorageRef("local", "ferry-ingest", f"tenants/{tenant_id}/uploads/s/p"),
+            )
+            await db.files.record_processed(
+                f"{tenant_id}-old",
+                sha256=hashes[tenant_id],
+                size_bytes=1,
+                content_type="application/pdf",
+                location=StorageRef("local", f"ferry-{tenant_id}", "files/x/original"),
+                metadata={},
+                analysis={},
+            )
+    book = VerdictBook(app_engine)
+    # One tenant's bytes were judged under version 7, the other's under 6 (the seeded
+    # files' bytes under none: listed too).
+    await book.record(hashes[one], engine="1.4.6", signature_version=7, clean=True)
+    await book.record(hashes[other], engine="1.4.6", signature_version=6, clean=True)
+
+    async def listed(version: int, **page: Any) -> list[OutdatedFile]:
+        found = await outdated_files(app_engine, version, only_tenants=[one, other], **page)
+        return [f for f in found if f.file_id.endswith("-old")]
+
+    outdated = await listed(7)
+    assert [(f.tenant_id, f.file_id, f.sha256) for f in outdated] == [
+        (other, f"{other}-old", hashes[other])
+    ]
+    assert outdated[0].verdict_at is not None
+    both = await listed(8, limit=100)
+    assert {f.tenant_id for f in both} == {one, other}
+    everything = await outdated_files(app_engine, 8, only_tenants=[one, other])
+    newest_first = sorted(everything, key=lambda f: (f.processed_at, f.tenant_id), reverse=True)
+    assert everything == newest_first
+    # Page by page, each after the last of the one before: the same files, once each.
+    pages: list[OutdatedFile] = []
+    while page := await outdated_files(
+        app_engine, 8, after=pages[-1] if pages else None, only_tenants=[one, other], limit=1
+    ):
+        pages.extend(page)
+    assert pages == everything
 
 
 async def test_each_tenant_sees_only_its_own_rows(

@@ -85,10 +85,15 @@ async def _cli(*args: str) -> None:
 
 async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_url: str) -> None:
     ledger = {"ferry_existing_tenants", "ferry_mark_processed"}
-    everything = ledger | {"ferry_reconciliation"}
-    at_head = (TABLES | {"alembic_version"}, len(TABLES), everything, ["0003"])
-    at_second = (TABLES | {"alembic_version"}, len(TABLES), ledger, ["0002"])
-    at_first = (TABLES | {"alembic_version"}, len(TABLES), set(), ["0001"])
+    reconciliation = ledger | {"ferry_reconciliation"}
+    everything = reconciliation | {"ferry_rescan_candidates"}
+    # Every table has one policy but the verdicts (hashes only, shared by all tenants).
+    before_verdicts = TABLES - {"scan_verdicts"}
+    policies = len(before_verdicts)
+    at_head = (TABLES | {"alembic_version"}, policies, everything, ["0004"])
+    at_third = (before_verdicts | {"alembic_version"}, policies, reconciliation, ["0003"])
+    at_second = (before_verdicts | {"alembic_version"}, policies, ledger, ["0002"])
+    at_first = (before_verdicts | {"alembic_version"}, policies, set(), ["0001"])
     at_base: tuple[set[str], int, set[str], list[str]] = ({"alembic_version"}, 0, set(), [])
     await _cli("upgrade", "--url", scratch_url)
     assert await _schema(scratch_url) == at_head
@@ -98,7 +103,9 @@ async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_
     assert await _schema(scratch_url) == at_base
     await _cli("upgrade", "head", "--url", scratch_url)
     assert await _schema(scratch_url) == at_head
-    await _cli("downgrade", "--url", scratch_url)  # one step back: the reconciliation's goes
+    await _cli("downgrade", "--url", scratch_url)  # one step back: the verdicts go
+    assert await _schema(scratch_url) == at_third
+    await _cli("downgrade", "--url", scratch_url)  # and the reconciliation's function
     assert await _schema(scratch_url) == at_second
     await _cli("downgrade", "--url", scratch_url)  # and the ledger's functions
     assert await _schema(scratch_url) == at_first
@@ -143,6 +150,9 @@ async def test_check_constraints_match_the_enums(scratch_url: str) -> None:
                     column.type.enums
                 )
     expected[("tenants", "ck_tenants_slug")] = {"^[a-z0-9][a-z0-9-]{1,62}$"}
+    # A verdict's hash is a SHA-256 in hex; a clean one names no signature.
+    expected[("scan_verdicts", "ck_scan_verdicts_sha256")] = {"^[0-9a-f]{64}$"}
+    expected[("scan_verdicts", "ck_scan_verdicts_signature")] = set()
     assert in_database == expected
 
 

@@ -47,6 +47,8 @@ EXPECTED_TYPES = {
     "notification.requested",
     # An addition to CONTRACT §4: the compensation of a charge for an upgrade that failed.
     "billing.refund_requested",
+    # An addition: a processed file that newer signatures find infected (the rescan).
+    "file.quarantined",
 }
 ENVELOPE = ["event_id", "event_type", "occurred_at", "tenant_id", "correlation_id", "source"]
 

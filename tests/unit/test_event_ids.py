@@ -37,6 +37,8 @@ OUTBOUND = {
     "notification.requested": "ferry.notifications.v1",
     # Added to the contract: the refund that compensates a failed upgrade.
     "billing.refund_requested": "ferry.billing-commands.v1",
+    # Added to the contract: a processed file that newer signatures find infected.
+    "file.quarantined": "ferry.file-events.v1",
 }
 
 # CONTRACT §3: what upstream services publish to Ferry, and where.

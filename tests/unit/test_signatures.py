@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.devstack.services import EICAR, build_signatures, clamd
+from ferry.devstack.services import EICAR, build_signatures, clamd, signatures
 
 # md5 and sha256 of the 68-byte EICAR test file, as published by eicar.org.
 EICAR_MD5 = "44d88612fea8a8f36de82e1278abb02f"
@@ -131,3 +131,73 @@ def test_no_empty_hdb_is_written_without_testfiles(
     build_signatures(database)
     hdb = database / "ferry-testfiles.hdb"
     assert not hdb.exists() or hdb.read_text().strip() != ""
+
+
+# --- the versioned container clamd loads (signatures.py) -----------------------------
+
+
+def _unpack(container: Path) -> tuple[list[str], dict[str, bytes]]:
+    """The header's fields and the archive's members, read as clamd reads them."""
+    import gzip
+    import io
+    import tarfile
+
+    raw = container.read_bytes()
+    header, body = raw[:512].decode().rstrip(" "), raw[512:]
+    fields = header.split(":")
+    assert fields[5] == hashlib.md5(body).hexdigest()  # the archive's MD5
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(body))) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    return fields, members
+
+
+def _sources(tmp_path: Path) -> tuple[Path, Path]:
+    sources, database = tmp_path / "signatures", tmp_path / "db"
+    sources.mkdir()
+    build_signatures(sources)
+    return sources, database
+
+
+def test_the_container_holds_the_signatures_and_an_info_that_vouches_for_each(
+    tmp_path: Path,
+) -> None:
+    sources, database = _sources(tmp_path)
+    packed = signatures.pack(sources, database, now=1_764_000_000)
+    assert (packed.version, packed.changed) == (1, True)
+    assert [p.name for p in database.iterdir()] == ["daily.cud"]  # clamd loads it alone
+    fields, members = _unpack(database / "daily.cud")
+    # ClamAV-VDB:time:version:signatures:level:md5:dsig:builder:stime
+    assert fields[0] == "ClamAV-VDB"
+    assert (fields[2], fields[3], fields[8]) == ("1", str(packed.signatures), "1764000000")
+    assert next(iter(members)) == "daily.info"  # read first: it vouches for the others
+    info = members.pop("daily.info").decode().splitlines()
+    # The info's header is the container's but for the MD5 (clamd compares the rest).
+    info_fields = info[0].split(":")
+    assert info_fields[:5] + info_fields[6:] == fields[:5] + fields[6:]
+    listed = {name: (int(size), sha) for name, size, sha in (line.split(":") for line in info[1:])}
+    assert listed == {
+        name: (len(data), hashlib.sha256(data).hexdigest()) for name, data in members.items()
+    }
+    assert members["ferry-eicar.ndb"] == (sources / "ferry-eicar.ndb").read_bytes()
+
+
+def test_the_version_goes_up_only_when_the_signatures_change(tmp_path: Path) -> None:
+    sources, database = _sources(tmp_path)
+    assert signatures.pack(sources, database).version == 1
+    again = signatures.pack(sources, database)  # a restart of the stack
+    assert (again.version, again.changed) == (1, False)
+    added = signatures.add_signature(sources, database, "Ferry-Test-Late", b"clean on Monday")
+    assert (added.version, added.changed, added.signatures) == (2, True, again.signatures + 1)
+    line = f"{hashlib.md5(b'clean on Monday').hexdigest()}:15:Ferry-Test-Late"
+    assert (sources / "ferry-added.hdb").read_text() == line + "\n"
+    _, members = _unpack(database / "daily.cud")
+    assert members["ferry-added.hdb"].decode() == line + "\n"
+    same = signatures.add_signature(sources, database, "Ferry-Test-Late", b"clean on Monday")
+    assert (same.version, same.changed) == (2, False)
+
+
+def test_a_signature_needs_a_name_clamd_can_read_and_some_bytes(tmp_path: Path) -> None:
+    sources, database = _sources(tmp_path)
+    for name, data in (("", b"x"), ("a:b", b"x"), ("a\nb", b"x"), ("Name", b"")):
+        with pytest.raises(ValueError):
+            signatures.add_signature(sources, database, name, data)

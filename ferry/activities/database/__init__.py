@@ -43,6 +43,7 @@ from ferry.activities.database.migrations import (
     StartMigrationResult,
 )
 from ferry.activities.database.shares import (
+    ActiveSharesQuery,
     PermissionQuery,
     PermissionResult,
     RevokeShareInput,
@@ -92,6 +93,7 @@ class DatabaseActivities(
 
 
 __all__ = [
+    "ActiveSharesQuery",
     "ApplyPlanInput",
     "BegunUpload",
     "CreateTenantInput",

@@ -89,6 +89,12 @@ class ShareRef:
 
 
 @dataclass
+class ActiveSharesQuery:
+    tenant_id: str
+    file_id: str
+
+
+@dataclass
 class ShareLookup:
     found: bool
     share: ShareRecord | None = None
@@ -149,3 +155,9 @@ class ShareActivities(TenantScopedActivities):
         async with self._scope(request.tenant_id) as db:
             row = await db.shares.get(request.share_id)
             return ShareLookup(row is not None, None if row is None else _share(row))
+
+    @activity.defn(name="list_active_shares")
+    async def list_active_shares(self, request: ActiveSharesQuery) -> list[str]:
+        """The IDs of the file's active shares: the ones whose workflows still hold a grant."""
+        async with self._scope(request.tenant_id) as db:
+            return await db.shares.active_ids(request.file_id)

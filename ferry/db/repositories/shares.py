@@ -78,6 +78,19 @@ class ShareRepository(Repository):
         )
         return await self.require(share_id), ended > 0
 
+    async def active_ids(self, file_id: str) -> list[str]:
+        """The IDs of the file's active shares (whatever their expiry says), oldest first."""
+        stmt = (
+            select(Share.id)
+            .where(
+                Share.tenant_id == self.tenant_id,
+                Share.file_id == file_id,
+                Share.status == ShareStatus.ACTIVE,
+            )
+            .order_by(Share.created_at, Share.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
     async def active_permissions(self, file_id: str, user_id: str) -> list[SharePermission]:
         """Permissions that unexpired, active user shares of the file give `user_id`."""
         stmt = select(Share.permission).where(

@@ -17,7 +17,13 @@ from ferry.devstack.services.base import (
     tcp_open,
     venv_bin,
 )
-from ferry.devstack.services.clamd import CLAMAV_TESTFILES, EICAR, Clamd, build_signatures
+from ferry.devstack.services.clamd import (
+    CLAMAV_TESTFILES,
+    EICAR,
+    Clamd,
+    add_test_signature,
+    build_signatures,
+)
 from ferry.devstack.services.codec import Codec
 from ferry.devstack.services.emulators import AZURITE_VERSION, GCS, S3, Azurite
 from ferry.devstack.services.kafka import KAFKA_VERSION, Kafka
@@ -35,6 +41,7 @@ __all__ = [
     "TEMPORAL_DYNAMIC_CONFIG",
     "Context",
     "Service",
+    "add_test_signature",
     "build_signatures",
     "cache_dir",
     "http_status",

@@ -1,4 +1,9 @@
-"""ClamAV's clamd on TCP, with the test signature database the stack builds."""
+"""ClamAV's clamd on TCP, with the test signature database the stack builds.
+
+The signatures are packed into one versioned container (`signatures.py`), so
+clamd's `VERSION` names a signature version, as it does with freshclam's daily
+database, and `add_test_signature` can change it while clamd runs.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from ferry.devstack.services.base import (
     Context,
     Service,
 )
+from ferry.devstack.services.signatures import add_signature, pack, reload
 
 # The EICAR test string, split so that no scanner flags this source file.
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -36,10 +42,12 @@ class Clamd(Service):
 
     def prepare(self, ctx: Context) -> None:
         home = ctx.data / "clamd"
-        database = home / "db"
+        sources, database = signature_dirs(ctx)
+        sources.mkdir(parents=True, exist_ok=True)
         database.mkdir(parents=True, exist_ok=True)
         (home / "tmp").mkdir(exist_ok=True)
-        build_signatures(database)
+        build_signatures(sources)
+        pack(sources, database)
         (home / "clamd.conf").write_text(
             "\n".join(
                 [
@@ -80,6 +88,21 @@ class Clamd(Service):
 
     def env(self, ctx: Context) -> Mapping[str, str]:
         return {"FERRY_CLAMD_ADDRESS": self.address(ctx)}
+
+
+def signature_dirs(ctx: Context) -> tuple[Path, Path]:
+    """Where the stack's signatures are written, and where clamd loads them from."""
+    home = ctx.data / "clamd"
+    return home / "signatures", home / "db"
+
+
+def add_test_signature(ctx: Context, name: str, data: bytes) -> int:
+    """A signature for exactly `data` in the running clamd's database: packed as a new
+    version and reloaded (clamd goes on scanning meanwhile). Returns the version."""
+    sources, database = signature_dirs(ctx)
+    packed = add_signature(sources, database, name, data)
+    reload(ctx.port("clamd"), packed.version)
+    return packed.version
 
 
 def build_signatures(database: Path) -> None:
