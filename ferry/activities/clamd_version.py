@@ -2,8 +2,10 @@
 
 clamd answers `ClamAV <engine>/<database version>/<database build time>`, e.g.
 `ClamAV 1.4.3/27476/Mon Dec  1 09:25:02 2026`. With a database that has no daily
-build it says less: `ClamAV 1.0.7/1`, or only `ClamAV 1.4.3` (the local stack's
-clamd, which loads nothing but Ferry's test signatures, answers that way).
+build it says less: `ClamAV 1.0.7/1`, or only `ClamAV 1.4.3` (a clamd that loads
+loose signature files and no `daily.` container). The local stack's clamd loads its
+test signatures as a versioned `daily.cud` (ferry/devstack/services/signatures.py),
+so it answers in full.
 
 The build time is C's `ctime()` of the database's build, in clamd's own time zone
 and always in English, whatever the locale.

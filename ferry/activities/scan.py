@@ -14,10 +14,10 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pyclamd
 from temporalio import activity

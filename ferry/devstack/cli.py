@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -110,3 +111,20 @@ def stack_reset(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] 
         typer.confirm(f"Wipe {stack.home}?", abort=True)
     stack.reset()
     console.print(f"wiped {stack.home}")
+
+
+@stack_app.command("add-signature")
+def stack_add_signature(
+    path: Annotated[Path, typer.Argument(help="A file clamd is to find from now on.")],
+    name: Annotated[str, typer.Option(help="The signature's name, as clamd will report it.")],
+) -> None:
+    """Add an MD5 signature for exactly this file to the stack's clamd, as a new signature
+    version, and make clamd reload it (as freshclam's daily update does)."""
+    from ferry.devstack.services import add_test_signature
+
+    try:
+        version = add_test_signature(Stack().context(), name, path.read_bytes())
+    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]add-signature failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"clamd scans with signature version {version}")

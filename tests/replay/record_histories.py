@@ -33,16 +33,22 @@ from ferry.contracts.workflows import (
     LIFECYCLE_SIGNAL,
     PAYMENT_SIGNAL,
     RECONCILIATION_ID,
+    RESCAN_ID,
     SHARE_REVOKE_SIGNAL,
     USAGE_SIGNAL,
     ReconciliationRequest,
+    RescanRequest,
     file_migration_id,
+    file_quarantine_id,
     file_share_id,
+    file_upload_id,
     tenant_monitoring_id,
     tenant_upgrade_id,
 )
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import DEMO_FILES, EICAR, ensure_tenant, stage_upload
+from ferry.devstack import Stack
+from ferry.devstack.services import add_test_signature
 from ferry.processes import connect
 from ferry.storage import LocalStorage
 from ferry.worker import ferry_worker
@@ -50,6 +56,7 @@ from ferry.workflows.file_migration import FileMigrationWorkflow, MigrationReque
 from ferry.workflows.file_sharing import FileSharingWorkflow, ShareRequest, ShareRevocation
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
 from ferry.workflows.reconciliation import ReconciliationWorkflow
+from ferry.workflows.rescan import RescanWorkflow
 from ferry.workflows.tenant_monitoring import LifecycleRequest, UsageUpdate
 from ferry.workflows.tenant_provisioning import TenantCreation, TenantProvisioningWorkflow
 from ferry.workflows.tenant_upgrade import PaymentResult, TenantUpgradeWorkflow, UpgradeRequest
@@ -343,6 +350,76 @@ async def record_reconciliation() -> None:
         await client.get_workflow_handle(tenant_monitoring_id(tenant)).terminate("recorded")
 
 
+async def record_rescan() -> None:
+    """A shared file that a new signature finds infected: the rescan quarantines it (its
+    child), and the share is revoked. Adds a signature to the stack's clamd."""
+    # No rescan of its own from the worker when it sees the new version: the one recorded
+    # here is to find the file.
+    settings = get_settings().model_copy(update={"rescan_on_new_signatures": False})
+    client = await connect(settings)
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    tenant = f"replay-{uuid.uuid4().hex[:8]}"
+    data = f"clean until today: {uuid.uuid4()}\n".encode() * 20
+    storage = LocalStorage(settings.local_storage_root)
+    async with ferry_worker(client, settings, queue):
+        await (await provision(client, queue, tenant, TenantPolicy(providers=["local"]))).result()
+        event = await stage_upload(
+            storage, settings.ingest_bucket, tenant, "notes.txt", "text/plain", data
+        )
+        upload = FileUploadInput(
+            event_id=event["event_id"],
+            tenant_id=tenant,
+            file_id=event["file_id"],
+            filename="notes.txt",
+            declared_content_type="text/plain",
+            size_bytes=len(data),
+            storage=StorageRef(**event["storage"]),
+            uploaded_by="recorder",
+        )
+        await client.execute_workflow(
+            FileUploadWorkflow.run, upload, id=file_upload_id(tenant, upload.file_id),
+            task_queue=queue,
+        )  # fmt: skip
+        share = await client.start_workflow(
+            FileSharingWorkflow.run,
+            ShareRequest(
+                event_id=str(uuid.uuid4()),
+                tenant_id=tenant,
+                share_id="shared",
+                file_id=upload.file_id,
+                shared_by=f"owner@{tenant}.example",
+                grantee_type="email",
+                grantee="friend@example.com",
+                permission="download",
+            ),
+            id=file_share_id(tenant, "shared"),
+            task_queue=queue,
+        )
+        await eventually(lambda: _status_is(share, "active"), "the share to be active")
+        await asyncio.to_thread(
+            add_test_signature, Stack().context(), f"Ferry-Replay-{tenant}", data
+        )
+        handle = await client.start_workflow(
+            RescanWorkflow.run,
+            RescanRequest(rate_per_second=100, tenant_ids=[tenant]),
+            id=f"{RESCAN_ID}-{tenant}",
+            task_queue=queue,
+        )
+        progress = await handle.result()
+        assert progress.quarantined == 1, progress
+        await share.result()
+        await save(handle, "rescan_quarantined")
+        await save(
+            client.get_workflow_handle(file_quarantine_id(tenant, upload.file_id)),
+            "file_quarantine_share_revoked",
+        )
+        await client.get_workflow_handle(tenant_monitoring_id(tenant)).terminate("recorded")
+
+
+async def _status_is(handle: WorkflowHandle[Any, Any], prefix: str) -> bool:
+    return bool((await handle.query("status")).startswith(prefix))
+
+
 async def record_uploads() -> None:
     await record_upload("file_upload_processed", "poster.png", "image/png", DEMO_FILES[0][2])
     await record_upload("file_upload_infected", "notes.txt", "text/plain", EICAR)
@@ -368,7 +445,7 @@ async def record_uploads() -> None:
 
 
 async def main(groups: list[str]) -> None:
-    """Record the groups named (`uploads`, `tenants`, `reconciliation`), or all of them."""
+    """Record the groups named (`uploads`, `tenants`, `reconciliation`, `rescan`), or all."""
     HISTORIES.mkdir(exist_ok=True)
     # Not recorded here, and kept so that runs from before each patch still replay:
     # `file_upload_*_before_local_steps` (before `short-steps-as-local-activities`),
@@ -382,6 +459,8 @@ async def main(groups: list[str]) -> None:
         await record_tenants()
     if not groups or "reconciliation" in groups:
         await record_reconciliation()
+    if not groups or "rescan" in groups:
+        await record_rescan()
 
 
 if __name__ == "__main__":

@@ -137,8 +137,8 @@ async def test_scans_export_the_signature_version_and_age_asking_version_once_a_
     activities = ScanActivities("127.0.0.1", clamd.port, {"local": storage})
     env = environment(runtime, "scan-once-a-minute")
 
-    for _ in range(3):
-        assert await scan(activities, env) == ScanResult(clean=True)
+    for _ in range(3):  # each verdict names the version that gave it
+        assert await scan(activities, env) == ScanResult(clean=True, signature_version=27476)
 
     assert clamd.commands == ["VERSION", "INSTREAM", "INSTREAM", "INSTREAM"]
     found = gauges(metrics_port, "scan-once-a-minute")
@@ -170,7 +170,7 @@ async def test_a_database_built_in_the_future_is_new_not_a_failed_scan(
     activities = ScanActivities("127.0.0.1", clamd.port, {"local": storage})
     clamd.version = f"ClamAV 1.4.3/27478/{time.ctime(time.time() + 3600)}"
     env = environment(runtime, "scan-future-build")
-    assert await scan(activities, env) == ScanResult(clean=True)
+    assert await scan(activities, env) == ScanResult(clean=True, signature_version=27478)
     assert gauges(metrics_port, "scan-future-build")[SIGNATURE_AGE] == 0
 
 
@@ -179,7 +179,7 @@ async def test_a_database_without_a_daily_build_exports_no_age(
 ) -> None:
     activities = ScanActivities("127.0.0.1", clamd.port, {"local": storage})
     env = environment(runtime, "scan-engine-only")
-    clamd.version = "ClamAV 1.4.6"  # the local stack's clamd
+    clamd.version = "ClamAV 1.4.6"  # a clamd with no daily database
     assert await scan(activities, env) == ScanResult(clean=True)
     assert not gauges(metrics_port, "scan-engine-only")
 

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType, IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -296,26 +295,6 @@ def a_tenant(
         quota_files=limits.quota_files,
         max_file_bytes=limits.max_file_bytes,
     )
-
-
-@pytest.fixture(scope="module")
-async def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
-    """The time-skipping test server, told about the `TenantId` search attribute.
-
-    The tenant workflows set it on their children; the test server knows no custom
-    search attributes until they are added, and leaves a child that uses an unknown
-    one never started (its parent waits forever).
-    """
-    request = AddSearchAttributesRequest(
-        namespace=time_skipping_env.client.namespace,
-        search_attributes={TENANT_ID.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
-    )
-    try:
-        await time_skipping_env.client.operator_service.add_search_attributes(request)
-    except RPCError as err:
-        if err.status != RPCStatusCode.ALREADY_EXISTS:
-            raise
-    return time_skipping_env
 
 
 @asynccontextmanager
