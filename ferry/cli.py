@@ -7,7 +7,7 @@ import json
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvloop
@@ -176,12 +176,10 @@ def reconcile(
 ) -> None:
     """Run one reconciliation now, as its schedule does, and print what it found."""
     import dataclasses
-    import uuid
 
     from ferry.activities.reconciliation import KINDS
     from ferry.config import get_settings
-    from ferry.contracts.workflows import OPERATIONS_TENANT, RECONCILIATION_ID, search_attributes
-    from ferry.processes import connect
+    from ferry.contracts.workflows import RECONCILIATION_ID
     from ferry.workflows.reconciliation import ReconciliationWorkflow
 
     settings = get_settings()
@@ -189,15 +187,7 @@ def reconcile(
         settings.reconciliation_request(), repair=repair, tenant_ids=tenant or None
     )
 
-    async def main(_stop: asyncio.Event) -> None:
-        client = await connect(settings)
-        report = await client.execute_workflow(
-            ReconciliationWorkflow.run,
-            request,
-            id=f"{RECONCILIATION_ID}-by-hand-{uuid.uuid4().hex[:8]}",
-            task_queue=settings.tenants_task_queue,
-            search_attributes=search_attributes(OPERATIONS_TENANT),
-        )
+    def show(report: Any) -> None:
         table = Table("kind", "found", "left", "oldest", title="Reconciliation")
         for kind in KINDS:
             oldest = report.found.oldest.get(kind) or []
@@ -206,6 +196,29 @@ def reconcile(
         console.print(table)
         if report.repaired:
             console.print(f"started monitoring of: {', '.join(report.repaired)}")
+
+    _by_hand(settings, ReconciliationWorkflow.run, request, RECONCILIATION_ID, show)
+
+
+def _by_hand(
+    settings: Any, run: Any, request: Any, workflow_id: str, show: Callable[[Any], None]
+) -> None:
+    """Run one operations workflow now, as its schedule would, and `show` its result."""
+    import uuid
+
+    from ferry.contracts.workflows import OPERATIONS_TENANT, search_attributes
+    from ferry.processes import connect
+
+    async def main(_stop: asyncio.Event) -> None:
+        client = await connect(settings)
+        result = await client.execute_workflow(
+            run,
+            request,
+            id=f"{workflow_id}-by-hand-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.tenants_task_queue,
+            search_attributes=search_attributes(OPERATIONS_TENANT),
+        )
+        show(result)
 
     _run_until_signalled(main)
 
@@ -221,11 +234,8 @@ def rescan(
 ) -> None:
     """Rescan now, as the schedule does, the processed files whose verdict came from older
     signatures than clamd's, and print what was found."""
-    import uuid
-
     from ferry.config import get_settings
-    from ferry.contracts.workflows import OPERATIONS_TENANT, RESCAN_ID, search_attributes
-    from ferry.processes import connect
+    from ferry.contracts.workflows import RESCAN_ID
     from ferry.workflows.rescan import RescanWorkflow
 
     settings = get_settings()
@@ -234,15 +244,7 @@ def rescan(
     if rate is not None:
         request.rate_per_second = rate
 
-    async def main(_stop: asyncio.Event) -> None:
-        client = await connect(settings)
-        found = await client.execute_workflow(
-            RescanWorkflow.run,
-            request,
-            id=f"{RESCAN_ID}-by-hand-{uuid.uuid4().hex[:8]}",
-            task_queue=settings.tenants_task_queue,
-            search_attributes=search_attributes(OPERATIONS_TENANT),
-        )
+    def show(found: Any) -> None:
         if found.signature_version is None:
             console.print("clamd names no signature version: nothing to compare")
             return
@@ -257,7 +259,7 @@ def rescan(
         if found.superseded_by is not None:
             console.print(f"superseded by signature version {found.superseded_by}")
 
-    _run_until_signalled(main)
+    _by_hand(settings, RescanWorkflow.run, request, RESCAN_ID, show)
 
 
 @app.command("alert-webhook")

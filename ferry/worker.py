@@ -7,7 +7,8 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,6 @@ from ferry.contracts.workflows import (
     RECONCILIATION_SCHEDULE,
     RESCAN_ID,
     RESCAN_SCHEDULE,
-    ReconciliationRequest,
-    RescanRequest,
     search_attributes,
 )
 from ferry.db import create_engine, create_sessionmaker
@@ -187,75 +186,62 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     configure_tracing("ferry-worker")
     client = await connect(settings, runtime=metrics_runtime(settings.worker_metrics_port))
     async with ferry_worker(client, settings):
-        await ensure_reconciliation_schedule(client, settings)
-        await ensure_rescan_schedule(client, settings)
+        for scheduled in (RECONCILIATIONS, RESCANS):
+            await ensure_schedule(client, settings, scheduled)
         await stop.wait()
 
 
-async def ensure_reconciliation_schedule(
-    client: Client,
-    settings: Settings,
-    schedule_id: str = RECONCILIATION_SCHEDULE,
-    request: ReconciliationRequest | None = None,
-) -> None:
-    """The reconciliation's schedule as the settings say (see `ensure_schedule`).
+@dataclass(frozen=True)
+class Scheduled:
+    """An operations workflow that a schedule runs, and what the settings say of it."""
 
-    `request` replaces what the settings say each run looks for.
-    """
-    await ensure_schedule(
-        client,
-        schedule_id,
-        settings.reconciliation_interval_seconds,
-        ReconciliationWorkflow.run,
-        request or settings.reconciliation_request(),
-        workflow_id=RECONCILIATION_ID,
-        task_queue=settings.tenants_task_queue,
-        summary="reconciliation: stuck uploads, shares, migrations, monitoring",
-        note="created by ferry worker (FERRY_RECONCILIATION_*)",
-    )
+    schedule_id: str
+    workflow_id: str
+    run: Any
+    every: Callable[[Settings], int]
+    request: Callable[[Settings], Any]
+    summary: str
+    note: str
 
 
-async def ensure_rescan_schedule(
-    client: Client,
-    settings: Settings,
-    schedule_id: str = RESCAN_SCHEDULE,
-    request: RescanRequest | None = None,
-) -> None:
-    """The rescan's schedule as the settings say (see `ensure_schedule`): a run looks for
-    verdicts older than clamd's signatures even when no worker saw the version change."""
-    await ensure_schedule(
-        client,
-        schedule_id,
-        settings.rescan_interval_seconds,
-        RescanWorkflow.run,
-        request or settings.rescan_request(),
-        workflow_id=RESCAN_ID,
-        task_queue=settings.tenants_task_queue,
-        summary="rescan: verdicts older than clamd's signatures",
-        note="created by ferry worker (FERRY_RESCAN_*)",
-    )
+RECONCILIATIONS = Scheduled(
+    RECONCILIATION_SCHEDULE,
+    RECONCILIATION_ID,
+    ReconciliationWorkflow.run,
+    lambda settings: settings.reconciliation_interval_seconds,
+    lambda settings: settings.reconciliation_request(),
+    "reconciliation: stuck uploads, shares, migrations, monitoring",
+    "created by ferry worker (FERRY_RECONCILIATION_*)",
+)
+# Verdicts older than clamd's signatures, even when no worker saw the version change.
+RESCANS = Scheduled(
+    RESCAN_SCHEDULE,
+    RESCAN_ID,
+    RescanWorkflow.run,
+    lambda settings: settings.rescan_interval_seconds,
+    lambda settings: settings.rescan_request(),
+    "rescan: verdicts older than clamd's signatures",
+    "created by ferry worker (FERRY_RESCAN_*)",
+)
 
 
 async def ensure_schedule(
     client: Client,
-    schedule_id: str,
-    every: int,
-    run: Any,
-    request: Any,
-    *,
-    workflow_id: str,
-    task_queue: str,
-    summary: str,
-    note: str,
+    settings: Settings,
+    scheduled: Scheduled,
+    schedule_id: str | None = None,
+    request: Any = None,
 ) -> None:
-    """A schedule that starts `run(request)` every `every` seconds, created or updated
-    (idempotent); with `every` 0 the schedule is deleted.
+    """`scheduled`'s schedule as the settings say, created or updated (idempotent); with
+    an interval of 0 it is deleted. `schedule_id` and `request` replace its own.
 
     Every worker does this as it starts, so the schedule follows the settings of the
     latest one. A run that is due while the previous one runs is skipped (a run lasts
     one interval at most), and a run missed while no worker listened is not made up
     (the next one looks at everything anyway).
     """
+    schedule_id = schedule_id or scheduled.schedule_id
+    every = scheduled.every(settings)
     handle = client.get_schedule_handle(schedule_id)
     if every <= 0:
         try:
@@ -266,12 +252,12 @@ async def ensure_schedule(
         return
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            run,
-            request,
-            id=workflow_id,
-            task_queue=task_queue,
+            scheduled.run,
+            request or scheduled.request(settings),
+            id=scheduled.workflow_id,
+            task_queue=settings.tenants_task_queue,
             typed_search_attributes=search_attributes(OPERATIONS_TENANT),
-            static_summary=summary,
+            static_summary=scheduled.summary,
             # A run that cannot finish (no worker polls its queue any more) ends by the
             # next one's time, and skips only the runs due while it lasts.
             execution_timeout=timedelta(seconds=every),
@@ -280,7 +266,7 @@ async def ensure_schedule(
         policy=SchedulePolicy(
             overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(seconds=every)
         ),
-        state=ScheduleState(note=note),
+        state=ScheduleState(note=scheduled.note),
     )
     try:
         await client.create_schedule(schedule_id, schedule)

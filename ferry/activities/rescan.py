@@ -26,6 +26,7 @@ from temporalio.common import Priority, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from ferry.activities.clamd_version import ClamdVersion
+from ferry.activities.metrics import count
 from ferry.activities.scan import ScanActivities
 from ferry.activities.storage import provider_named
 from ferry.contracts.enums import FileState
@@ -51,6 +52,11 @@ INFECTED = "infected"
 CURRENT = "current"  # judged under the current signatures meanwhile: not read
 GONE = "gone"  # deleted, no longer processed, or its object missing
 UNSCANNABLE = "unscannable"  # over clamd's limits: never judged clean, left as it is
+RESCANS = "ferry_rescans"
+RESCANS_HELP = (
+    "Files the rescan judged again, by outcome: clean, infected (then quarantined), current"
+    " (judged meanwhile, not read), gone, unscannable."
+)
 # The rescan's tasks wait behind everything else on their queue (priority 1 is the first,
 # 3 the default): new uploads go first, the rescan takes what is left.
 RESCAN_PRIORITY = Priority(priority_key=5, fairness_key=OPERATIONS_TENANT)
@@ -146,6 +152,11 @@ class RescanActivities:
     @activity.defn(name="rescan_file")
     async def rescan_file(self, target: RescanTarget) -> RescanOutcome:
         """Judge one file again under clamd's current signatures (safe to repeat)."""
+        outcome = await self._rescan(target)
+        count(RESCANS, RESCANS_HELP, outcome=outcome.status)
+        return outcome
+
+    async def _rescan(self, target: RescanTarget) -> RescanOutcome:
         async with tenant_scope(self._sessionmaker, target.tenant_id) as db:
             row = await db.files.get(target.file_id)
             if row is None or row.state != FileState.PROCESSED:

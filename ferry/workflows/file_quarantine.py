@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import (
+        ActiveShares,
         ActiveSharesQuery,
         DatabaseActivities,
         FileRejectedInput,
@@ -100,11 +101,11 @@ class FileQuarantineWorkflow(Staged):
         )
         self._enter("ending shares")
         outcome = QuarantineOutcome(stored)
-        shares: list[str] = await call_db(
+        shares: ActiveShares = await call_db(
             DatabaseActivities.list_active_shares,
             ActiveSharesQuery(request.tenant_id, request.file_id),
         )
-        for share_id in shares:
+        for share_id in shares.share_ids:
             await self._end_share(request, share_id)
             outcome.shares_revoked.append(share_id)
         self._enter("publishing")

@@ -1,6 +1,6 @@
 """reconciliation_workflow: find the work that should have ended, repair what is safe to.
 
-A Temporal Schedule (`ferry.worker.ensure_reconciliation_schedule`) starts a run
+A Temporal Schedule (`ferry.worker.RECONCILIATIONS`) starts a run
 every few minutes. A run asks the database and Temporal's visibility for uploads
 still processing past their deadline, shares active past their expiry,
 migrations without progress, tenants over quota, and tenants without a running

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ferry.contracts.storage import StorageRef
-from ferry.db import TENANT_TABLES, InvalidTenantId, tenant_scope, tenant_session
+from ferry.db import TENANT_TABLES, InvalidTenantId, TenantScope, tenant_scope, tenant_session
 from ferry.db.models import Base
 from ferry.db.verdicts import OutdatedFile, VerdictBook, outdated_files
 
@@ -92,6 +92,18 @@ async def test_app_role_neither_owns_tables_nor_bypasses_rls(
     assert owned == 0
 
 
+async def _secret_upload(db: TenantScope, file_id: str) -> None:
+    """A file of the scope's tenant, processing, whose name no look across tenants may see."""
+    await db.files.record_processing(
+        file_id,
+        filename="secret-plans.pdf",
+        declared_content_type="application/pdf",
+        size_bytes=1,
+        uploaded_by=f"owner@{db.tenant_id}",
+        location=StorageRef("local", "ferry-ingest", f"tenants/{db.tenant_id}/uploads/s/p"),
+    )
+
+
 async def test_the_one_look_across_tenants_answers_identifiers_and_times_only(
     app_engine: AsyncEngine,
     admin_engine: AsyncEngine,
@@ -121,14 +133,7 @@ async def test_the_one_look_across_tenants_answers_identifiers_and_times_only(
     for tenant_id in (one, other):
         await seed(tenant_id)
         async with tenant_scope(app_sessionmaker, tenant_id) as db:
-            await db.files.record_processing(
-                f"{tenant_id}-stuck",
-                filename="secret-plans.pdf",
-                declared_content_type="application/pdf",
-                size_bytes=1,
-                uploaded_by=f"owner@{tenant_id}",
-                location=StorageRef("local", "ferry-ingest", f"tenants/{tenant_id}/uploads/s/p"),
-            )
+            await _secret_upload(db, f"{tenant_id}-stuck")
     pair = {"one": one, "other": other}
     async with admin_engine.connect() as conn:
         processing = set(
@@ -201,14 +206,7 @@ async def test_the_rescans_look_across_tenants_answers_identifiers_hashes_and_ti
     for tenant_id in (one, other):
         await seed(tenant_id)
         async with tenant_scope(app_sessionmaker, tenant_id) as db:
-            await db.files.record_processing(
-                f"{tenant_id}-old",
-                filename="secret-plans.pdf",
-                declared_content_type="application/pdf",
-                size_bytes=1,
-                uploaded_by=f"owner@{tenant_id}",
-                location=StorageRef("local", "ferry-ingest", f"tenants/{tenant_id}/uploads/s/p"),
-            )
+            await _secret_upload(db, f"{tenant_id}-old")
             await db.files.record_processed(
                 f"{tenant_id}-old",
                 sha256=hashes[tenant_id],

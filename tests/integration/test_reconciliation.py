@@ -37,7 +37,7 @@ from ferry.activities.reconciliation import (
     ReconciliationReport,
 )
 from ferry.config import Settings
-from ferry.contracts.storage import StorageRef
+from ferry.consumers.routes import from_event
 from ferry.contracts.workflows import (
     FileUploadInput,
     ReconciliationRequest,
@@ -46,7 +46,7 @@ from ferry.contracts.workflows import (
 )
 from ferry.demo import ensure_tenant, stage_upload
 from ferry.storage import LocalStorage
-from ferry.worker import ensure_reconciliation_schedule, ferry_worker
+from ferry.worker import RECONCILIATIONS, ensure_schedule, ferry_worker
 from ferry.workflows.file_upload import FileUploadWorkflow
 
 pytest_plugins = ["db_fixtures"]
@@ -120,17 +120,7 @@ async def test_a_scheduled_run_counts_an_upload_past_its_deadline_and_starts_mis
     event = await stage_upload(
         storage, settings.ingest_bucket, tenant, "notes.txt", "text/plain", b"stuck\n"
     )
-    upload = FileUploadInput(
-        event_id=event["event_id"],
-        tenant_id=tenant,
-        file_id=event["file_id"],
-        filename="notes.txt",
-        declared_content_type="text/plain",
-        size_bytes=event["size_bytes"],
-        storage=StorageRef(**event["storage"]),
-        uploaded_by="reconciliation-test",
-        sha256=event["sha256"],
-    )
+    upload = from_event(FileUploadInput, event, uploaded_by="reconciliation-test")
     async with ferry_worker(client, no_clamd, queue):
         stuck = await client.start_workflow(
             FileUploadWorkflow.run,
@@ -143,7 +133,7 @@ async def test_a_scheduled_run_counts_an_upload_past_its_deadline_and_starts_mis
             await eventually(lambda: _is_inspecting(stuck), "the upload to wait on its scan")
             look_at_ours = ReconciliationRequest(upload_deadline_seconds=1, tenant_ids=[tenant])
             await asyncio.sleep(1.5)  # the upload was recorded before its scan: now past 1 s
-            await ensure_reconciliation_schedule(client, no_clamd, schedule.id, look_at_ours)
+            await ensure_schedule(client, no_clamd, RECONCILIATIONS, schedule.id, look_at_ours)
 
             first = await _scheduled_run(client, schedule)
             assert first.found.counts[UPLOAD_OVERDUE] == 1

@@ -27,6 +27,7 @@ from temporalio.client import Client, WorkflowHandle
 from waiting import eventually
 
 from ferry.config import Settings, get_settings
+from ferry.consumers.routes import from_event
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import BucketRef, StorageRef
 from ferry.contracts.workflows import (
@@ -366,16 +367,7 @@ async def record_rescan() -> None:
         event = await stage_upload(
             storage, settings.ingest_bucket, tenant, "notes.txt", "text/plain", data
         )
-        upload = FileUploadInput(
-            event_id=event["event_id"],
-            tenant_id=tenant,
-            file_id=event["file_id"],
-            filename="notes.txt",
-            declared_content_type="text/plain",
-            size_bytes=len(data),
-            storage=StorageRef(**event["storage"]),
-            uploaded_by="recorder",
-        )
+        upload = from_event(FileUploadInput, event, uploaded_by="recorder")
         await client.execute_workflow(
             FileUploadWorkflow.run, upload, id=file_upload_id(tenant, upload.file_id),
             task_queue=queue,

@@ -20,7 +20,12 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from ferry.activities.database import ActiveSharesQuery, FileRejectedInput, RevokeShareInput
+from ferry.activities.database import (
+    ActiveShares,
+    ActiveSharesQuery,
+    FileRejectedInput,
+    RevokeShareInput,
+)
 from ferry.activities.database.shares import ShareRecord, ShareResult
 from ferry.activities.events import OutboundEvent, PublishedEvent
 from ferry.activities.rescan import (
@@ -132,8 +137,8 @@ class Files:
             return None
 
         @activity.defn(name="list_active_shares")
-        async def list_active_shares(query: ActiveSharesQuery) -> list[str]:
-            return self.shares.get(query.file_id, [])
+        async def list_active_shares(query: ActiveSharesQuery) -> ActiveShares:
+            return ActiveShares(self.shares.get(query.file_id, []))
 
         @activity.defn(name="revoke_share")
         async def revoke_share(request: RevokeShareInput) -> ShareResult:

@@ -43,6 +43,7 @@ from ferry.activities.database.migrations import (
     StartMigrationResult,
 )
 from ferry.activities.database.shares import (
+    ActiveShares,
     ActiveSharesQuery,
     PermissionQuery,
     PermissionResult,
@@ -93,6 +94,7 @@ class DatabaseActivities(
 
 
 __all__ = [
+    "ActiveShares",
     "ActiveSharesQuery",
     "ApplyPlanInput",
     "BegunUpload",

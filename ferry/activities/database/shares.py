@@ -95,6 +95,13 @@ class ActiveSharesQuery:
 
 
 @dataclass
+class ActiveShares:
+    """The IDs of a file's active shares, oldest first."""
+
+    share_ids: list[str]
+
+
+@dataclass
 class ShareLookup:
     found: bool
     share: ShareRecord | None = None
@@ -157,7 +164,7 @@ class ShareActivities(TenantScopedActivities):
             return ShareLookup(row is not None, None if row is None else _share(row))
 
     @activity.defn(name="list_active_shares")
-    async def list_active_shares(self, request: ActiveSharesQuery) -> list[str]:
+    async def list_active_shares(self, request: ActiveSharesQuery) -> ActiveShares:
         """The IDs of the file's active shares: the ones whose workflows still hold a grant."""
         async with self._scope(request.tenant_id) as db:
-            return await db.shares.active_ids(request.file_id)
+            return ActiveShares(await db.shares.active_ids(request.file_id))
