@@ -256,6 +256,10 @@ def rescan(
         )
         for name in found.quarantined_files:
             console.print(f"quarantined: {name}")
+        for name in found.quarantine_failed:
+            console.print(
+                f"[red]quarantine failed[/red]: {name} (its file-quarantine run says why)"
+            )
         if found.superseded_by is not None:
             console.print(f"superseded by signature version {found.superseded_by}")
 

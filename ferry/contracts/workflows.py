@@ -285,6 +285,8 @@ class RescanProgress:
     gone: int = 0  # deleted, moved or no longer processed since it was listed
     unscannable: int = 0  # over clamd's limits now: left as it is, and counted
     quarantined_files: list[str] = field(default_factory=list)  # tenant/file, the last 20
+    # Found infected, but their quarantine failed (a permanent error: its run says why).
+    quarantine_failed: list[str] = field(default_factory=list)
     cursor: RescanCursor | None = None
     started_at: datetime | None = None
     superseded_by: int | None = None  # clamd moved on to this version: its own rescan runs

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.rescan import (
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         file_quarantine_id,
         search_attributes,
     )
-    from ferry.workflows.common import DB_RETRY
+    from ferry.workflows.common import DB_RETRY, failure_detail
     from ferry.workflows.file_quarantine import FileQuarantineWorkflow, QuarantineInput
 
 # clamd down: the rescan waits for it (it is never a reason to judge a file).
@@ -150,31 +151,36 @@ class RescanWorkflow:
         return outcome
 
     async def _quarantine(self, target: RescanTarget, outcome: RescanOutcome) -> None:
+        """The file's quarantine, as a child; one that fails (a permanent error) is named
+        in the progress and fails on its own, where `FerryWorkflowFailures` sees it, and
+        the rescan goes on with the other files."""
         assert outcome.storage is not None and outcome.signature is not None
         assert self._progress.signature_version is not None
-        await workflow.execute_child_workflow(
-            FileQuarantineWorkflow.run,
-            QuarantineInput(
-                tenant_id=target.tenant_id,
-                file_id=target.file_id,
-                storage=outcome.storage,
-                signature=outcome.signature,
-                signature_version=self._progress.signature_version,
-                sha256=outcome.sha256,
-                previous_verdict_at=outcome.previous_verdict_at,
-                correlation_id=workflow.info().workflow_id,
-            ),
-            id=file_quarantine_id(target.tenant_id, target.file_id),
-            search_attributes=search_attributes(target.tenant_id),
-            static_summary=f"quarantine of {target.tenant_id}/{target.file_id}: "
-            f"{outcome.signature}",
-        )
+        name = f"{target.tenant_id}/{target.file_id}"
         progress = self._progress
+        try:
+            await workflow.execute_child_workflow(
+                FileQuarantineWorkflow.run,
+                QuarantineInput(
+                    tenant_id=target.tenant_id,
+                    file_id=target.file_id,
+                    storage=outcome.storage,
+                    signature=outcome.signature,
+                    signature_version=self._progress.signature_version,
+                    sha256=outcome.sha256,
+                    previous_verdict_at=outcome.previous_verdict_at,
+                    correlation_id=workflow.info().workflow_id,
+                ),
+                id=file_quarantine_id(target.tenant_id, target.file_id),
+                search_attributes=search_attributes(target.tenant_id),
+                static_summary=f"quarantine of {name}: {outcome.signature}",
+            )
+        except ChildWorkflowError as err:
+            workflow.logger.error("the quarantine of %s failed: %s", name, failure_detail(err))
+            progress.quarantine_failed = [*progress.quarantine_failed, name][-NAMED:]
+            return
         progress.quarantined += 1
-        progress.quarantined_files = [
-            *progress.quarantined_files,
-            f"{target.tenant_id}/{target.file_id}",
-        ][-NAMED:]
+        progress.quarantined_files = [*progress.quarantined_files, name][-NAMED:]
 
     def _show(self, state: str = "rescanning") -> None:
         """The progress as the Temporal UI shows it (Markdown)."""
@@ -189,4 +195,6 @@ class RescanWorkflow:
         ]
         if p.quarantined_files:
             lines.append(f"\nquarantined: {', '.join(p.quarantined_files)}")
+        if p.quarantine_failed:
+            lines.append(f"\n**quarantine failed**: {', '.join(p.quarantine_failed)}")
         workflow.set_current_details("\n".join(lines))

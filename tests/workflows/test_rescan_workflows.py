@@ -39,6 +39,7 @@ from ferry.activities.rescan import (
 )
 from ferry.activities.storage import MoveRequest
 from ferry.contracts.enums import GranteeType, SharePermission, ShareStatus
+from ferry.contracts.errors import OUTSIDE_TENANT
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import StorageRef
 from ferry.contracts.workflows import (
@@ -85,6 +86,7 @@ class Files:
         self.events: list[dict[str, Any]] = []
         self.shares: dict[str, list[str]] = {}
         self.revoked: list[RevokeShareInput] = []
+        self.move_refused: set[str] = set()  # keys whose move fails for good
 
     def activities(self) -> list[Any]:
         @activity.defn(name="current_signatures")
@@ -128,6 +130,8 @@ class Files:
 
         @activity.defn(name="move_object")
         async def move_object(request: MoveRequest) -> StorageRef:
+            if request.source.key in self.move_refused:
+                raise OUTSIDE_TENANT(f"{request.source.key} is not the tenant's")
             self.moved.append(request)
             return StorageRef(request.source.provider, request.bucket, request.key)
 
@@ -318,3 +322,15 @@ async def test_a_quarantine_signals_each_active_shares_workflow_and_ends_the_gon
     assert [(r.share_id, r.revoked_by) for r in files.revoked] == [("gone", REVOKED_BY)]
     [event] = files.events
     assert (event["shares_revoked"], event["previous_verdict_at"]) == (2, None)
+
+
+async def test_a_quarantine_that_fails_is_named_and_the_rescan_goes_on(
+    env: WorkflowEnvironment,
+) -> None:
+    files = Files(4, infected=frozenset({0, 2}))
+    files.move_refused.add("files/f-000/original")
+    progress = await rescan(env, files, RescanRequest(page_size=10))
+    assert files.rescanned == ["f-000", "f-001", "f-002", "f-003"]
+    assert progress.quarantine_failed == ["acme/f-000"]
+    assert (progress.quarantined, progress.quarantined_files) == (1, ["acme/f-002"])
+    assert [e["file_id"] for e in files.events] == ["f-002"]
