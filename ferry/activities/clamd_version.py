@@ -11,7 +11,8 @@ The build time is C's `ctime()` of the database's build, in clamd's own time zon
 and always in English, whatever the locale.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the rescan workflow decodes `ClamdVersion`
+# inside the Temporal sandbox (see ferry/activities/database/tenants.py).
 
 import re
 from dataclasses import dataclass

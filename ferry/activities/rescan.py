@@ -35,13 +35,14 @@ from ferry.contracts.storage import StorageRef
 from ferry.contracts.workflows import (
     OPERATIONS_TENANT,
     RESCAN,
+    OutdatedFile,
     RescanCursor,
     RescanRequest,
     rescan_id,
     search_attributes,
 )
 from ferry.db import tenant_scope
-from ferry.db.verdicts import OutdatedFile, VerdictBook, outdated_files
+from ferry.db.verdicts import VerdictBook, outdated_files
 from ferry.storage import StorageProvider
 
 log = logging.getLogger(__name__)
@@ -63,34 +64,11 @@ RESCAN_PRIORITY = Priority(priority_key=5, fairness_key=OPERATIONS_TENANT)
 
 
 @dataclass
-class Signatures:
-    """clamd's engine and signature version now (None: clamd names no version)."""
-
-    engine: str | None = None
-    signature_version: int | None = None
-
-
-@dataclass
 class OutdatedQuery:
     signature_version: int
     limit: int
     after: RescanCursor | None = None
     tenant_ids: list[str] | None = None
-
-
-@dataclass
-class RescanTarget:
-    """A processed file whose bytes were not judged under the current signatures."""
-
-    tenant_id: str
-    file_id: str
-    processed_at: datetime
-    sha256: str | None = None
-    verdict_at: datetime | None = None
-
-    @property
-    def cursor(self) -> RescanCursor:
-        return RescanCursor(self.processed_at, self.tenant_id, self.file_id)
 
 
 @dataclass
@@ -123,40 +101,32 @@ class RescanActivities:
         self._verdicts = verdicts
 
     @activity.defn(name="current_signatures")
-    async def current_signatures(self) -> Signatures:
-        """clamd's signature version, asked now (clamd down: retried)."""
+    async def current_signatures(self) -> ClamdVersion:
+        """clamd's engine and signature version, asked now (clamd down: retried)."""
         version = await self._scanner.signatures(fresh=True)
         if version is None:
             raise SCANNER_UNAVAILABLE("clamd did not say which signatures it scans with")
-        return Signatures(version.engine, version.signature_version)
+        return version
 
     @activity.defn(name="list_outdated")
-    async def list_outdated(self, query: OutdatedQuery) -> list[RescanTarget]:
+    async def list_outdated(self, query: OutdatedQuery) -> list[OutdatedFile]:
         """The next page of files without a verdict under `signature_version`, newest first."""
-        after = None
-        if query.after is not None:
-            cursor = query.after
-            after = OutdatedFile(cursor.tenant_id, cursor.file_id, cursor.processed_at, None, None)
-        found = await outdated_files(
+        return await outdated_files(
             self._engine,
             query.signature_version,
-            after=after,
+            after=query.after,
             limit=query.limit,
             only_tenants=query.tenant_ids,
         )
-        return [
-            RescanTarget(f.tenant_id, f.file_id, f.processed_at, f.sha256, f.verdict_at)
-            for f in found
-        ]
 
     @activity.defn(name="rescan_file")
-    async def rescan_file(self, target: RescanTarget) -> RescanOutcome:
+    async def rescan_file(self, target: OutdatedFile) -> RescanOutcome:
         """Judge one file again under clamd's current signatures (safe to repeat)."""
         outcome = await self._rescan(target)
         count(RESCANS, RESCANS_HELP, outcome=outcome.status)
         return outcome
 
-    async def _rescan(self, target: RescanTarget) -> RescanOutcome:
+    async def _rescan(self, target: OutdatedFile) -> RescanOutcome:
         async with tenant_scope(self._sessionmaker, target.tenant_id) as db:
             row = await db.files.get(target.file_id)
             if row is None or row.state != FileState.PROCESSED:

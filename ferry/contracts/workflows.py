@@ -273,6 +273,22 @@ class RescanCursor:
 
 
 @dataclass
+class OutdatedFile:
+    """A processed file whose bytes have no verdict under the current signatures: what the
+    rescan's listing answers, and (its last) where the next page starts."""
+
+    tenant_id: str
+    file_id: str
+    processed_at: datetime
+    sha256: str | None = None
+    verdict_at: datetime | None = None  # when its bytes were last judged; None: not recorded
+
+    @property
+    def cursor(self) -> RescanCursor:
+        return RescanCursor(self.processed_at, self.tenant_id, self.file_id)
+
+
+@dataclass
 class RescanProgress:
     """How far a rescan has come, carried across its continue-as-new runs."""
 

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ferry.contracts.workflows import OutdatedFile, RescanCursor
 from ferry.db.models import ScanVerdict
 
 _CANDIDATES = text(
@@ -35,17 +36,6 @@ class Verdict:
     clean: bool
     signature: str | None
     scanned_at: datetime
-
-
-@dataclass(frozen=True)
-class OutdatedFile:
-    """A processed file whose bytes were not judged under the current signatures."""
-
-    tenant_id: str
-    file_id: str
-    processed_at: datetime
-    sha256: str | None
-    verdict_at: datetime | None  # when its bytes were last judged; None: never recorded
 
 
 class VerdictBook:
@@ -105,12 +95,12 @@ async def outdated_files(
     engine: AsyncEngine,
     signature_version: int,
     *,
-    after: OutdatedFile | None = None,
+    after: RescanCursor | None = None,
     limit: int = 50,
     only_tenants: Sequence[str] | None = None,
 ) -> list[OutdatedFile]:
     """Processed files without a verdict under `signature_version`, newest first; `after`
-    is the last of the previous page."""
+    is the cursor of the last of the previous page."""
     params = {
         "version": signature_version,
         "before_at": after.processed_at if after else None,

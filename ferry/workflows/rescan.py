@@ -23,6 +23,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from ferry.activities.clamd_version import ClamdVersion
     from ferry.activities.rescan import (
         CLEAN,
         CURRENT,
@@ -32,12 +33,11 @@ with workflow.unsafe.imports_passed_through():
         OutdatedQuery,
         RescanActivities,
         RescanOutcome,
-        RescanTarget,
-        Signatures,
     )
     from ferry.contracts.errors import PERMANENT
     from ferry.contracts.workflows import RESCAN as WORKFLOW
     from ferry.contracts.workflows import (
+        OutdatedFile,
         RescanProgress,
         RescanRequest,
         file_quarantine_id,
@@ -73,7 +73,7 @@ class RescanWorkflow:
         if progress.started_at is None:
             progress.started_at = workflow.now()
         if progress.signature_version is None:
-            signatures: Signatures = await workflow.execute_activity_method(
+            signatures: ClamdVersion = await workflow.execute_activity_method(
                 RescanActivities.current_signatures,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=SCAN_RETRY,
@@ -87,7 +87,7 @@ class RescanWorkflow:
             )
         self._show()
         for _ in range(PAGES_PER_RUN):
-            page: list[RescanTarget] = await workflow.execute_activity_method(
+            page: list[OutdatedFile] = await workflow.execute_activity_method(
                 RescanActivities.list_outdated,
                 OutdatedQuery(
                     progress.signature_version,
@@ -126,7 +126,7 @@ class RescanWorkflow:
             )
         )
 
-    async def _rescan(self, target: RescanTarget) -> RescanOutcome:
+    async def _rescan(self, target: OutdatedFile) -> RescanOutcome:
         progress = self._progress
         progress.listed += 1
         outcome: RescanOutcome = await workflow.execute_activity_method(
@@ -150,7 +150,7 @@ class RescanWorkflow:
             progress.gone += 1
         return outcome
 
-    async def _quarantine(self, target: RescanTarget, outcome: RescanOutcome) -> None:
+    async def _quarantine(self, target: OutdatedFile, outcome: RescanOutcome) -> None:
         """The file's quarantine, as a child; one that fails (a permanent error) is named
         in the progress and fails on its own, where `FerryWorkflowFailures` sees it, and
         the rescan goes on with the other files."""

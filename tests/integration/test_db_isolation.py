@@ -11,9 +11,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ferry.contracts.storage import StorageRef
+from ferry.contracts.workflows import OutdatedFile
 from ferry.db import TENANT_TABLES, InvalidTenantId, TenantScope, tenant_scope, tenant_session
 from ferry.db.models import Base
-from ferry.db.verdicts import OutdatedFile, VerdictBook, outdated_files
+from ferry.db.verdicts import VerdictBook, outdated_files
 
 if TYPE_CHECKING:
     from db_fixtures import Seed
@@ -239,7 +240,7 @@ async def test_the_rescans_look_across_tenants_answers_identifiers_hashes_and_ti
     # Page by page, each after the last of the one before: the same files, once each.
     pages: list[OutdatedFile] = []
     while page := await outdated_files(
-        app_engine, 8, after=pages[-1] if pages else None, only_tenants=[one, other], limit=1
+        app_engine, 8, after=pages[-1].cursor if pages else None, only_tenants=[one, other], limit=1
     ):
         pages.extend(page)
     assert pages == everything

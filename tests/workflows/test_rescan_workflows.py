@@ -20,6 +20,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from ferry.activities.clamd_version import ClamdVersion
 from ferry.activities.database import (
     ActiveShares,
     ActiveSharesQuery,
@@ -34,8 +35,6 @@ from ferry.activities.rescan import (
     INFECTED,
     OutdatedQuery,
     RescanOutcome,
-    RescanTarget,
-    Signatures,
 )
 from ferry.activities.storage import MoveRequest
 from ferry.contracts.enums import GranteeType, SharePermission, ShareStatus
@@ -44,6 +43,7 @@ from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import StorageRef
 from ferry.contracts.workflows import (
     SHARE_REVOKE_SIGNAL,
+    OutdatedFile,
     RescanProgress,
     RescanRequest,
     ShareRevocation,
@@ -67,7 +67,7 @@ class Files:
         current: frozenset[int] = frozenset(),
     ) -> None:
         self.targets = [
-            RescanTarget(
+            OutdatedFile(
                 tenant_id="acme",
                 file_id=f"f-{index:03d}",
                 processed_at=EPOCH - timedelta(minutes=index),
@@ -90,11 +90,11 @@ class Files:
 
     def activities(self) -> list[Any]:
         @activity.defn(name="current_signatures")
-        async def current_signatures() -> Signatures:
-            return Signatures("1.4.6", self.version)
+        async def current_signatures() -> ClamdVersion:
+            return ClamdVersion("1.4.6", self.version)
 
         @activity.defn(name="list_outdated")
-        async def list_outdated(query: OutdatedQuery) -> list[RescanTarget]:
+        async def list_outdated(query: OutdatedQuery) -> list[OutdatedFile]:
             self.pages.append(query)
             after = query.after
             left = [
@@ -107,7 +107,7 @@ class Files:
             return left[: query.limit]
 
         @activity.defn(name="rescan_file")
-        async def rescan_file(target: RescanTarget) -> RescanOutcome:
+        async def rescan_file(target: OutdatedFile) -> RescanOutcome:
             index = int(target.file_id.removeprefix("f-"))
             if self.moves_on_after is not None and len(self.rescanned) >= self.moves_on_after:
                 self.version = self.later_version or self.version
