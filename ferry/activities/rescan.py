@@ -141,9 +141,10 @@ class RescanActivities:
         outcome = RescanOutcome(
             GONE, signature_version, sha256=sha256, storage=storage, previous_verdict_at=previous
         )
-        if await self._scanner.known(sha256, version) is not None:
-            outcome.status = CURRENT
-            return outcome
+        if before is not None and signature_version is not None:
+            if before.signature_version == signature_version:  # judged meanwhile
+                outcome.status = CURRENT
+                return outcome
         digest = hashlib.sha256()
         provider = provider_named(self._providers, storage.provider)
 
