@@ -187,19 +187,18 @@ async def test_a_new_signature_quarantines_a_processed_file_and_ends_its_share(
     )
     assert new == old + 1 == _version(stack)
 
-    # The next upload's scan sees the new version, and starts its rescan.
-    late_bytes = _text(50)
-    late = await _upload(
-        publisher, file_events, local_storage, settings, tenant, "c.txt", late_bytes
+    # The next upload's scan sees the new version, and starts its rescan: the upload's
+    # own outcome and the rescan's events come in either order.
+    late_upload = await stage_upload(
+        local_storage, settings.ingest_bucket, tenant, "c.txt", "text/plain", _text(50)
     )
+    await send(publisher, late_upload)
+    events = await file_events.wait_for(lambda e: e["tenant_id"] == tenant, count=3, timeout=120)
+    [late] = [e for e in events if e.get("file_id") == late_upload["file_id"]]
+    assert late["event_type"] == "file.processed", late
     late_verdict = await book.get(late["sha256"])
     assert late_verdict is not None and late_verdict.signature_version == new
 
-    events = await file_events.wait_for(
-        lambda e: e["tenant_id"] == tenant and e["event_type"] != "file.processed",
-        count=2,
-        timeout=120,
-    )
     by_type = {e["event_type"]: e for e in events}
     quarantined, revoked = by_type["file.quarantined"], by_type["file.share_revoked"]
     signature = f"Ferry-Test-Rescan-{tenant}.UNOFFICIAL"
