@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # 9466 is `ferry alert-webhook`'s port.
     meter_metrics_port: int = 9467  # 0: no metrics endpoint (and no lag measured)
     meter_metrics_address: str = "127.0.0.1"  # 0.0.0.0 where Prometheus scrapes from elsewhere
+    # The meter starts its consumer anew when its group has had records left and committed
+    # nothing for this long (0: never); see ferry.processes.run_meter.
+    meter_stall_seconds: float = Field(default=60.0, ge=0)
 
     # The tenant workflows' clocks, read by the `tenant_policy` activity as a workflow starts.
     tenant_usage_interval_seconds: float = Field(default=3600.0, gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 from temporalio.client import Client
@@ -112,37 +113,62 @@ async def run_meter(settings: Settings, stop: asyncio.Event) -> None:
     While Temporal is unreachable a signal waits (the client retries it), and
     so does the agent: the meter falls behind, then catches up.
 
-    Its metrics are served on `meter_metrics_port`, with its group's lag measured
-    every 10 s (neither with port 0). A port it cannot listen on is logged and the
-    meter counts on without metrics: the counting matters more than its metrics.
+    Its metrics are served on `meter_metrics_port` (not with port 0); a port it cannot
+    listen on is logged and the meter counts on without metrics: the counting matters
+    more than its metrics. Its group's lag is measured every 10 s either way, as the
+    watchdog's eyes: when the group has had records left and committed nothing for
+    `meter_stall_seconds`, the faust app is stopped and a new one started in its place.
+    faust's agents can stop consuming after a Kafka outage without a word
+    (faust-streaming/faust#523, #175); counting is idempotent by event ID, so what the
+    old app had read and not committed is read again and counted once.
     """
     client = await connect(settings, retry_config=temporal.WAIT_FOR_TEMPORAL)
     partitions = await topic_partitions(settings.kafka_bootstrap, FILE_EVENTS)
     metrics = MeterMetrics()
-    lag: asyncio.Task[None] | None = None
     if settings.meter_metrics_port:
         try:
             metrics.serve(settings.meter_metrics_port, settings.meter_metrics_address)
         except OSError as exc:
             log.error("no metrics on port %s: %s", settings.meter_metrics_port, exc)
-        else:
-            group = GroupLag(
-                settings.kafka_bootstrap, settings.meter_app_id, FILE_EVENTS, partitions, metrics
-            )
-            lag = asyncio.create_task(group.run())
+    group = GroupLag(
+        settings.kafka_bootstrap, settings.meter_app_id, FILE_EVENTS, partitions, metrics,
+        stall_seconds=settings.meter_stall_seconds,
+    )  # fmt: skip
+    lag = asyncio.create_task(group.run())
     try:
-        with tempfile.TemporaryDirectory(prefix="ferry-meter-") as datadir:
-            app = create_app(
-                settings.meter_app_id, settings.kafka_bootstrap, partitions, Path(datadir)
-            )
-            UsageMeter(app, client, metrics=metrics)
-            await app.start()
-            try:
-                await stop.wait()
-            finally:
-                await app.stop()
+        while not stop.is_set():
+            with tempfile.TemporaryDirectory(prefix="ferry-meter-") as datadir:
+                app = create_app(
+                    settings.meter_app_id, settings.kafka_bootstrap, partitions, Path(datadir)
+                )
+                UsageMeter(app, client, metrics=metrics)
+                await app.start()
+                try:
+                    await _first_of(stop, group.stalled)
+                finally:
+                    await app.stop()
+            if group.stalled.is_set() and not stop.is_set():
+                log.error(
+                    "the meter's group %s committed nothing for %.0f s with records left:"
+                    " starting its consumer anew",
+                    settings.meter_app_id,
+                    settings.meter_stall_seconds,
+                )
+                metrics.restarts.inc()
+            group.stalled.clear()
+            if group.progress is not None:
+                group.progress.restart(time.monotonic())
     finally:
-        if lag is not None:
-            lag.cancel()
-            await asyncio.wait([lag])
+        lag.cancel()
+        await asyncio.wait([lag])
         metrics.close()
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until one of `events` is set."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
@@ -68,6 +69,12 @@ class MeterMetrics:
             "When the meter last added an event to a tenant's totals (Unix time; 0: not yet).",
             registry=self.registry,
         )
+        self.restarts = Counter(
+            "ferry_meter_consumer_restarts",
+            "Times the meter started its consumer anew: its group had records left and"
+            " committed nothing for FERRY_METER_STALL_SECONDS.",
+            registry=self.registry,
+        )
         self._server: tuple[WSGIServer, Thread] | None = None
 
     def serve(self, port: int, address: str = "127.0.0.1") -> None:
@@ -97,6 +104,32 @@ def partition_lag(
     }
 
 
+class Progress:
+    """Whether a consumer group moves on: its committed offsets, as measured over time.
+
+    The group is stalled when it has records left (lag above 0) and its committed
+    offsets have not moved for `patience` seconds of measurements. Only measurements
+    that succeeded count: while Kafka is away nothing is measured, and no stall is
+    declared for the outage itself.
+    """
+
+    def __init__(self, patience: float) -> None:
+        self.patience = patience
+        self._committed: dict[int, int] | None = None
+        self._since: float | None = None
+
+    def see(self, committed: Mapping[int, int], lag: Mapping[int, int], now: float) -> bool:
+        """Record one measurement at `now` (monotonic seconds); True if the group stalls."""
+        if self._committed != dict(committed) or not any(lag.values()) or self._since is None:
+            self._committed, self._since = dict(committed), now
+            return False
+        return now - self._since >= self.patience
+
+    def restart(self, now: float) -> None:
+        """The group's consumer was started anew: its patience starts again."""
+        self._committed, self._since = None, now
+
+
 class GroupLag:
     """Measures a consumer group's lag on a topic from outside the group, on a timer.
 
@@ -114,12 +147,17 @@ class GroupLag:
 
     def __init__(
         self, bootstrap: str, group: str, topic: str, partitions: int, metrics: MeterMetrics,
-        interval: float = 10.0,
+        interval: float = 10.0, stall_seconds: float = 0.0,
     ) -> None:  # fmt: skip
         self.bootstrap, self.group, self.topic = bootstrap, group, topic
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self.metrics = metrics
         self.interval = interval
+        # Set when the group has had records left and committed nothing for
+        # `stall_seconds` (0: never); the meter then starts its consumer anew.
+        self.stalled = asyncio.Event()
+        self.progress = Progress(stall_seconds) if stall_seconds > 0 else None
+        self.committed: dict[int, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
 
@@ -150,9 +188,12 @@ class GroupLag:
         committed = await self._admin.list_consumer_group_offsets(
             self.group, partitions=self.partitions
         )
+        self.committed = {
+            tp.partition: meta.offset for tp, meta in committed.items() if meta.offset >= 0
+        }
         lag = partition_lag(
             {tp.partition: offset for tp, offset in ends.items()},
-            {tp.partition: meta.offset for tp, meta in committed.items() if meta.offset >= 0},
+            self.committed,
             {tp.partition: offset for tp, offset in firsts.items()},
         )
         for partition, records in lag.items():
@@ -167,9 +208,12 @@ class GroupLag:
                 try:
                     if self._consumer is None:
                         await self.start()
-                    await self.measure()
+                    lag = await self.measure()
                 except (KafkaError, OSError) as exc:
                     log.warning("could not measure the meter's lag on %s: %s", self.topic, exc)
+                else:
+                    if self.progress and self.progress.see(self.committed, lag, time.monotonic()):
+                        self.stalled.set()
                 await asyncio.sleep(self.interval)
         finally:
             await self.stop()

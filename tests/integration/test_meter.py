@@ -63,13 +63,14 @@ class UsageProbeWorkflow:
 class MeterProcess:
     """`ferry meter` as a separate process, stopped the way an operator stops it."""
 
-    def __init__(self, app_id: str, log: Path) -> None:
+    def __init__(self, app_id: str, log: Path, **env: str) -> None:
         self.app_id = app_id
         self.log = log
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "FERRY_METER_APP_ID": self.app_id}
+        env = {**os.environ, "FERRY_METER_APP_ID": self.app_id, **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ferry.cli", "meter"], env=env, stdout=out, stderr=out

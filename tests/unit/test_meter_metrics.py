@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from ferry.meter.app import UsageMeter, create_app
-from ferry.meter.metrics import MeterMetrics, partition_lag
+from ferry.meter.metrics import MeterMetrics, Progress, partition_lag
 from ferry.meter.usage import TenantUsage
 from ferry.schemas import encode
 
@@ -156,3 +156,29 @@ def test_the_endpoint_serves_the_metrics_until_closed() -> None:
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=2)
     metrics.close()  # twice: nothing more to do
+
+
+def test_a_group_that_commits_nothing_with_records_left_stalls_after_its_patience() -> None:
+    progress = Progress(patience=60)
+    assert not progress.see({0: 5}, {0: 3}, now=0)
+    assert not progress.see({0: 5}, {0: 3}, now=59)
+    assert progress.see({0: 5}, {0: 3}, now=60)
+
+
+def test_a_group_that_commits_or_has_nothing_left_never_stalls() -> None:
+    progress = Progress(patience=60)
+    for second in range(0, 600, 10):  # a commit every 10 s
+        assert not progress.see({0: second}, {0: 3}, now=second)
+    idle = Progress(patience=60)
+    for second in range(0, 600, 10):  # caught up: nothing to commit
+        assert not idle.see({0: 5}, {0: 0}, now=second)
+
+
+def test_after_a_restart_the_patience_starts_again() -> None:
+    progress = Progress(patience=60)
+    progress.see({0: 5}, {0: 3}, now=0)
+    assert progress.see({0: 5}, {0: 3}, now=70)
+    progress.restart(now=70)
+    assert not progress.see({0: 5}, {0: 3}, now=80)
+    assert not progress.see({0: 5}, {0: 3}, now=139)
+    assert progress.see({0: 5}, {0: 3}, now=140)
