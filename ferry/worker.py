@@ -119,7 +119,7 @@ async def ferry_worker(
         events = EventActivities(publisher)
         sessionmaker = create_sessionmaker(engine)
         database = DatabaseActivities(sessionmaker)
-        rescan = RescanActivities(engine, sessionmaker, scan, providers, verdicts)
+        rescan = RescanActivities(engine, sessionmaker, scan, providers)
         # Uploads' copies for the media steps, which this worker takes on a queue of its own.
         own_queue = worker_queue(task_queue or settings.files_task_queue)
         spool = SpoolStore(Path(tempfile.mkdtemp(prefix="ferry-spool-")), own_queue)

@@ -42,7 +42,7 @@ from ferry.contracts.workflows import (
     search_attributes,
 )
 from ferry.db import tenant_scope
-from ferry.db.verdicts import VerdictBook, outdated_files
+from ferry.db.verdicts import outdated_files
 from ferry.storage import StorageProvider
 
 log = logging.getLogger(__name__)
@@ -92,13 +92,11 @@ class RescanActivities:
         sessionmaker: async_sessionmaker[AsyncSession],
         scanner: ScanActivities,
         providers: Mapping[str, StorageProvider],
-        verdicts: VerdictBook,
     ) -> None:
         self._engine = engine
         self._sessionmaker = sessionmaker
-        self._scanner = scanner
+        self._scanner = scanner  # clamd, and the verdicts it records
         self._providers = dict(providers)
-        self._verdicts = verdicts
 
     @activity.defn(name="current_signatures")
     async def current_signatures(self) -> ClamdVersion:
@@ -136,7 +134,7 @@ class RescanActivities:
         # Asked now: the verdict is recorded under the version that gives it.
         version = await self._scanner.signatures(fresh=True)
         signature_version = version.signature_version if version else None
-        before = await self._verdicts.get(sha256) if sha256 else None
+        before = await self._scanner.recorded(sha256) if sha256 else None
         previous = before.scanned_at if before else (target.verdict_at or processed_at)
         outcome = RescanOutcome(
             GONE, signature_version, sha256=sha256, storage=storage, previous_verdict_at=previous

@@ -34,7 +34,7 @@ from ferry.contracts.errors import (
 )
 from ferry.contracts.layout import DEFAULT_PLACES, Places
 from ferry.contracts.storage import ScopedRef
-from ferry.db.verdicts import VerdictBook
+from ferry.db.verdicts import Verdict, VerdictBook
 from ferry.storage import CHUNK_SIZE, ObjectNotFound, StorageProvider
 
 # clamd reports a file over one of its limits as a "virus" of this family; such a
@@ -206,6 +206,10 @@ class ScanActivities:
         result = await self.stream(provider.read(bucket, key), f"{bucket}/{key}", version)
         await self.record(sha256, version, result)
         return result
+
+    async def recorded(self, sha256: str) -> Verdict | None:
+        """The latest verdict recorded on these bytes, under whatever signatures gave it."""
+        return await self._verdicts.get(sha256) if self._verdicts is not None else None
 
     async def known(self, sha256: str | None, version: ClamdVersion | None) -> ScanResult | None:
         """The recorded verdict on these bytes, if it was given under `version`."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -34,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         RescanActivities,
         RescanOutcome,
     )
-    from ferry.contracts.errors import PERMANENT
     from ferry.contracts.workflows import RESCAN as WORKFLOW
     from ferry.contracts.workflows import (
         OutdatedFile,
@@ -46,12 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from ferry.workflows.common import DB_RETRY, failure_detail
     from ferry.workflows.file_quarantine import FileQuarantineWorkflow, QuarantineInput
 
-# clamd down: the rescan waits for it (it is never a reason to judge a file).
-SCAN_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=PERMANENT,
-)
+    # clamd down: the rescan waits for it, as an upload's scan does.
+    from ferry.workflows.upload_steps import SCAN_RETRY
+
 PAGES_PER_RUN = 20
 NAMED = 20  # the quarantined files the progress names (the latest)
 
