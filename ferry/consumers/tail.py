@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ class TopicFollower:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
         )
+        self._pending: collections.deque[Event] = collections.deque()
 
     async def start(self, timeout: float = 30.0) -> None:
         await self._consumer.start()
@@ -75,11 +77,18 @@ class TopicFollower:
         await self.stop()
 
     async def records(self, stop: asyncio.Event | None = None) -> AsyncIterator[Event]:
+        """Each record from where the last reader left off: a batch fetched and not yet
+        yielded waits here for the next reader (`wait_for` stops mid-batch)."""
         while stop is None or not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    yield decode_record(record.value, record.headers)
+            if not self._pending:
+                batches = await self._consumer.getmany(timeout_ms=200)
+                self._pending.extend(
+                    decode_record(record.value, record.headers)
+                    for records in batches.values()
+                    for record in records
+                )
+            while self._pending:
+                yield self._pending.popleft()
 
     async def wait_for(
         self, match: Callable[[Event], bool], count: int = 1, timeout: float = 60.0
