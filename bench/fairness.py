@@ -1,15 +1,19 @@
 """Fairness benchmark: one tenant's burst of uploads, then one upload of a quiet tenant.
 
-Measures the quiet tenant's upload latency on an idle worker, then behind a burst
-of another tenant's uploads twice in one run: with fairness off (the runs carry no
+Measures the quiet tenant's upload latency on an idle worker (the median of
+`--samples` uploads, one after another), then behind a burst of another tenant's
+uploads twice in one run: with fairness off (the runs carry no
 fairness key: Temporal dispatches their tasks first come, first served) and with
 fairness on (each run's fairness key is its tenant, as the bridge starts them, and
-its activities carry its plan's weight). The goal: with fairness on, the quiet
-upload completes within 2x its idle latency.
+its activities carry its plan's weight; the median of `--samples` quiet uploads,
+one after another, while the burst is still queued). The goal: with fairness on,
+the quiet upload completes within 2x its idle latency. Each quiet upload's time
+is also taken apart by its history: its workflow and activity tasks' waits in
+the queue (scheduled to started) and their runs (started to completed).
 
 The worker runs as its own process (`ferry worker`) on a task queue of the run's
 own; the stack's Temporal must run with task queue fairness enabled, as the local
-stack's does (`matching.enableFairness`). After each burst's quiet upload, the
+stack's does (`matching.enableFairness`). After each burst's quiet uploads, the
 burst's runs still going are terminated and their tasks given 10 s to leave, so
 each measurement starts from an idle queue; fairness on is measured first, so that
 no leftover of the unfair burst slows it. The quiet tenant's uploads are all photos
@@ -22,15 +26,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import Priority
 from temporalio.service import RPCError
@@ -95,29 +102,89 @@ class Uploads:
         )
 
 
-async def latency(uploads: Uploads, fair: bool) -> float:
-    """Seconds from the start of one upload to its result."""
+@dataclass
+class Sample:
+    """One quiet upload: its latency, and where its run's time went by its history."""
+
+    seconds: float
+    waiting_for_workflow_tasks: float = 0.0
+    in_workflow_tasks: float = 0.0
+    waiting_for_activities: float = 0.0
+    in_activities: float = 0.0
+
+    def row(self) -> str:
+        return (
+            f"{self.seconds:.2f} s; workflow tasks {self.waiting_for_workflow_tasks:.2f} queued,"
+            f" {self.in_workflow_tasks:.2f} run; activities {self.waiting_for_activities:.2f}"
+            f" queued, {self.in_activities:.2f} run"
+        )
+
+
+async def accounted(seconds: float, handle: WorkflowHandle[Any, Any]) -> Sample:
+    """The run's time by its history: each task's wait from scheduled to started, and
+    its run from started to completed (the media steps overlap, so the activities' sums
+    can exceed the whole)."""
+    sample = Sample(seconds)
+    scheduled: dict[int, float] = {}
+    started: dict[int, float] = {}
+    async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime().timestamp()
+        kind = event.event_type
+        if kind in (EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+                    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED):  # fmt: skip
+            scheduled[event.event_id] = at
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started[event.event_id] = at
+            was = event.workflow_task_started_event_attributes.scheduled_event_id
+            sample.waiting_for_workflow_tasks += at - scheduled[was]
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            was = event.workflow_task_completed_event_attributes.started_event_id
+            sample.in_workflow_tasks += at - started[was]
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started[event.event_id] = at
+            was = event.activity_task_started_event_attributes.scheduled_event_id
+            sample.waiting_for_activities += at - scheduled[was]
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            was = event.activity_task_completed_event_attributes.started_event_id
+            sample.in_activities += at - started[was]
+    return sample
+
+
+async def latency(uploads: Uploads, fair: bool) -> Sample:
+    """One upload, from its start to its result."""
     [upload] = await uploads.staged(1)
     began = time.perf_counter()
-    result = await (await uploads.start(upload, fair)).result()
+    handle = await uploads.start(upload, fair)
+    result = await handle.result()
+    seconds = time.perf_counter() - began
     assert result.status == "processed", result
-    return time.perf_counter() - began
+    return await accounted(seconds, handle)
 
 
-async def behind_a_burst(burst: Uploads, quiet: Uploads, size: int, fair: bool) -> float:
-    """The quiet tenant's upload latency while `size` uploads of the burst wait."""
+def median(samples: list[Sample]) -> Sample:
+    return sorted(samples, key=lambda sample: sample.seconds)[len(samples) // 2]
+
+
+async def behind_a_burst(
+    burst: Uploads, quiet: Uploads, size: int, fair: bool, samples: int
+) -> list[Sample]:
+    """The quiet tenant's uploads, one after another, while `size` uploads of the burst
+    wait."""
     handles = [await burst.start(upload, fair) for upload in await burst.staged(size)]
     await asyncio.sleep(2)  # the burst's tasks are queued and the worker is busy
-    quiet_seconds = await latency(quiet, fair)
-    for handle in handles:
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            with contextlib.suppress(RPCError):  # it may have finished meanwhile
-                await handle.terminate("fairness benchmark: measured")
+    quiet_samples = [await latency(quiet, fair) for _ in range(samples)]
+    running = [handle for handle in handles
+               if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING]  # fmt: skip
+    if len(running) < size // 2:
+        console.print(f"[yellow]only {len(running)} of the burst's runs were left at the end[/]")
+    for handle in running:
+        with contextlib.suppress(RPCError):  # it may have finished meanwhile
+            await handle.terminate("fairness benchmark: measured")
     await asyncio.sleep(10)  # the terminated runs' tasks leave the queue and the worker
-    return quiet_seconds
+    return quiet_samples
 
 
-async def main(size: int) -> dict[str, Any]:
+async def main(size: int, samples: int) -> dict[str, Any]:
     settings = get_settings()
     client = await connect(settings)
     await LocalStorage(settings.local_storage_root).create_bucket(settings.ingest_bucket)
@@ -135,30 +202,41 @@ async def main(size: int) -> dict[str, Any]:
     try:
         await asyncio.sleep(3)  # the worker has started and polls
         await latency(quiet, fair=True)  # warm: the models load, the caches fill
-        idle = [await latency(quiet, fair=True) for _ in range(3)]
-        console.print(f"idle: {idle}")
-        console.print(f"fairness on: {size} uploads of one tenant, then one of another…")
-        fair = await behind_a_burst(burst, quiet, size, fair=True)
-        console.print(f"quiet upload, fairness on: {fair:.2f} s")
-        console.print(f"fairness off: {size} uploads of one tenant, then one of another…")
-        unfair = await behind_a_burst(burst, quiet, size, fair=False)
-        console.print(f"quiet upload, fairness off: {unfair:.2f} s")
+        measured = {"idle": [await latency(quiet, fair=True) for _ in range(samples)]}
+        # Without fairness every quiet upload waits out the whole burst, and the second
+        # would find it drained: one is measured.
+        for fair, name, count in ((True, "fairness_on", samples), (False, "fairness_off", 1)):
+            console.print(f"{name}: {size} uploads of one tenant, then {count} of another…")
+            measured[name] = await behind_a_burst(burst, quiet, size, fair, count)
     finally:
         worker.stop()
-    idle_seconds = sorted(idle)[1]
-    return {
+    for name, taken in measured.items():
+        console.print(f"{name}:")
+        for sample in taken:
+            console.print(f"  {sample.row()}")
+    idle = median(measured["idle"]).seconds
+    results: dict[str, Any] = {
         "burst_uploads": size,
-        "idle_seconds": idle_seconds,
-        "fairness_off_seconds": unfair,
-        "fairness_on_seconds": fair,
-        "fairness_off_ratio": unfair / idle_seconds,
-        "fairness_on_ratio": fair / idle_seconds,
+        "samples": samples,
+        "activity_slots": get_settings().worker_activity_slots,
+        "idle_seconds": idle,
     }
+    for name in ("fairness_on", "fairness_off"):
+        results[f"{name}_seconds"] = median(measured[name]).seconds
+        results[f"{name}_ratio"] = results[f"{name}_seconds"] / idle
+    results["samples_taken"] = {
+        name: [dataclasses.asdict(sample) for sample in taken] for name, taken in measured.items()
+    }
+    return results
 
 
 def report(results: dict[str, Any]) -> None:
     table = Table("measure", "value", "goal", title="Ferry fairness benchmark")
-    table.add_row("quiet tenant's upload, idle worker", f"{results['idle_seconds']:.2f} s", "")
+    table.add_row(
+        f"quiet tenant's upload, idle worker (median of {results['samples']})",
+        f"{results['idle_seconds']:.2f} s",
+        "",
+    )
     table.add_row(
         f"    behind {results['burst_uploads']} uploads, fairness off",
         f"{results['fairness_off_seconds']:.2f} s ({results['fairness_off_ratio']:.1f}x idle)",
@@ -175,8 +253,9 @@ def report(results: dict[str, Any]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=200, help="uploads in the burst")
+    parser.add_argument("--samples", type=int, default=5, help="quiet uploads per measure")
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.burst))
+    outcome = asyncio.run(main(args.burst, args.samples))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fairness.json").write_text(json.dumps(outcome, indent=2))
     report(outcome)

@@ -55,11 +55,11 @@ class Settings(BaseSettings):
     bridge_metrics_port: int = 9464  # 0: no metrics endpoint
     bridge_metrics_address: str = "127.0.0.1"  # 0.0.0.0 where Prometheus scrapes from elsewhere
     worker_metrics_port: int = 9465  # Temporal's runtime metrics of the worker; 0: none
-    # Activities a worker runs at once, per task queue: four per core. Media work is
-    # CPU-bound; with many more slots than cores each running task gets a smaller share
-    # of them, and a task that task queue fairness dispatched first still finishes late
-    # (`make bench-fairness`; the README has its figures).
-    worker_activity_slots: int = Field(default_factory=lambda: 4 * (os.cpu_count() or 1), ge=1)
+    # Activities a worker runs at once, per task queue: one per core. Media work is
+    # CPU-bound, so more slots than cores buy little throughput; what waits had better
+    # wait in Temporal's queue, where fairness orders it, than beside the burst's running
+    # tasks for a share of the cores (`make bench-fairness`; the README has its figures).
+    worker_activity_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     log_format: str = "json"  # json | console
     log_level: str = "INFO"
     # The usage meter's faust app: its consumer group and the prefix of its changelog topics.
