@@ -12,11 +12,11 @@ Measures
       in one plain process, with no Kafka, Temporal or database (the activities'
       own code, each call in Temporal's in-process ActivityEnvironment): the one-pass
       inspection (stream and hash into a copy, scan it with the same clamd, sniff and
-      validate it), then thumbnails, metadata, moderation and OCR from that copy.
-      That is the floor of this work on this machine; Ferry's rate is printed
-      beside it with their ratio, and CPU milliseconds per file for each process
-      (Temporal server, worker, clamd, Kafka, Postgres, this client) from a
-      per-process sampler.
+      validate it), then thumbnails, metadata, moderation and OCR from that copy,
+      the moderation model loaded in this process. That is the floor of this work
+      on this machine; Ferry's rate is printed beside it with their ratio, and CPU
+      milliseconds per file for each process (Temporal server, worker, clamd, the
+      moderation service, Kafka, Postgres, this client) from a per-process sampler.
 The worker runs as its own process (`ferry worker`) so its memory is its own.
 Prints a table and writes bench/results/upload.json. Run: `make bench-upload`.
 """
@@ -226,7 +226,7 @@ class CpuSampler:
 
 
 def stack_pids() -> dict[str, int]:
-    wanted = {"temporal", "clamd", "kafka", "postgres"}
+    wanted = {"temporal", "clamd", "moderator", "kafka", "postgres"}
     return {s.name: s.pid for s in Stack().status() if s.name in wanted and s.pid is not None}
 
 
@@ -347,6 +347,10 @@ async def main(small: int, with_big: bool) -> dict[str, Any]:
         results[f"cpu_ms_per_file.{name}"] = 1000 * spent / small
     results["small_processed"] = sum(o.status == "processed" for o in outcomes)
     results["small_worker_peak_rss_mb"] = worker.peak_rss_mb()
+    # The moderation service holds the model for the workers (the stack's, if it runs one).
+    moderator = stack_pids().get("moderator")
+    if moderator is not None:
+        results["moderator_rss_mb"] = psutil.Process(moderator).memory_info().rss / 2**20
     worker.stop()
 
     console.print(f"(d) the baseline: the same {small} files' work in this process alone…")
@@ -386,6 +390,12 @@ def add_small_rows(table: Table, results: dict[str, Any]) -> None:
     table.add_row(
         "    worker peak RSS", f"{results['small_worker_peak_rss_mb']:.0f} MB", "< 300 MB"
     )
+    if "moderator_rss_mb" in results:
+        table.add_row(
+            "    the moderation service's RSS (its model)",
+            f"{results['moderator_rss_mb']:.0f} MB",
+            "",
+        )
     table.add_row(
         "(d) baseline: the same work, one plain process",
         f"{results['baseline.files_per_s']:.1f} files/s",

@@ -288,6 +288,22 @@ def alert_webhook(
 
 
 @app.command()
+def moderator(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9468,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Images labelled at once (one per core is plenty).")
+    ] = 2,
+) -> None:
+    """Serve the moderation model on /labels, so workers hold none of it (FERRY_MODERATION_URL)."""
+    _logging()
+    from ferry.moderator import serve
+
+    console.print(f"moderation service on http://{host}:{port}/labels")
+    _run_until_signalled(lambda stop: serve(host, port, concurrency, stop))
+
+
+@app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="A JSON file with one event, or a list of events.")],
     topic: Annotated[str | None, typer.Option(help="Override the event's inbound topic.")] = None,

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql+asyncpg://ferry_app@127.0.0.1:5432/ferry")
     database_admin_url: SecretStr = SecretStr("postgresql+asyncpg://ferry@127.0.0.1:5432/ferry")
     clamd_address: str = "127.0.0.1:3310"
+    # The moderation service (`ferry moderator`) the analysis asks for labels; empty: the
+    # worker loads the model itself (about 130 MB more of its memory).
+    moderation_url: str = ""
     # Payload encryption keys, `key_id:base64key,...`; the first encrypts (ferry/temporal/codec.py).
     payload_keys: SecretStr | None = None
     local_storage_root: Path = Path(".ferry/storage")

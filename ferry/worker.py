@@ -50,6 +50,7 @@ from ferry.contracts.workflows import (
 )
 from ferry.db import create_engine, create_sessionmaker
 from ferry.db.verdicts import VerdictBook
+from ferry.media.analysis import moderator
 from ferry.processes import connect
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
@@ -123,7 +124,9 @@ async def ferry_worker(
         # Uploads' copies for the media steps, which this worker takes on a queue of its own.
         own_queue = worker_queue(task_queue or settings.files_task_queue)
         spool = SpoolStore(Path(tempfile.mkdtemp(prefix="ferry-spool-")), own_queue)
-        media = MediaActivities(providers, places=places, spool=spool)
+        media = MediaActivities(
+            providers, places=places, spool=spool, moderator=moderator(settings.moderation_url)
+        )
         inspect = InspectActivities(providers, spool, scan, media, places=places)
         tenants = TenantPolicyActivities(settings.tenant_policy(list(providers)))
         migration = MigrationActivities(providers)

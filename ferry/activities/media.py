@@ -32,7 +32,14 @@ from ferry.contracts.enums import RejectionReason
 from ferry.contracts.errors import CORRUPT_FILE, INVALID_KEY, MODEL_MISSING
 from ferry.contracts.layout import DEFAULT_PLACES, Places
 from ferry.contracts.storage import StorageRef, Thumbnail
-from ferry.media.analysis import Moderator, analysis_images, detect_language, is_nsfw, ocr
+from ferry.media.analysis import (
+    Moderates,
+    Moderator,
+    analysis_images,
+    detect_language,
+    is_nsfw,
+    ocr,
+)
 from ferry.media.documents import read_pdf, text_excerpt
 from ferry.media.errors import CorruptContent, ModelMissing, TooLarge
 from ferry.media.images import image_metadata, render_thumbnails, validate_image
@@ -181,24 +188,25 @@ class MediaActivities:
         limits: MediaLimits = DEFAULT_LIMITS,
         places: Places = DEFAULT_PLACES,
         spool: SpoolStore | None = None,
+        moderator: Moderates | None = None,
     ) -> None:
         self._providers = dict(providers)
         self._limits = limits
         self._places = places
-        self._moderator = Moderator()
+        self._moderator = moderator or Moderator()
         self._spool = spool
 
     @property
     def moderation_model_path(self) -> Path:
         """The ONNX model that ships inside the nudenet package (never downloaded)."""
         try:
-            return self._moderator.model_path
+            return Moderator().model_path
         except ModelMissing as exc:
             raise MODEL_MISSING(str(exc)) from None
 
     @property
     def moderation_model_loaded(self) -> bool:
-        return self._moderator.loaded
+        return self._moderator.model_name is not None
 
     def _provider(self, name: str) -> StorageProvider:
         return provider_named(self._providers, name)

@@ -6,8 +6,9 @@ import importlib.util
 import threading
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
 import numpy as np
 import pytesseract
 from langdetect import DetectorFactory, detect_langs
@@ -15,7 +16,7 @@ from langdetect.lang_detect_exception import LangDetectException
 from PIL import Image, ImageOps
 
 from ferry.media.documents import excerpt
-from ferry.media.errors import CorruptContent, ModelMissing
+from ferry.media.errors import CorruptContent, ModelMissing, ModerationUnavailable
 from ferry.media.images import fit, open_image, to_srgb
 from ferry.media.limits import MediaLimits
 
@@ -97,6 +98,56 @@ class Moderator:
             (name, round(score, 4))
             for name, score in sorted(scores.items(), key=lambda item: -item[1])
         ]
+
+
+class Moderates(Protocol):
+    """What moderates an image: in this process (`Moderator`) or in the moderation
+    service's (`RemoteModerator`)."""
+
+    model_name: str | None
+
+    def labels(self, image: Image.Image) -> list[tuple[str, float]]: ...
+
+
+class RemoteModerator:
+    """The moderation model in the moderation service's process (`ferry moderator`), the
+    way clamd holds the signatures: the worker keeps neither the model nor ONNX Runtime
+    nor OpenCV in its memory. It sends the bounded RGB pixels, which the service
+    labels with the same `Moderator`; an unanswered request is `ModerationUnavailable`,
+    which the activity's retries wait out."""
+
+    def __init__(self, url: str, timeout_seconds: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.model_name: str | None = None
+        self._client = httpx.Client(base_url=self.url, timeout=timeout_seconds)
+
+    def labels(self, image: Image.Image) -> list[tuple[str, float]]:
+        rgb = image.convert("RGB")
+        try:
+            response = self._client.post(
+                "/labels",
+                params={"width": rgb.width, "height": rgb.height},
+                content=rgb.tobytes(),
+                headers={"content-type": "application/octet-stream"},
+            )
+        except httpx.HTTPError as exc:
+            raise ModerationUnavailable(f"moderation service at {self.url}: {exc}") from exc
+        if response.status_code != 200:
+            raise ModerationUnavailable(
+                f"moderation service at {self.url} answered {response.status_code}:"
+                f" {response.text[:200]}"
+            )
+        answer = response.json()
+        self.model_name = str(answer["model"])
+        return [(str(name), float(score)) for name, score in answer["labels"]]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def moderator(url: str | None) -> Moderates:
+    """The moderation service's client when `url` names one, else the model in process."""
+    return RemoteModerator(url) if url else Moderator()
 
 
 def is_nsfw(labels: list[tuple[str, float]], threshold: float) -> bool:

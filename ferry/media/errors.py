@@ -13,3 +13,7 @@ class TooLarge(Exception):
 
 class ModelMissing(Exception):
     """The moderation model is not installed (it is never downloaded)."""
+
+
+class ModerationUnavailable(Exception):
+    """The moderation service did not answer (down, or overloaded past its timeout)."""

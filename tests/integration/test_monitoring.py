@@ -134,6 +134,27 @@ async def test_clamd_stopped_fires_its_alert_and_a_notification(
         await asyncio.to_thread(stack.start_service, "clamd")
 
 
+@pytest.mark.restarts_stack
+async def test_the_moderation_service_is_probed_and_alerts_when_it_stops(
+    stack: Stack, settings: Settings
+) -> None:
+    async def probed(value: str) -> bool:
+        found = await query(settings, 'probe_success{job="moderator"}')
+        return [r["value"][1] for r in found] == [value]
+
+    await eventually(lambda: probed("1"), "probed and answering", timeout=60, interval=1)
+    await asyncio.to_thread(stack.stop_service, "moderator")
+    try:
+        [alert] = await eventually_in_alertmanager(
+            settings, "FerryModerationUnreachable", timeout=150
+        )
+        assert alert["labels"]["severity"] == "warning"
+        assert alert["labels"]["instance"] == f"{settings.moderation_url}/health"
+    finally:
+        await asyncio.to_thread(stack.start_service, "moderator")
+    await eventually(lambda: probed("1"), "answering again", timeout=60, interval=1)
+
+
 async def eventually_in_alertmanager(
     settings: Settings, name: str, timeout: float = 60, **labels: str
 ) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ STACK_TO_COMPOSE = {
     "prometheus": "prometheus",
     "alertmanager": "alertmanager",
     "alert-webhook": "alert-webhook",
+    "moderator": "moderator",
     "blackbox": "blackbox",
 }
 # Ferry's own processes, built from ./Dockerfile (whose entrypoint is `ferry`).
@@ -51,6 +52,7 @@ FERRY_COMMANDS = {
     "meter": ["meter"],
     "ferry-migrate": ["db", "upgrade"],
     "alert-webhook": ["alert-webhook", "--host", "0.0.0.0", "--port", "9466"],
+    "moderator": ["moderator", "--host", "0.0.0.0", "--port", "9468"],
 }
 FERRY_PROCESSES = ("worker", "consumers", "meter")
 
@@ -208,6 +210,7 @@ def test_ferry_processes_read_every_endpoint_from_their_environment(
     assert settings.kafka_bootstrap == "kafka:9092"
     assert settings.temporal_address == "temporal:7233"
     assert settings.clamd_address == "clamav:3310"
+    assert settings.moderation_url == "http://moderator:9468"
     app_url = settings.database_url.get_secret_value()
     admin_url = settings.database_admin_url.get_secret_value()
     assert re.fullmatch(r"postgresql\+asyncpg://ferry_app:[^@]+@postgres-ferry:5432/ferry", app_url)

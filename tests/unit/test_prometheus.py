@@ -84,6 +84,7 @@ def test_the_local_stack_runs_the_same_jobs_and_rules(tmp_path: Path) -> None:
             "temporal_metrics": 17253,
             "alertmanager": 19093,
             "clamd": 13310,
+            "moderator": 19468,
             "blackbox": 19115,
         },
     )
@@ -100,6 +101,9 @@ def test_the_local_stack_runs_the_same_jobs_and_rules(tmp_path: Path) -> None:
     [clamd] = [j for j in local["scrape_configs"] if j["job_name"] == "clamd"]  # type: ignore[attr-defined]
     assert clamd["static_configs"] == [{"targets": ["127.0.0.1:13310"]}]
     assert clamd["relabel_configs"][-1]["replacement"] == "127.0.0.1:19115"
+    [moderator] = [j for j in local["scrape_configs"] if j["job_name"] == "moderator"]  # type: ignore[attr-defined]
+    assert moderator["static_configs"] == [{"targets": ["http://127.0.0.1:19468/health"]}]
+    assert moderator["relabel_configs"][-1]["replacement"] == "127.0.0.1:19115"
     written = tmp_path / "prometheus.yml"
     written.write_text(yaml.safe_dump(local))
     checked = promtool("check", "config", str(written))

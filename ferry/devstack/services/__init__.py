@@ -27,6 +27,7 @@ from ferry.devstack.services.clamd import (
 from ferry.devstack.services.codec import Codec
 from ferry.devstack.services.emulators import AZURITE_VERSION, GCS, S3, Azurite
 from ferry.devstack.services.kafka import KAFKA_VERSION, Kafka
+from ferry.devstack.services.moderation import ModerationService
 from ferry.devstack.services.postgres import Postgres
 from ferry.devstack.services.prometheus import Blackbox, Prometheus
 from ferry.devstack.services.temporal import TEMPORAL_DYNAMIC_CONFIG, Temporal
@@ -50,8 +51,8 @@ __all__ = [
 ]
 
 SERVICES: tuple[Service, ...] = (
-    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), S3(), GCS(), Azurite(),
-    AlertWebhook(), Alertmanager(), Blackbox(), Prometheus(),
+    Kafka(), Codec(), Temporal(), Postgres(), Clamd(), ModerationService(), S3(), GCS(),
+    Azurite(), AlertWebhook(), Alertmanager(), Blackbox(), Prometheus(),
 )  # fmt: skip
 
 PREFERRED_PORTS = {
@@ -70,5 +71,6 @@ PREFERRED_PORTS = {
     "prometheus": 19090,
     "alertmanager": 19095,
     "alert_webhook": 19466,
+    "moderator": 19468,
     "blackbox": 19115,
 }

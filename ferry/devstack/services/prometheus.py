@@ -24,7 +24,7 @@ LOCAL_TARGETS = {
 
 class Blackbox(Service):
     """Debian's prometheus-blackbox-exporter with deploy/prometheus/blackbox.yml: it
-    probes clamd (PING, PONG) for Prometheus."""
+    probes clamd (PING, PONG) and the moderation service (/health) for Prometheus."""
 
     binary = "prometheus-blackbox-exporter"
 
@@ -64,6 +64,7 @@ class Prometheus(Service):
             **LOCAL_TARGETS,
             "temporal": f"127.0.0.1:{ctx.port('temporal_metrics')}",
             "clamd": f"127.0.0.1:{ctx.port('clamd')}",
+            "moderator": f"http://127.0.0.1:{ctx.port('moderator')}/health",
             "prometheus": f"127.0.0.1:{ctx.port('prometheus')}",
         }
 
