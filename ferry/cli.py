@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -292,15 +293,16 @@ def moderator(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9468,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     concurrency: Annotated[
-        int, typer.Option(min=1, help="Images labelled at once (one per core is plenty).")
-    ] = 2,
+        int | None, typer.Option(min=1, help="Images labelled at once (default: one per core).")
+    ] = None,
 ) -> None:
     """Serve the moderation model on /labels, so workers hold none of it (FERRY_MODERATION_URL)."""
     _logging()
     from ferry.moderator import serve
 
-    console.print(f"moderation service on http://{host}:{port}/labels")
-    _run_until_signalled(lambda stop: serve(host, port, concurrency, stop))
+    threads = concurrency or os.cpu_count() or 1
+    console.print(f"moderation service on http://{host}:{port}/labels, {threads} at once")
+    _run_until_signalled(lambda stop: serve(host, port, threads, stop))
 
 
 @app.command()
