@@ -29,6 +29,7 @@ def test_every_service_answers(stack: Stack) -> None:
         "temporal",
         "postgres",
         "clamd",
+        "moderator",
         "s3",
         "gcs",
         "azurite",
