@@ -179,6 +179,7 @@ async def ferry_worker(
                 yield workers
         finally:
             shutil.rmtree(spool.root, ignore_errors=True)
+            media.close()
             await engine.dispose()
             for provider in providers.values():
                 await provider.close()

@@ -39,6 +39,7 @@ from ferry.media.analysis import (
     detect_language,
     is_nsfw,
     ocr,
+    packaged_model,
 )
 from ferry.media.documents import read_pdf, text_excerpt
 from ferry.media.errors import CorruptContent, ModelMissing, TooLarge
@@ -200,13 +201,17 @@ class MediaActivities:
     def moderation_model_path(self) -> Path:
         """The ONNX model that ships inside the nudenet package (never downloaded)."""
         try:
-            return Moderator().model_path
+            return packaged_model()
         except ModelMissing as exc:
             raise MODEL_MISSING(str(exc)) from None
 
     @property
     def moderation_model_loaded(self) -> bool:
         return self._moderator.model_name is not None
+
+    def close(self) -> None:
+        """Let the moderation model (or the service's connections) go."""
+        self._moderator.close()
 
     def _provider(self, name: str) -> StorageProvider:
         return provider_named(self._providers, name)

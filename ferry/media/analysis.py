@@ -43,6 +43,19 @@ _LANGUAGE_LOCK = threading.Lock()
 INFERENCE_RESOLUTION = 320
 
 
+def packaged_model() -> Path:
+    """The ONNX model inside the nudenet package (never downloaded)."""
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or spec.origin is None:
+        raise ModelMissing("nudenet is not installed")
+    return Path(spec.origin).resolve().parent / "320n.onnx"
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """`image` in RGB, not copied when it is already (the analysis' images are)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 class Moderator:
     """nudenet's detector with the model that ships in its package, loaded on first use."""
 
@@ -51,18 +64,6 @@ class Moderator:
         self._lock = threading.Lock()
         self.model_name: str | None = None
 
-    @property
-    def model_path(self) -> Path:
-        """The ONNX model inside the nudenet package (never downloaded)."""
-        spec = importlib.util.find_spec("nudenet")
-        if spec is None or spec.origin is None:
-            raise ModelMissing("nudenet is not installed")
-        return Path(spec.origin).resolve().parent / "320n.onnx"
-
-    @property
-    def loaded(self) -> bool:
-        return self._detector is not None
-
     def _nude_detector(self) -> Any:
         """The NudeDetector, loaded once per instance on first use (thread-safe)."""
         if self._detector is None:
@@ -70,7 +71,7 @@ class Moderator:
                 if self._detector is None:
                     from nudenet import NudeDetector  # cv2 and onnxruntime: load on demand
 
-                    path = self.model_path
+                    path = packaged_model()
                     if not path.is_file():
                         raise ModelMissing(f"nudenet model missing at {path}")
                     self.model_name = f"nudenet-{package_version('nudenet')}/{path.name}"
@@ -88,7 +89,7 @@ class Moderator:
         """(class, best score) of each class detected in `image`, highest score first."""
         detector = self._nude_detector()
         # nudenet expects what cv2.imread returns: an HxWx3 uint8 array in BGR order.
-        array = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        array = np.ascontiguousarray(np.asarray(_rgb(image))[:, :, ::-1])
         detections: list[dict[str, Any]] = detector.detect(array)
         scores: dict[str, float] = {}
         for detection in detections:
@@ -99,6 +100,11 @@ class Moderator:
             for name, score in sorted(scores.items(), key=lambda item: -item[1])
         ]
 
+    def close(self) -> None:
+        """Let the model's session go (it loads again on the next use)."""
+        with self._lock:
+            self._detector = None
+
 
 class Moderates(Protocol):
     """What moderates an image: in this process (`Moderator`) or in the moderation
@@ -107,6 +113,8 @@ class Moderates(Protocol):
     model_name: str | None
 
     def labels(self, image: Image.Image) -> list[tuple[str, float]]: ...
+
+    def close(self) -> None: ...
 
 
 class RemoteModerator:
@@ -122,7 +130,7 @@ class RemoteModerator:
         self._client = httpx.Client(base_url=self.url, timeout=timeout_seconds)
 
     def labels(self, image: Image.Image) -> list[tuple[str, float]]:
-        rgb = image.convert("RGB")
+        rgb = _rgb(image)
         try:
             response = self._client.post(
                 "/labels",
