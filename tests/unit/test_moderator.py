@@ -64,4 +64,3 @@ def test_a_url_names_the_service_and_none_keeps_the_model_in_process() -> None:
     assert isinstance(moderator(""), Moderator)
     remote = moderator("http://127.0.0.1:9468/")
     assert isinstance(remote, RemoteModerator) and remote.url == "http://127.0.0.1:9468"
-
