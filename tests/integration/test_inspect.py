@@ -203,3 +203,87 @@ async def test_another_tenants_object_is_refused_before_it_is_read(
 
     assert raised.value.type == "OutsideTenant" and raised.value.non_retryable
     assert storage.reads == []
+
+
+def original(request: InspectRequest) -> StorageRef:
+    return StorageRef("local", f"ferry-{TENANT}", f"files/{request.file_id}/original")
+
+
+async def test_a_clean_valid_upload_is_moved_to_its_place_in_the_same_pass(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "poster.png", PNG)
+    request.store = original(request)
+
+    found = await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert found.stored == request.store
+    source, store = request.source, request.store
+    assert storage.reads == [source.key], "one read of the object, none for the move"
+    assert await storage.head(source.bucket, source.key) is None, "moved, not copied"
+    assert b"".join([c async for c in storage.read(store.bucket, store.key)]) == PNG
+
+
+async def test_a_repeat_of_a_pass_that_moved_the_object_inspects_it_where_it_is(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    """The worker died after the move, before Temporal heard of the result."""
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "poster.png", PNG)
+    request.store = original(request)
+    run = ActivityEnvironment().run
+    await run(inspect.inspect_upload, request)
+
+    again = await run(inspect.inspect_upload, request)
+
+    assert again.stored == request.store
+    assert again.scan is not None and again.scan.clean
+    assert again.validation is not None and again.validation.ok
+    assert again.sha256 == hashlib.sha256(PNG).hexdigest()
+
+
+async def test_an_infected_upload_is_not_moved_into_the_tenants_bucket(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "notes.txt", EICAR)
+    request.store = original(request)
+
+    found = await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert found.scan is not None and not found.scan.clean
+    assert found.stored is None
+    assert await storage.head(request.store.bucket, request.store.key) is None
+    assert await storage.head(request.source.bucket, request.source.key) is not None
+
+
+async def test_a_move_that_fails_leaves_the_upload_where_it_was_for_the_workflow(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "poster.png", PNG)
+    request.store = original(request)
+    # A file stands where the tenant's bucket's directory must go, as on a broken volume.
+    (storage.root / request.store.bucket).write_text("in the way")
+
+    found = await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert found.validation is not None and found.validation.ok
+    assert found.stored is None
+    assert await storage.head(request.source.bucket, request.source.key) is not None
+    assert found.spool is not None, "the copy still serves the media steps"
+
+
+async def test_a_store_in_another_tenants_bucket_is_refused_before_anything_is_read(
+    settings: Settings, storage: CountingStorage, spool: SpoolStore
+) -> None:
+    inspect, _ = activities(settings, storage, spool)
+    request = await staged(storage, "poster.png", PNG)
+    request.store = StorageRef("local", "ferry-other", f"files/{request.file_id}/original")
+
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(inspect.inspect_upload, request)
+
+    assert raised.value.type == "OutsideTenant" and raised.value.non_retryable
+    assert storage.reads == []

@@ -74,6 +74,9 @@ class FakeActivities:
         self.check = check or UploadCheck(allowed=True)
         self.calls: Counter[str] = Counter()
         self.moves: list[MoveRequest] = []
+        # Where the inspection moved clean, valid uploads (unless `store_fails`).
+        self.stores: list[StorageRef] = []
+        self.store_fails = False
         self.events: list[dict[str, Any]] = []
         self.recorded: list[Any] = []
         self.size = 1234  # what the stored object's size is
@@ -128,6 +131,9 @@ class FakeActivities:
             found.validation = self.validation
             if self.validation.ok:
                 found.spool = SpooledCopy(self.copy_queue, f"{request.file_id}.copy")
+                if request.store is not None and not self.store_fails:
+                    self.stores.append(request.store)
+                    found.stored = request.store
             return found
 
         @activity.defn(name="move_object")
@@ -284,7 +290,10 @@ async def test_a_clean_file_is_read_once_stored_and_announced_once(
     result = await run(time_skipping_env, fakes, request)
 
     assert result.status == "processed"
-    assert result.storage == StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
+    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
+    assert result.storage == original
+    # The inspection moved it into the tenant's bucket: no move of its own.
+    assert (fakes.stores, fakes.moves) == ([original], [])
     [event] = fakes.events
     assert event["event_type"] == "file.processed"
     assert event["event_id"] == event_id_for(
@@ -408,7 +417,50 @@ async def test_every_read_of_the_upload_says_whose_object_it_must_be(
     assert isinstance(inspected, InspectRequest)
     assert inspected.source == request.storage
     assert (inspected.tenant_id, inspected.file_id) == ("acme", request.file_id)
-    assert [move.tenant_id for move in fakes.moves] == ["acme"]
+    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
+    assert inspected.store == original, "the tenant's own bucket, on its own provider"
+
+
+async def test_an_upload_the_inspection_could_not_store_is_moved_by_the_workflow(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+    fakes.store_fails = True
+    request = upload()
+
+    result = await run(time_skipping_env, fakes, request)
+
+    assert result.status == "processed"
+    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
+    assert result.storage == original
+    [move] = fakes.moves
+    assert (move.source, move.provider, move.bucket, move.key, move.tenant_id) == (
+        request.storage, "local", "ferry-acme", original.key, "acme",
+    )  # fmt: skip
+
+
+async def test_a_repeated_inspection_that_finds_the_moved_object_infected_quarantines_it(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """The pass that moved the object died before it answered; by the repeat, a new
+    signature finds the same bytes infected: the object leaves the tenant's bucket."""
+    fakes = FakeActivities([])
+
+    @activity.defn(name="inspect_upload")
+    async def found_moved_and_infected(request: InspectRequest) -> Inspection:
+        assert request.store is not None
+        infected = ScanResult(clean=False, signature="Ferry-New-Signature")
+        return Inspection(request.size_bytes, SHA, infected, stored=request.store)
+
+    request = upload()
+    result = await run(
+        time_skipping_env, fakes, request, activities=replacing(fakes, found_moved_and_infected)
+    )
+
+    assert (result.status, result.reason) == ("rejected", "infected")
+    [move] = fakes.moves
+    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
+    assert (move.source, move.bucket) == (original, "ferry-quarantine")
 
 
 def _pointing_at(key: str, bucket: str = "ferry-ingest") -> FileUploadInput:
