@@ -69,6 +69,8 @@ LOCATION_CHECKED = "upload-location-checked"
 # into a copy on its worker, and that worker's own task queue takes the media steps.
 ONE_PASS = "one-pass-inspection"
 # A patch: the inspection moves a clean, valid upload into the tenant's bucket itself.
+# It stands for the three above as well: a new run records one marker (and one update of
+# the `TemporalChangeVersion` search attribute, which the SDK adds to each) for all four.
 STORED_BY_INSPECTION = "original-stored-by-inspection"
 
 
@@ -118,10 +120,12 @@ class FileUploadWorkflow(Staged):
         # Database steps and the event are short: local activities, which cost
         # no round trip through the server. Histories from before run them as
         # ordinary activities and replay that way.
-        self._local = workflow.patched(LOCAL_SHORT_STEPS)
-        self._checked = workflow.patched(LOCATION_CHECKED)
-        self._one_pass = self._checked and workflow.patched(ONE_PASS)
-        self._stored_by_inspection = self._one_pass and workflow.patched(STORED_BY_INSPECTION)
+        if workflow.patched(STORED_BY_INSPECTION):
+            self._local = self._checked = self._one_pass = self._stored_by_inspection = True
+        else:
+            self._local = workflow.patched(LOCAL_SHORT_STEPS)
+            self._checked = workflow.patched(LOCATION_CHECKED)
+            self._one_pass = self._checked and workflow.patched(ONE_PASS)
         self._enter("recording")
         check: UploadCheck | None = None
         if self._one_pass:
