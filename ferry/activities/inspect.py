@@ -7,10 +7,7 @@ declared type and the extension, pixel count, integrity) run on it. A clean, val
 upload's copy stays for its thumbnails, metadata and analysis, which the workflow
 sends to this worker's own task queue (`SpooledCopy.task_queue`, as samples-python's
 `worker_specific_task_queues` does). The copy is a cache, never the source of
-truth: the steps that find no copy read the stored original instead. When the
-workflow names the original's place in the tenant's bucket, the same pass moves a
-clean, valid upload there (one activity less on the upload's way); a move that fails
-is left to the workflow's own move, with its retries and failover.
+truth: the steps that find no copy read the stored original instead.
 
 Scanning still fails closed: a file is clean only by clamd's clean verdict on the
 copy of all its bytes, and a copy exists only once every byte was read.
@@ -27,11 +24,10 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from ferry.activities.heartbeat import heartbeating
 from ferry.activities.media import MediaActivities, Validation, ValidationRequest
 from ferry.activities.scan import ScanActivities, ScanResult
 from ferry.activities.spool import FOLLOWERS, SpoolStore, not_found
-from ferry.activities.storage import move_object, provider_named, refuse_outside
+from ferry.activities.storage import provider_named, refuse_outside
 from ferry.contracts.layout import DEFAULT_PLACES, Places
 from ferry.contracts.storage import StorageRef
 from ferry.storage import ObjectNotFound, StorageProvider
@@ -49,9 +45,6 @@ class InspectRequest:
     size_bytes: int
     max_file_bytes: int
     sha256: str | None = None  # as announced, when it was
-    # Where a clean, valid upload's object goes (its place in the tenant's bucket): moved
-    # there by this pass, so that the workflow need not ask again. None: left in place.
-    store: StorageRef | None = None
 
 
 @dataclass
@@ -69,9 +62,7 @@ class Inspection:
     `sha256` is None when the object's size already differs from the announced one
     (it was not read); `scan` is None when the bytes were refused before clamd saw
     them; `validation` is None unless the scan was clean; `spool` is set only for a
-    clean, valid upload. `stored` is where the object is now when it is at the
-    request's `store` (moved there, or found there by a repeat of a pass that moved it);
-    None when it is still at the source.
+    clean, valid upload.
     """
 
     size_bytes: int
@@ -79,7 +70,6 @@ class Inspection:
     scan: ScanResult | None = None
     validation: Validation | None = None
     spool: SpooledCopy | None = None
-    stored: StorageRef | None = None
 
 
 class InspectActivities:
@@ -106,30 +96,20 @@ class InspectActivities:
         Stops at the first finding that decides the upload: a size other than the
         announced one (before reading), a SHA-256 other than the announced one, an
         infected file; clamd unavailable or failing raises (Temporal retries the
-        whole pass), a file over clamd's limits raises `ScanLimitExceeded`. A clean,
-        valid upload's object then moves to the request's `store`, when it names one.
+        whole pass), a file over clamd's limits raises `ScanLimitExceeded`.
         """
         ref = request.source
         refuse_outside(self._places, ref.bucket, ref.key, request.tenant_id, request.file_id)
-        store = request.store
-        if store is not None:
-            refuse_outside(self._places, store.bucket, store.key, request.tenant_id)
         provider = provider_named(self._providers, ref.provider)
         info = await provider.head(ref.bucket, ref.key)
-        stored: StorageRef | None = None
-        if info is None and store is not None:
-            # A repeat of a pass that moved the object: its bytes are at `store` now.
-            provider = provider_named(self._providers, store.provider)
-            info = await provider.head(store.bucket, store.key)
-            ref = stored = store
         if info is None:
-            raise not_found(request.source)
+            raise not_found(ref)
         if info.size != request.size_bytes or info.size == 0:
-            return Inspection(info.size, stored=stored)
+            return Inspection(info.size)
         self._spool.evict_stale()
         spool_id = self._spool.new_id(request.file_id)
         digest = hashlib.sha256()
-        inspection = Inspection(0, stored=stored)
+        inspection = Inspection(0)
 
         async def counted() -> AsyncIterator[bytes]:
             async for chunk in provider.read(ref.bucket, ref.key):
@@ -162,8 +142,7 @@ class InspectActivities:
                 return inspection
             inspection.validation = await self._media.validate_upload(
                 ValidationRequest(
-                    # The upload's own place: the checks read the copy, wherever the bytes are.
-                    source=request.source,
+                    source=ref,
                     filename=request.filename,
                     declared_content_type=request.declared_content_type,
                     size_bytes=inspection.size_bytes,
@@ -177,22 +156,10 @@ class InspectActivities:
                 self._spool.keep_for(spool_id, FOLLOWERS)
                 inspection.spool = SpooledCopy(self._spool.task_queue, spool_id)
                 kept = True
-                if store is not None and stored is None:
-                    inspection.stored = await self._store(ref, store)
             return inspection
         finally:
             if not kept:
                 self._spool.discard(spool_id)
-
-    async def _store(self, source: StorageRef, store: StorageRef) -> StorageRef | None:
-        """The object moved to `store`; None if that failed (the workflow moves it then,
-        with its own retries and the tenant's failover)."""
-        try:
-            async with heartbeating():
-                return await move_object(self._providers, source, store)
-        except Exception as exc:  # any failure leaves the move to the workflow
-            activity.logger.warning("moving %s to %s failed: %s", source.key, store.key, exc)
-            return None
 
 
 def worker_queue(task_queue: str) -> str:

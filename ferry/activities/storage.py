@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from temporalio import activity
 
-from ferry.activities.heartbeat import beat
 from ferry.contracts.errors import INVALID_KEY, OBJECT_NOT_FOUND, OUTSIDE_TENANT, UNKNOWN_PROVIDER
 from ferry.contracts.layout import DEFAULT_PLACES, REASON_INVALID_KEY, Places
 from ferry.contracts.storage import BucketRef, ScopedRef, StorageRef
@@ -90,39 +89,6 @@ def provider_named(providers: Mapping[str, StorageProvider], name: str) -> Stora
         raise UNKNOWN_PROVIDER(f"storage provider {name!r} is not configured") from None
 
 
-async def move_object(
-    providers: Mapping[str, StorageProvider], source: StorageRef, target: StorageRef
-) -> StorageRef:
-    """Copy `source` to `target` (a server-side copy on one provider), then delete the source.
-
-    Safe to run twice: once the source is gone and the target exists, a repeat only
-    confirms the target; neither there is `ObjectNotFound`. The caller checks both ends.
-    """
-    origin = provider_named(providers, source.provider)
-    destination = provider_named(providers, target.provider)
-    if await origin.head(source.bucket, source.key) is not None:
-        await destination.create_bucket(target.bucket)
-        if destination is origin:
-            await origin.copy(source.bucket, source.key, target.bucket, target.key)
-        else:
-            await destination.write(target.bucket, target.key, _heartbeating(origin, source))
-        await origin.delete(source.bucket, source.key)
-    elif await destination.head(target.bucket, target.key) is None:
-        raise OBJECT_NOT_FOUND(
-            f"neither {source.bucket}/{source.key} nor {target.bucket}/{target.key} exists"
-        )
-    return target
-
-
-async def _heartbeating(provider: StorageProvider, ref: StorageRef) -> AsyncIterator[bytes]:
-    """The object's chunks, reporting progress to Temporal as they pass."""
-    moved = 0
-    async for chunk in provider.read(ref.bucket, ref.key):
-        moved += len(chunk)
-        beat(moved)
-        yield chunk
-
-
 class StorageActivities:
     """Activities over the configured storage providers, by provider name."""
 
@@ -166,8 +132,29 @@ class StorageActivities:
         source = request.source
         refuse_outside(self._places, source.bucket, source.key, request.tenant_id)
         refuse_outside(self._places, request.bucket, request.key, request.tenant_id)
-        target = StorageRef(request.provider or source.provider, request.bucket, request.key)
-        return await move_object(self._providers, source, target)
+        target_name = request.provider or source.provider
+        origin, target = self._provider(source.provider), self._provider(target_name)
+        if await origin.head(source.bucket, source.key) is not None:
+            await target.create_bucket(request.bucket)
+            if target is origin:
+                await origin.copy(source.bucket, source.key, request.bucket, request.key)
+            else:
+                await target.write(request.bucket, request.key, self._heartbeating(origin, source))
+            await origin.delete(source.bucket, source.key)
+        elif await target.head(request.bucket, request.key) is None:
+            raise OBJECT_NOT_FOUND(
+                f"neither {source.bucket}/{source.key} nor {request.bucket}/{request.key} exists"
+            )
+        return StorageRef(target_name, request.bucket, request.key)
+
+    @staticmethod
+    async def _heartbeating(provider: StorageProvider, ref: StorageRef) -> AsyncIterator[bytes]:
+        """The object's chunks, reporting progress to Temporal as they pass."""
+        moved = 0
+        async for chunk in provider.read(ref.bucket, ref.key):
+            moved += len(chunk)
+            activity.heartbeat(moved)
+            yield chunk
 
     @activity.defn(name="sign_url")
     async def sign_url(self, request: SignRequest) -> str:

@@ -68,10 +68,9 @@ LOCATION_CHECKED = "upload-location-checked"
 # A patch: one activity reads the upload once (size, SHA-256, clamd, type and headers)
 # into a copy on its worker, and that worker's own task queue takes the media steps.
 ONE_PASS = "one-pass-inspection"
-# A patch: the inspection moves a clean, valid upload into the tenant's bucket itself.
-# It stands for the three above as well: a new run records one marker (and one update of
-# the `TemporalChangeVersion` search attribute, which the SDK adds to each) for all four.
-STORED_BY_INSPECTION = "original-stored-by-inspection"
+# A patch that stands for the three above: a new run records one marker (and one update
+# of the `TemporalChangeVersion` search attribute, which the SDK adds to each) for all.
+PATCHES_MERGED = "upload-patches-merged"
 
 
 @dataclass
@@ -95,10 +94,9 @@ class FileUploadWorkflow(Staged):
     """Turns one uploaded object into a processed file, or a rejected one in quarantine.
 
     Steps: record the file as processing; check the tenant's plan and quota;
-    inspect the bytes in one pass: size and SHA-256 against the announced ones, a clamd
-    scan that fails closed, the content's checks (type sniffed against declared type and
-    extension, pixel count, integrity), and the move of the original into the tenant's
-    bucket (the workflow moves it itself, failing over, if that move failed); then in
+    fingerprint (size and SHA-256 against the announced ones); scan with clamd,
+    failing closed; validate the content (type sniffed against declared type and
+    extension, pixel count, integrity); move the original into the tenant's bucket; then in
     parallel thumbnails, metadata and AI analysis (analysis races a deadline and
     is recorded as `timed_out` when late); record the result and emit
     `file.processed`. Any rejection moves the object to the quarantine bucket,
@@ -111,7 +109,6 @@ class FileUploadWorkflow(Staged):
         self._local = False
         self._checked = False
         self._one_pass = False
-        self._stored_by_inspection = False
         # The tenant's plan's weight on the upload's activities (task queue fairness).
         self._priority = Priority.default
 
@@ -120,8 +117,8 @@ class FileUploadWorkflow(Staged):
         # Database steps and the event are short: local activities, which cost
         # no round trip through the server. Histories from before run them as
         # ordinary activities and replay that way.
-        if workflow.patched(STORED_BY_INSPECTION):
-            self._local = self._checked = self._one_pass = self._stored_by_inspection = True
+        if workflow.patched(PATCHES_MERGED):
+            self._local = self._checked = self._one_pass = True
         else:
             self._local = workflow.patched(LOCAL_SHORT_STEPS)
             self._checked = workflow.patched(LOCATION_CHECKED)
@@ -258,7 +255,6 @@ class FileUploadWorkflow(Staged):
                     size_bytes=upload.size_bytes,
                     max_file_bytes=tenant.max_file_bytes,
                     sha256=upload.sha256,
-                    store=self._original(upload, tenant) if self._stored_by_inspection else None,
                 ),
                 timeout=timedelta(minutes=30),
                 heartbeat=timedelta(seconds=30),
@@ -270,26 +266,15 @@ class FileUploadWorkflow(Staged):
             if rejection is None:
                 raise
             raise rejection from err
-        try:
-            _as_announced(upload, found.sha256, found.size_bytes, empty_refused=True)
-            if found.scan is not None and not found.scan.clean:
-                raise _infected(found.scan)
-            validation = found.validation
-            assert validation is not None
-            if not validation.ok:
-                assert validation.reason is not None
-                raise Rejection(RejectionReason(validation.reason), validation.detail)
-        except Rejection as rejection:
-            # A repeat of a pass that had moved the object judges it where it is now.
-            rejection.location = found.stored
-            raise
+        _as_announced(upload, found.sha256, found.size_bytes, empty_refused=True)
+        if found.scan is not None and not found.scan.clean:
+            raise _infected(found.scan)
+        validation = found.validation
+        assert validation is not None
+        if not validation.ok:
+            assert validation.reason is not None
+            raise Rejection(RejectionReason(validation.reason), validation.detail)
         return found
-
-    @staticmethod
-    def _original(upload: FileUploadInput, tenant: TenantRecord) -> StorageRef:
-        """The original's place in the tenant's bucket, on the tenant's own provider."""
-        key = f"files/{upload.file_id}/original"
-        return StorageRef(str(tenant.storage_provider), tenant.storage_bucket, key)
 
     async def _fingerprint(self, upload: FileUploadInput) -> None:
         """The stored bytes are the ones announced: size and, when given, SHA-256."""
@@ -325,10 +310,7 @@ class FileUploadWorkflow(Staged):
         inspection: Inspection | None,
     ) -> FileUploadResult:
         self._enter("storing")
-        if inspection is not None and inspection.stored is not None:
-            stored = inspection.stored
-        else:
-            stored = await self._store_original(upload, tenant)
+        stored = await self._store_original(upload, tenant)
         self._enter("processing")
         owner = self._owner(upload)
         # The inspecting worker's copy, and the SHA-256 it found (histories from before: none).
@@ -394,8 +376,7 @@ class FileUploadWorkflow(Staged):
     async def _store_original(self, upload: FileUploadInput, tenant: TenantRecord) -> StorageRef:
         """Into the tenant's bucket on its provider; if that provider keeps failing, on the
         next configured one (the database records where the file is, and reads follow it)."""
-        original = self._original(upload, tenant)
-        key, primary = original.key, original.provider
+        key, primary = f"files/{upload.file_id}/original", str(tenant.storage_provider)
         stored = await self._store_on(primary, upload, tenant.storage_bucket, key)
         if isinstance(stored, StorageRef):
             return stored
@@ -433,7 +414,7 @@ class FileUploadWorkflow(Staged):
             self._enter("quarantining")
             try:
                 stored = await move(
-                    rejection.location or upload.storage,
+                    upload.storage,
                     QUARANTINE_BUCKET,
                     f"quarantine/{upload.tenant_id}/{upload.file_id}",
                     owner=self._owner(upload),

@@ -62,8 +62,6 @@ class Rejection(Exception):
         self.reason, self.detail, self.signature = reason, detail, signature
         # False when the object is not the upload's to move (it names another place).
         self.quarantine = quarantine
-        # Where the object is, when no longer at the upload's own place.
-        self.location: StorageRef | None = None
 
 
 def refused_location(detail: str) -> Rejection:

@@ -443,8 +443,8 @@ async def main(groups: list[str]) -> None:
     # `file_upload_*_before_local_steps` (before `short-steps-as-local-activities`),
     # `file_upload_*_before_location_check` (before `upload-location-checked`),
     # `file_upload_*_before_one_pass` (before `one-pass-inspection`),
-    # `file_upload_processed_before_stored_by_inspection` (before
-    # `original-stored-by-inspection`: the only outcome whose steps it changed),
+    # `file_upload_processed_before_patches_merged` (before `upload-patches-merged`, which
+    # stands for the three before it: the same steps under three markers),
     # `tenant_monitoring_deleted_before_receipt` (before `deletion-receipt`) and
     # `file_migration_*_before_own_bucket_only` (before `own-bucket-only`).
     if not groups or "uploads" in groups:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections import Counter
 from typing import Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -53,7 +55,12 @@ from ferry.contracts.enums import (
 )
 from ferry.contracts.ids import event_id_for
 from ferry.contracts.storage import StorageRef, Thumbnail
-from ferry.workflows.file_upload import FileUploadInput, FileUploadResult, FileUploadWorkflow
+from ferry.workflows.file_upload import (
+    PATCHES_MERGED,
+    FileUploadInput,
+    FileUploadResult,
+    FileUploadWorkflow,
+)
 
 SHA = "ab" * 32
 
@@ -74,9 +81,6 @@ class FakeActivities:
         self.check = check or UploadCheck(allowed=True)
         self.calls: Counter[str] = Counter()
         self.moves: list[MoveRequest] = []
-        # Where the inspection moved clean, valid uploads (unless `store_fails`).
-        self.stores: list[StorageRef] = []
-        self.store_fails = False
         self.events: list[dict[str, Any]] = []
         self.recorded: list[Any] = []
         self.size = 1234  # what the stored object's size is
@@ -131,9 +135,6 @@ class FakeActivities:
             found.validation = self.validation
             if self.validation.ok:
                 found.spool = SpooledCopy(self.copy_queue, f"{request.file_id}.copy")
-                if request.store is not None and not self.store_fails:
-                    self.stores.append(request.store)
-                    found.stored = request.store
             return found
 
         @activity.defn(name="move_object")
@@ -242,9 +243,11 @@ async def run(
     request: FileUploadInput,
     activities: list[Any] | None = None,
     copy_worker: bool = True,
+    history: list[Any] | None = None,
 ) -> FileUploadResult:
     """The workflow on a worker with `activities` (the fakes' by default) and, unless
-    `copy_worker` is false, the worker that holds the inspected copy on its own queue."""
+    `copy_worker` is false, the worker that holds the inspected copy on its own queue.
+    `history`, when given, receives the run's history events."""
     queue = f"wf-{uuid.uuid4().hex[:8]}"
     fakes.copy_queue = f"{queue}/copy"
     async with contextlib.AsyncExitStack() as workers:
@@ -266,7 +269,10 @@ async def run(
             id=f"file-upload/{request.tenant_id}/{request.file_id}",
             task_queue=queue,
         )
-        return await handle.result()
+        result = await handle.result()
+        if history is not None:
+            history.extend([event async for event in handle.fetch_history_events()])
+        return result
 
 
 def _name(fn: Any) -> str:
@@ -290,10 +296,7 @@ async def test_a_clean_file_is_read_once_stored_and_announced_once(
     result = await run(time_skipping_env, fakes, request)
 
     assert result.status == "processed"
-    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
-    assert result.storage == original
-    # The inspection moved it into the tenant's bucket: no move of its own.
-    assert (fakes.stores, fakes.moves) == ([original], [])
+    assert result.storage == StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
     [event] = fakes.events
     assert event["event_type"] == "file.processed"
     assert event["event_id"] == event_id_for(
@@ -310,6 +313,26 @@ async def test_a_clean_file_is_read_once_stored_and_announced_once(
         ("thumbnails", fakes.copy_queue, copy),
     ]
     assert fakes.metadata_sha256 == [SHA], "hashed once, by the inspection"
+
+
+async def test_a_new_run_records_one_patch_marker_for_all_its_patches(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """The SDK adds a search attribute update to each patch marker: four patches, four
+    markers and four updates per upload; one stands for them all."""
+    events: list[Any] = []
+
+    await run(time_skipping_env, FakeActivities([ScanResult(clean=True)]), upload(), history=events)
+
+    kinds = [event.event_type for event in events]
+    assert kinds.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 1
+    [patch] = [
+        event.marker_recorded_event_attributes
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == PATCHES_MERGED
 
 
 async def test_clamd_unavailable_is_retried_by_temporal_and_the_file_is_never_passed_unscanned(
@@ -417,50 +440,7 @@ async def test_every_read_of_the_upload_says_whose_object_it_must_be(
     assert isinstance(inspected, InspectRequest)
     assert inspected.source == request.storage
     assert (inspected.tenant_id, inspected.file_id) == ("acme", request.file_id)
-    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
-    assert inspected.store == original, "the tenant's own bucket, on its own provider"
-
-
-async def test_an_upload_the_inspection_could_not_store_is_moved_by_the_workflow(
-    time_skipping_env: WorkflowEnvironment,
-) -> None:
-    fakes = FakeActivities([ScanResult(clean=True)])
-    fakes.store_fails = True
-    request = upload()
-
-    result = await run(time_skipping_env, fakes, request)
-
-    assert result.status == "processed"
-    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
-    assert result.storage == original
-    [move] = fakes.moves
-    assert (move.source, move.provider, move.bucket, move.key, move.tenant_id) == (
-        request.storage, "local", "ferry-acme", original.key, "acme",
-    )  # fmt: skip
-
-
-async def test_a_repeated_inspection_that_finds_the_moved_object_infected_quarantines_it(
-    time_skipping_env: WorkflowEnvironment,
-) -> None:
-    """The pass that moved the object died before it answered; by the repeat, a new
-    signature finds the same bytes infected: the object leaves the tenant's bucket."""
-    fakes = FakeActivities([])
-
-    @activity.defn(name="inspect_upload")
-    async def found_moved_and_infected(request: InspectRequest) -> Inspection:
-        assert request.store is not None
-        infected = ScanResult(clean=False, signature="Ferry-New-Signature")
-        return Inspection(request.size_bytes, SHA, infected, stored=request.store)
-
-    request = upload()
-    result = await run(
-        time_skipping_env, fakes, request, activities=replacing(fakes, found_moved_and_infected)
-    )
-
-    assert (result.status, result.reason) == ("rejected", "infected")
-    [move] = fakes.moves
-    original = StorageRef("local", "ferry-acme", f"files/{request.file_id}/original")
-    assert (move.source, move.bucket) == (original, "ferry-quarantine")
+    assert [move.tenant_id for move in fakes.moves] == ["acme"]
 
 
 def _pointing_at(key: str, bucket: str = "ferry-ingest") -> FileUploadInput:
