@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import Priority
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import (
@@ -19,31 +18,21 @@ with workflow.unsafe.imports_passed_through():
         FileProcessingInput,
         FileRejectedInput,
         TenantRecord,
-        TenantRef,
         UploadCheck,
         UploadCheckInput,
     )
     from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
-    from ferry.activities.media import (
-        MediaActivities,
-        Validation,
-        ValidationRequest,
-    )
-    from ferry.activities.scan import ScanActivities, ScanResult
-    from ferry.activities.storage import Fingerprint, StorageActivities
+    from ferry.activities.media import Validation
     from ferry.contracts.enums import RejectionReason
-    from ferry.contracts.errors import (
-        OBJECT_NOT_FOUND,
-        SCAN_LIMIT_EXCEEDED,
-        TENANT_NOT_FOUND,
-    )
+    from ferry.contracts.errors import OBJECT_NOT_FOUND, TENANT_NOT_FOUND
     from ferry.contracts.events import Event, FileProcessed, FileRejected, PublishedThumbnail
     from ferry.contracts.layout import upload_key_refusal
     from ferry.contracts.plans import FAIRNESS_WEIGHT
-    from ferry.contracts.storage import ScopedRef, StorageRef, Thumbnail
+    from ferry.contracts.storage import StorageRef, Thumbnail
     from ferry.contracts.workflows import FILE_UPLOAD as WORKFLOW
     from ferry.contracts.workflows import FileUploadInput
-    from ferry.workflows.common import STORAGE_RETRY, Staged, call_db, emit, tenant_policy
+    from ferry.workflows.common import emit, tenant_policy
+    from ferry.workflows.upload_earlier import UploadSteps
     from ferry.workflows.upload_steps import (
         PROVIDER_RETRY,
         REFUSALS,
@@ -51,12 +40,15 @@ with workflow.unsafe.imports_passed_through():
         CopyWorker,
         Rejection,
         analysis,
+        as_announced,
+        infected,
         metadata,
         move,
         permanent,
         read_upload,
         refused_location,
         thumbnails,
+        unreadable,
     )
 
 SOURCE = "ferry.file-upload"
@@ -90,7 +82,7 @@ class FileUploadResult:
 
 
 @workflow.defn(name=WORKFLOW)
-class FileUploadWorkflow(Staged):
+class FileUploadWorkflow(UploadSteps):
     """Turns one uploaded object into a processed file, or a rejected one in quarantine.
 
     Steps: record the file as processing; check the tenant's plan and quota;
@@ -153,42 +145,11 @@ class FileUploadWorkflow(Staged):
                 self._enter("scanning")
                 scan = await self._scan(upload)
                 if not scan.clean:
-                    raise _infected(scan)
+                    raise infected(scan)
                 validation = await self._validate(upload, tenant)
         except Rejection as rejection:
             return await self._reject(upload, rejection)
         return await self._accept(upload, tenant, validation, inspection)
-
-    def _upload_ref(self, upload: FileUploadInput) -> ScopedRef:
-        """The upload's object, and whose it must be (not said in histories from before)."""
-        if not self._checked:
-            ref = upload.storage
-            return ScopedRef(ref.provider, ref.bucket, ref.key)
-        return ScopedRef.of(upload.storage, upload.tenant_id, upload.file_id)
-
-    async def _read_object(
-        self, activity: Any, upload: FileUploadInput, heartbeat: timedelta, retry: RetryPolicy
-    ) -> Any:
-        """An activity that streams the whole uploaded object, for up to half an hour."""
-        return await read_upload(
-            self._checked,
-            activity,
-            self._upload_ref(upload),
-            timeout=timedelta(minutes=30),
-            heartbeat=heartbeat,
-            retry=retry,
-        )
-
-    def _owner(self, upload: FileUploadInput) -> str | None:
-        """The tenant whose places the upload's activities may touch (None before the check)."""
-        return upload.tenant_id if self._checked else None
-
-    async def _tenant(self, tenant_id: str) -> TenantRecord:
-        lookup = await self._db(DatabaseActivities.get_tenant, TenantRef(tenant_id))
-        if not lookup.found or lookup.tenant is None:
-            raise TENANT_NOT_FOUND(f"unknown tenant {tenant_id!r}")
-        tenant: TenantRecord = lookup.tenant
-        return tenant
 
     async def _begin(self, upload: FileUploadInput) -> tuple[TenantRecord, UploadCheck]:
         begun: BegunUpload = await self._db(
@@ -209,31 +170,6 @@ class FileUploadWorkflow(Staged):
         if not check.allowed:
             assert check.refusal is not None
             raise Rejection(REFUSALS[check.refusal], check.detail or str(check.refusal))
-
-    async def _validate(self, upload: FileUploadInput, tenant: TenantRecord) -> Validation:
-        """Type (sniffed vs declared vs extension), size and integrity of the content."""
-        self._enter("validating")
-        scoped = self._checked
-        validation: Validation = await read_upload(
-            self._checked,
-            MediaActivities.validate_upload,
-            ValidationRequest(
-                source=upload.storage,
-                filename=upload.filename,
-                declared_content_type=upload.declared_content_type,
-                size_bytes=upload.size_bytes,
-                max_file_bytes=tenant.max_file_bytes,
-                tenant_id=upload.tenant_id if scoped else None,
-                file_id=upload.file_id if scoped else None,
-            ),
-            timeout=timedelta(minutes=10),
-            heartbeat=timedelta(minutes=1),
-            retry=STORAGE_RETRY,
-        )
-        if not validation.ok:
-            assert validation.reason is not None
-            raise Rejection(RejectionReason(validation.reason), validation.detail)
-        return validation
 
     async def _inspect(self, upload: FileUploadInput, tenant: TenantRecord) -> Inspection:
         """One pass over the bytes: the announced size and SHA-256, clamd's verdict, then the
@@ -262,45 +198,19 @@ class FileUploadWorkflow(Staged):
                 priority=self._priority,
             )
         except ActivityError as err:
-            rejection = _unreadable(upload, err)
+            rejection = unreadable(upload, err)
             if rejection is None:
                 raise
             raise rejection from err
-        _as_announced(upload, found.sha256, found.size_bytes, empty_refused=True)
+        as_announced(upload, found.sha256, found.size_bytes, empty_refused=True)
         if found.scan is not None and not found.scan.clean:
-            raise _infected(found.scan)
+            raise infected(found.scan)
         validation = found.validation
         assert validation is not None
         if not validation.ok:
             assert validation.reason is not None
             raise Rejection(RejectionReason(validation.reason), validation.detail)
         return found
-
-    async def _fingerprint(self, upload: FileUploadInput) -> None:
-        """The stored bytes are the ones announced: size and, when given, SHA-256."""
-        self._enter("fingerprinting")
-        try:
-            fingerprint: Fingerprint = await self._read_object(
-                StorageActivities.fingerprint, upload, timedelta(minutes=1), STORAGE_RETRY
-            )
-        except ActivityError as err:
-            if OBJECT_NOT_FOUND.caused(err):
-                raise _no_object(upload) from err
-            raise
-        _as_announced(upload, fingerprint.sha256, fingerprint.size_bytes, self._checked)
-
-    async def _scan(self, upload: FileUploadInput) -> ScanResult:
-        try:
-            # The scan heartbeats at least every 15 s: a dead worker's attempt
-            # is retried on another within half a minute.
-            result: ScanResult = await self._read_object(
-                ScanActivities.scan, upload, timedelta(seconds=30), SCAN_RETRY
-            )
-        except ActivityError as err:
-            if SCAN_LIMIT_EXCEEDED.caused(err):
-                raise _over_scan_limit(err) from err
-            raise
-        return result
 
     async def _accept(
         self,
@@ -455,9 +365,6 @@ class FileUploadWorkflow(Staged):
             events=[event_id],
         )
 
-    async def _db(self, activity: Any, request: Any) -> Any:
-        return await call_db(activity, request, local=self._local)
-
     async def _emit(self, upload: FileUploadInput, event: Event) -> str:
         return await emit(
             event,
@@ -466,42 +373,3 @@ class FileUploadWorkflow(Staged):
             correlation_id=upload.correlation_id or upload.event_id,
             local_activity=self._local,
         )
-
-
-def _as_announced(
-    upload: FileUploadInput, sha256: str | None, size_bytes: int, empty_refused: bool
-) -> None:
-    """The stored bytes are the announced ones (SHA-256 when both are known, size), and
-    not empty (unless a history from before says otherwise): `corrupt` if not."""
-    if upload.sha256 and sha256 and upload.sha256.lower() != sha256:
-        raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
-    if size_bytes != upload.size_bytes:
-        detail = f"{size_bytes} bytes stored, {upload.size_bytes} declared"
-        raise Rejection(RejectionReason.CORRUPT, detail)
-    if empty_refused and size_bytes == 0:
-        raise Rejection(RejectionReason.CORRUPT, "the object is empty")
-
-
-def _infected(scan: ScanResult) -> Rejection:
-    return Rejection(RejectionReason.INFECTED, f"clamd found {scan.signature}", scan.signature)
-
-
-def _unreadable(upload: FileUploadInput, err: ActivityError) -> Rejection | None:
-    """The rejection for an upload whose bytes could not be read through: no object there,
-    or over clamd's limits (never scanned whole, so never clean); None for other failures."""
-    if OBJECT_NOT_FOUND.caused(err):
-        return _no_object(upload)
-    if SCAN_LIMIT_EXCEEDED.caused(err):
-        return _over_scan_limit(err)
-    return None
-
-
-def _no_object(upload: FileUploadInput) -> Rejection:
-    where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
-    return Rejection(RejectionReason.CORRUPT, f"no object at {where}")
-
-
-def _over_scan_limit(err: ActivityError) -> Rejection:
-    cause = err.cause
-    assert isinstance(cause, ApplicationError)
-    return Rejection(RejectionReason.SCAN_FAILED, cause.message)

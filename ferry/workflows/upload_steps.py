@@ -26,10 +26,18 @@ with workflow.unsafe.imports_passed_through():
         ThumbnailRequest,
         ThumbnailSet,
     )
+    from ferry.activities.scan import ScanResult
     from ferry.activities.storage import MoveRequest, StorageActivities
     from ferry.contracts.enums import RejectionReason
-    from ferry.contracts.errors import LOCATION_REFUSED, PERMANENT, root_cause
+    from ferry.contracts.errors import (
+        LOCATION_REFUSED,
+        OBJECT_NOT_FOUND,
+        PERMANENT,
+        SCAN_LIMIT_EXCEEDED,
+        root_cause,
+    )
     from ferry.contracts.storage import StorageRef, Thumbnail
+    from ferry.contracts.workflows import FileUploadInput
     from ferry.workflows.common import STORAGE_RETRY
 
 # A tenant's provider that still fails after these attempts is failed over.
@@ -260,3 +268,42 @@ def _analysed(done: asyncio.Future[Any]) -> dict[str, str]:
     except ActivityError as err:
         return {"status": "failed", "detail": str(err.cause or err)}
     return result.as_map()
+
+
+def as_announced(
+    upload: FileUploadInput, sha256: str | None, size_bytes: int, empty_refused: bool
+) -> None:
+    """The stored bytes are the announced ones (SHA-256 when both are known, size), and
+    not empty (unless a history from before says otherwise): `corrupt` if not."""
+    if upload.sha256 and sha256 and upload.sha256.lower() != sha256:
+        raise Rejection(RejectionReason.CORRUPT, "the bytes do not match the declared SHA-256")
+    if size_bytes != upload.size_bytes:
+        detail = f"{size_bytes} bytes stored, {upload.size_bytes} declared"
+        raise Rejection(RejectionReason.CORRUPT, detail)
+    if empty_refused and size_bytes == 0:
+        raise Rejection(RejectionReason.CORRUPT, "the object is empty")
+
+
+def infected(scan: ScanResult) -> Rejection:
+    return Rejection(RejectionReason.INFECTED, f"clamd found {scan.signature}", scan.signature)
+
+
+def unreadable(upload: FileUploadInput, err: ActivityError) -> Rejection | None:
+    """The rejection for an upload whose bytes could not be read through: no object there,
+    or over clamd's limits (never scanned whole, so never clean); None for other failures."""
+    if OBJECT_NOT_FOUND.caused(err):
+        return no_object(upload)
+    if SCAN_LIMIT_EXCEEDED.caused(err):
+        return over_scan_limit(err)
+    return None
+
+
+def no_object(upload: FileUploadInput) -> Rejection:
+    where = f"{upload.storage.provider}:{upload.storage.bucket}/{upload.storage.key}"
+    return Rejection(RejectionReason.CORRUPT, f"no object at {where}")
+
+
+def over_scan_limit(err: ActivityError) -> Rejection:
+    cause = err.cause
+    assert isinstance(cause, ApplicationError)
+    return Rejection(RejectionReason.SCAN_FAILED, cause.message)
