@@ -48,12 +48,8 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from ferry.activities.inspect import InspectActivities, InspectRequest
-from ferry.activities.media import (
-    AnalysisRequest,
-    MediaActivities,
-    MetadataRequest,
-    ThumbnailRequest,
-)
+from ferry.activities.media import MediaActivities
+from ferry.activities.media_payloads import AnalysisRequest, MetadataRequest, ThumbnailRequest
 from ferry.activities.scan import ScanActivities
 from ferry.activities.spool import SpoolStore
 from ferry.config import Settings, get_settings

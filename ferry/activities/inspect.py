@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from ferry.activities.media import MediaActivities, Validation, ValidationRequest
+from ferry.activities.media import MediaActivities
+from ferry.activities.media_payloads import Validation, ValidationRequest
 from ferry.activities.scan import ScanActivities, ScanResult
 from ferry.activities.spool import FOLLOWERS, SpoolStore, not_found
 from ferry.activities.storage import provider_named, refuse_outside

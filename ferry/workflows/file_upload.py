@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         UploadCheckInput,
     )
     from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
-    from ferry.activities.media import Validation
+    from ferry.activities.media_payloads import Validation
     from ferry.contracts.enums import RejectionReason
     from ferry.contracts.errors import OBJECT_NOT_FOUND, TENANT_NOT_FOUND
     from ferry.contracts.events import Event, FileProcessed, FileRejected, PublishedThumbnail

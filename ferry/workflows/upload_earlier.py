@@ -14,7 +14,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import DatabaseActivities, TenantRecord, TenantRef
-    from ferry.activities.media import MediaActivities, Validation, ValidationRequest
+    from ferry.activities.media import MediaActivities
+    from ferry.activities.media_payloads import Validation, ValidationRequest
     from ferry.activities.scan import ScanActivities, ScanResult
     from ferry.activities.storage import Fingerprint, StorageActivities
     from ferry.contracts.enums import RejectionReason

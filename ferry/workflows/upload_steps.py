@@ -17,10 +17,10 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import UploadRefusal
     from ferry.activities.inspect import SpooledCopy
-    from ferry.activities.media import (
+    from ferry.activities.media import MediaActivities
+    from ferry.activities.media_payloads import (
         Analysis,
         AnalysisRequest,
-        MediaActivities,
         Metadata,
         MetadataRequest,
         ThumbnailRequest,

@@ -13,12 +13,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
-from ferry.activities.media import (
-    AnalysisRequest,
-    MediaActivities,
-    MetadataRequest,
-    ThumbnailRequest,
-)
+from ferry.activities.media import MediaActivities
+from ferry.activities.media_payloads import AnalysisRequest, MetadataRequest, ThumbnailRequest
 from ferry.activities.scan import ScanActivities
 from ferry.activities.spool import SpoolStore
 from ferry.config import Settings

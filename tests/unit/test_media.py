@@ -20,10 +20,10 @@ from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from ferry.activities.media import (
+from ferry.activities.media import MediaActivities
+from ferry.activities.media_payloads import (
     Analysis,
     AnalysisRequest,
-    MediaActivities,
     Metadata,
     MetadataRequest,
     ModerationLabel,

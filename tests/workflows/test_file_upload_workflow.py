@@ -35,7 +35,7 @@ from ferry.activities.database import (
 )
 from ferry.activities.events import OutboundEvent, PublishedEvent
 from ferry.activities.inspect import Inspection, InspectRequest, SpooledCopy
-from ferry.activities.media import (
+from ferry.activities.media_payloads import (
     Analysis,
     AnalysisRequest,
     Metadata,
