@@ -3,98 +3,65 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvloop
-from rich.console import Console
 from rich.table import Table
 
+from ferry.cli_events import dlq_app, publish, tail
+from ferry.cli_support import console, process_logging, run_until_signalled
 from ferry.db.cli import db_app
 from ferry.devstack import Stack
 from ferry.devstack.cli import stack_app
 
 app = typer.Typer(help="Ferry: the file and tenant platform.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
-dlq_app = typer.Typer(help="The dead-letter topic, ferry.dlq.v1.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 migration_app = typer.Typer(
     help="File migrations between buckets and providers.", no_args_is_help=True
 )
 app.add_typer(migration_app, name="migration")
 app.add_typer(db_app, name="db", help="Database migrations (Alembic), run as the owner role.")
-console = Console()
-
-
-def _logging(console_format: bool = False) -> None:
-    """Structured, redacted logs for a long-running command (ferry/logs.py)."""
-    import logging
-
-    from ferry.config import get_settings
-    from ferry.logs import configure_logging
-
-    settings = get_settings()
-    json = settings.log_format == "json" and not console_format
-    configure_logging(settings, json=json, level=logging.getLevelName(settings.log_level.upper()))
-
-
-def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `main(stop)` on uvloop; SIGINT or SIGTERM sets `stop` so it can finish cleanly.
-
-    uvloop's event loop does the same work as asyncio's with less CPU: the
-    bridge handles about a fifth more records per CPU second on it.
-    """
-
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    uvloop.run(runner())
 
 
 @app.command()
 def worker() -> None:
     """Run the Temporal worker for Ferry's workflows and activities."""
-    _logging()
+    process_logging()
     from ferry.config import get_settings
     from ferry.worker import run_worker
 
     settings = get_settings()
     queues = f"{settings.files_task_queue} and {settings.tenants_task_queue}"
     console.print(f"worker on {settings.temporal_address}, queues {queues}")
-    _run_until_signalled(lambda stop: run_worker(settings, stop))
+    run_until_signalled(lambda stop: run_worker(settings, stop))
 
 
 @app.command()
 def consume() -> None:
     """Run the Kafka → Temporal bridge on Ferry's inbound topics."""
-    _logging()
+    process_logging()
     from ferry.config import get_settings
     from ferry.processes import run_bridge
 
     settings = get_settings()
     console.print(f"consuming from {settings.kafka_bootstrap} as group {settings.consumer_group}")
-    _run_until_signalled(lambda stop: run_bridge(settings, stop))
+    run_until_signalled(lambda stop: run_bridge(settings, stop))
 
 
 @app.command()
 def meter() -> None:
     """Run the usage meter: per-tenant totals from the file events, sent to monitoring."""
-    _logging()
+    process_logging()
     from ferry.config import get_settings
     from ferry.processes import run_meter
 
     settings = get_settings()
     console.print(f"metering from {settings.kafka_bootstrap} as app {settings.meter_app_id}")
-    _run_until_signalled(lambda stop: run_meter(settings, stop))
+    run_until_signalled(lambda stop: run_meter(settings, stop))
 
 
 @app.command("codec-server")
@@ -109,7 +76,7 @@ def codec_server(
     ] = None,
 ) -> None:
     """Serve /encode and /decode for the Temporal UI (payloads shown decrypted)."""
-    _logging()
+    process_logging()
     from ferry.codec_server import serve
     from ferry.config import get_settings
     from ferry.temporal.codec import EncryptionCodec
@@ -125,7 +92,7 @@ def codec_server(
     origins = origin or [settings.temporal_ui_url]
     codec = EncryptionCodec.from_spec(spec)
     console.print(f"codec endpoint on http://{host}:{port} for {', '.join(origins)}")
-    _run_until_signalled(lambda stop: serve(codec, host, port, origins, stop))
+    run_until_signalled(lambda stop: serve(codec, host, port, origins, stop))
 
 
 @app.command()
@@ -163,7 +130,7 @@ def status(
                 except TimeoutError:
                     live.update(await view(client))
 
-    _run_until_signalled(main)
+    run_until_signalled(main)
 
 
 @app.command()
@@ -221,7 +188,7 @@ def _by_hand(
         )
         show(result)
 
-    _run_until_signalled(main)
+    run_until_signalled(main)
 
 
 @app.command()
@@ -279,13 +246,13 @@ def alert_webhook(
     ] = None,
 ) -> None:
     """Receive Alertmanager's webhook on /alerts: each alert a `notification.requested`."""
-    _logging()
+    process_logging()
     from ferry.alert_webhook import serve
     from ferry.config import get_settings
 
     bootstrap = kafka_bootstrap or get_settings().kafka_bootstrap
     console.print(f"alert webhook on http://{host}:{port}/alerts, publishing to {bootstrap}")
-    _run_until_signalled(lambda stop: serve(bootstrap, host, port, recipient, stop))
+    run_until_signalled(lambda stop: serve(bootstrap, host, port, recipient, stop))
 
 
 @app.command()
@@ -297,58 +264,17 @@ def moderator(
     ] = None,
 ) -> None:
     """Serve the moderation model on /labels, so workers hold none of it (FERRY_MODERATION_URL)."""
-    _logging()
+    process_logging()
     from ferry.moderator import serve
 
     threads = concurrency or os.cpu_count() or 1
     console.print(f"moderation service on http://{host}:{port}/labels, {threads} at once")
-    _run_until_signalled(lambda stop: serve(host, port, threads, stop))
+    run_until_signalled(lambda stop: serve(host, port, threads, stop))
 
 
-@app.command()
-def publish(
-    file: Annotated[Path, typer.Argument(help="A JSON file with one event, or a list of events.")],
-    topic: Annotated[str | None, typer.Option(help="Override the event's inbound topic.")] = None,
-) -> None:
-    """Publish events from a JSON file (validated against their schemas, sent as Avro)."""
-    from ferry.config import get_settings
-    from ferry.contracts.topics import inbound_topic_for
-    from ferry.producers import EventPublisher
-    from ferry.schemas import EventDecodeError, decode
-
-    raw = json.loads(file.read_text())
-    events = raw if isinstance(raw, list) else [raw]
-
-    async def send() -> None:
-        async with EventPublisher(get_settings().kafka_bootstrap) as publisher:
-            for item in events:
-                try:
-                    event = decode(json.dumps(item).encode(), "application/json")
-                except EventDecodeError as exc:
-                    console.print(f"[red]invalid event:[/red] {exc}")
-                    raise typer.Exit(1) from exc
-                target = topic or inbound_topic_for(event["event_type"])
-                sent = await publisher.publish(event, topic=target)
-                where = f"{target}[{sent.partition}]@{sent.offset}"
-                console.print(f"{event['event_type']} {event['event_id']} → {where}")
-
-    asyncio.run(send())
-
-
-@app.command()
-def tail(
-    topic: Annotated[str, typer.Argument(help="The topic to follow, e.g. ferry.file-events.v1.")],
-    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
-) -> None:
-    """Print the records of a topic, decoded, as they arrive."""
-    from ferry.config import get_settings
-    from ferry.consumers.tail import follow
-
-    async def main(stop: asyncio.Event) -> None:
-        async for record in follow(get_settings().kafka_bootstrap, topic, from_beginning, stop):
-            console.print_json(json.dumps(record, default=str))
-
-    _run_until_signalled(main)
+# Events in and out of Kafka by hand (ferry/cli_events.py).
+app.command()(publish)
+app.command()(tail)
 
 
 @migration_app.command("watch")
@@ -373,51 +299,6 @@ def migration_watch(
         console.print(f"{workflow_id}: {progress.phase} ({name}); {describe(progress)}")
 
     asyncio.run(main())
-
-
-@dlq_app.command("list")
-def dlq_list(
-    limit: Annotated[int, typer.Option(help="Show the last N dead letters.")] = 50,
-    full: Annotated[bool, typer.Option("--full", help="Print each record decoded.")] = False,
-) -> None:
-    """Dead letters with their reasons, source and time."""
-    from ferry.config import get_settings
-    from ferry.consumers.dlq import read_dead_letters
-
-    letters = asyncio.run(read_dead_letters(get_settings().kafka_bootstrap, limit=limit))
-    table = Table("offset", "source", "failed at", "event type", "reason")
-    for d in letters:
-        partition, offset = d.header("ferry-source-partition"), d.header("ferry-source-offset")
-        source = f"{d.source_topic}[{partition}]@{offset}"
-        table.add_row(
-            str(d.offset),
-            source,
-            d.header("ferry-failed-at") or "-",
-            d.header("event-type") or "-",
-            d.reason,
-        )
-    console.print(table)
-    if full:
-        for d in letters:
-            console.print(f"[bold]offset {d.offset}[/bold]")
-            console.print_json(json.dumps(d.decoded(), default=str))
-
-
-@dlq_app.command("replay")
-def dlq_replay(
-    offsets: Annotated[list[int], typer.Argument(help="DLQ offsets to re-publish.")],
-) -> None:
-    """Re-publish dead letters to their source topics (after the cause was fixed)."""
-    from ferry.config import get_settings
-    from ferry.consumers.dlq import replay
-
-    try:
-        replayed = asyncio.run(replay(get_settings().kafka_bootstrap, set(offsets)))
-    except (LookupError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    for letter, topic in replayed:
-        console.print(f"dead letter {letter.offset} → {topic}")
 
 
 @app.command()
@@ -447,7 +328,7 @@ def demo(
     async def main(stop: asyncio.Event) -> None:
         await run_demo(settings, stop, keep_running=keep_running, out=console)
 
-    _run_until_signalled(main)
+    run_until_signalled(main)
 
 
 if __name__ == "__main__":
