@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import (
         DatabaseActivities,
-        DeletedTenantRows,
         OverQuotaInput,
         TenantRecord,
         TenantRef,
@@ -21,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.activities.storage import ObjectCount, PrefixRequest, StorageActivities
     from ferry.contracts.enums import TenantPlan, TenantStatus
-    from ferry.contracts.errors import DELETION_INCOMPLETE, TENANT_NOT_FOUND
+    from ferry.contracts.errors import TENANT_NOT_FOUND
     from ferry.contracts.events import (
         Event,
         TenantDeleted,
@@ -31,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         TenantUsageReported,
     )
     from ferry.contracts.policy import TenantPolicy
-    from ferry.contracts.storage import BucketRef
     from ferry.contracts.workflows import (
         LIFECYCLE_SIGNAL,
         PLAN_SIGNAL,
@@ -42,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.workflows import TENANT_MONITORING as WORKFLOW
     from ferry.workflows.common import STORAGE_RETRY, call_db, emit
     from ferry.workflows.dedupe import SeenEvents
+    from ferry.workflows.tenant_deletion import delete_tenant_data, verify_deleted
 
 SOURCE = "ferry.tenant-monitoring"
 # A patch: after deleting, the run looks again (nothing may be left) and the event
@@ -339,75 +337,16 @@ class TenantMonitoringWorkflow:
         s = self._state
         workflow.set_current_details("deleting the tenant's data")
         receipt = workflow.patched(DELETION_RECEIPT)
-        removed: list[tuple[PrefixRequest, ObjectCount]] = []
-        # Its own provider's bucket, and any a failed-over upload wrote on another provider.
-        for provider in [s.provider, *(p for p in policy.providers if p != s.provider)]:
-            emptied = await self._storage(
-                StorageActivities.delete_bucket, BucketRef(provider, s.bucket)
-            )
-            removed.append((PrefixRequest(provider, s.bucket, ""), emptied))
-        for place in self._shared_places(policy):
-            removed.append((place, await self._storage(StorageActivities.delete_prefix, place)))
-        rows: DeletedTenantRows = await call_db(
-            DatabaseActivities.delete_tenant_rows, TenantRef(self._tenant_id)
-        )
+        removed = await delete_tenant_data(self._tenant_id, s.provider, s.bucket, policy)
         s.status = "deleted"
         if not receipt:  # histories from before the receipt
             await self._emit(TenantDeleted(detail=None), None)
             workflow.set_current_details("deleted")
             return
-        await self._verify_deleted([place for place, _ in removed])
-        objects = sum(count.objects for _, count in removed)
-        size = sum(count.bytes for _, count in removed)
-        detail = (
-            f"removed {sum(rows.rows.values())} rows, {objects} objects ({size} bytes);"
-            " verified: no row and no object left"
-        )
-        deleted = TenantDeleted(
-            detail=detail,
-            rows_deleted=rows.rows,
-            objects_deleted={_place(place): count.objects for place, count in removed},
-            bytes_deleted=size,
-            verified=True,
-        )
+        await verify_deleted(self._tenant_id, removed.places())
+        deleted = removed.receipt()
         await self._emit(deleted, None)
-        workflow.set_current_details(f"deleted: {detail}")
-
-    def _shared_places(self, policy: TenantPolicy) -> list[PrefixRequest]:
-        """The tenant's parts of the shared quarantine and ingest buckets, on each provider."""
-        return [
-            PrefixRequest(provider, bucket, prefix)
-            for provider in policy.providers
-            for bucket, prefix in (
-                (policy.quarantine_bucket, f"quarantine/{self._tenant_id}/"),
-                (policy.ingest_bucket, f"tenants/{self._tenant_id}/"),
-            )
-        ]
-
-    async def _verify_deleted(self, places: list[PrefixRequest]) -> None:
-        """A fresh listing of every place and a count of the tenant's rows: all empty, or a
-        non-retryable `DeletionIncomplete` that fails the run (and says what is left)."""
-        workflow.set_current_details("verifying the deletion")
-        left = []
-        for place in places:
-            found: ObjectCount = await self._storage(StorageActivities.measure, place)
-            if found.objects:
-                left.append(f"{found.objects} objects in {_place(place)}")
-        rows: DeletedTenantRows = await call_db(
-            DatabaseActivities.count_tenant_rows, TenantRef(self._tenant_id)
-        )
-        left += [f"{count} rows in {table}" for table, count in rows.rows.items() if count]
-        if left:
-            raise DELETION_INCOMPLETE(f"tenant {self._tenant_id} not deleted: " + "; ".join(left))
-
-    async def _storage(self, activity: Any, request: Any) -> Any:
-        return await workflow.execute_activity_method(
-            activity,
-            request,
-            start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=STORAGE_RETRY,
-        )
+        workflow.set_current_details(f"deleted: {deleted.detail}")
 
     async def _emit(self, event: Event, correlation_id: str | None) -> str:
         sequence = self._state.emitted.get(event.EVENT_TYPE, 0)
@@ -423,8 +362,3 @@ class TenantMonitoringWorkflow:
 
 def _datetime(epoch_millis: int) -> datetime:
     return datetime.fromtimestamp(epoch_millis / 1000, tz=UTC)
-
-
-def _place(place: PrefixRequest) -> str:
-    """`provider:bucket/prefix`, as `tenant.deleted` names the places it emptied."""
-    return f"{place.provider}:{place.bucket}/{place.prefix}"
