@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # wait in Temporal's queue, where fairness orders it, than beside the burst's running
     # tasks for a share of the cores (`make bench-fairness`; the README has its figures).
     worker_activity_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # glibc's allocator in the worker: at most this many arenas, and free memory at the top
+    # of a heap above this many bytes given back to the system (0: glibc's own default).
+    # Images decoded in several threads otherwise leave each thread's arena at its peak.
+    worker_malloc_arenas: int = Field(default=2, ge=0)
+    worker_malloc_trim_bytes: int = Field(default=128 * 1024, ge=0)
     log_format: str = "json"  # json | console
     log_level: str = "INFO"
     # The usage meter's faust app: its consumer group and the prefix of its changelog topics.
