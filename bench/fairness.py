@@ -11,12 +11,17 @@ the quiet upload completes within 2x its idle latency. Each quiet upload's time
 is also taken apart by its history: its workflow and activity tasks' waits in
 the queue (scheduled to started) and their runs (started to completed).
 
+Fairness on is measured twice: as it is, and with a rate limit per fairness key on
+the files queue (`--tenant-rate` activity tasks a second per tenant, times its plan's
+weight; what `FERRY_TENANT_TASKS_PER_SECOND` sets), so that the burst never takes
+every slot. For that measurement the burst tenant's own rate is reported too: what
+the limit costs it.
+
 The worker runs as its own process (`ferry worker`) on a task queue of the run's
 own; the stack's Temporal must run with task queue fairness enabled, as the local
 stack's does (`matching.enableFairness`). After each burst's quiet uploads, the
-burst's runs still going are terminated and their tasks given 10 s to leave, so
-each measurement starts from an idle queue; fairness on is measured first, so that
-no leftover of the unfair burst slows it. The quiet tenant's uploads are all photos
+burst is waited out (its own rate: uploads over the time from its start to its last
+result), so each measurement starts from an idle queue. The quiet tenant's uploads are all photos
 (the mix's costliest kind). Prints a table and writes bench/results/fairness.json. Run:
 `make bench-fairness`.
 """
@@ -25,9 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
+import os
 import secrets
 import time
 import uuid
@@ -38,9 +43,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import Priority
-from temporalio.service import RPCError
 from upload import WorkerProcess, one, small_mix, stage
 
 from ferry.config import Settings, get_settings
@@ -52,6 +56,7 @@ from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
 from ferry.processes import connect
 from ferry.storage import LocalStorage
+from ferry.temporal.queues import limit_each_key
 from ferry.workflows.file_upload import FileUploadWorkflow
 
 RESULTS = Path(__file__).parent / "results"
@@ -165,26 +170,32 @@ def median(samples: list[Sample]) -> Sample:
     return sorted(samples, key=lambda sample: sample.seconds)[len(samples) // 2]
 
 
+@dataclass
+class Burst:
+    """The quiet uploads measured behind a burst, and the whole burst's own rate."""
+
+    samples: list[Sample]
+    burst_per_second: float
+
+
 async def behind_a_burst(
     burst: Uploads, quiet: Uploads, size: int, fair: bool, samples: int
-) -> list[Sample]:
+) -> Burst:
     """The quiet tenant's uploads, one after another, while `size` uploads of the burst
-    wait."""
+    wait; then the burst is waited out, for its own rate."""
     handles = [await burst.start(upload, fair) for upload in await burst.staged(size)]
+    began = time.perf_counter()
     await asyncio.sleep(2)  # the burst's tasks are queued and the worker is busy
     quiet_samples = [await latency(quiet, fair) for _ in range(samples)]
-    running = [handle for handle in handles
-               if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING]  # fmt: skip
-    if len(running) < size // 2:
-        console.print(f"[yellow]only {len(running)} of the burst's runs were left at the end[/]")
-    for handle in running:
-        with contextlib.suppress(RPCError):  # it may have finished meanwhile
-            await handle.terminate("fairness benchmark: measured")
-    await asyncio.sleep(10)  # the terminated runs' tasks leave the queue and the worker
-    return quiet_samples
+    # The whole burst's own rate: what fairness (and a limit) cost the tenant that bursts.
+    for handle in handles:
+        await handle.result()
+    rate = size / (time.perf_counter() - began)
+    await asyncio.sleep(3)  # the last copies are deleted and the worker is idle again
+    return Burst(quiet_samples, rate)
 
 
-async def main(size: int, samples: int) -> dict[str, Any]:
+async def main(size: int, samples: int, tenant_rate: float) -> dict[str, Any]:
     settings = get_settings()
     client = await connect(settings)
     await LocalStorage(settings.local_storage_root).create_bucket(settings.ingest_bucket)
@@ -203,12 +214,21 @@ async def main(size: int, samples: int) -> dict[str, Any]:
         await asyncio.sleep(3)  # the worker has started and polls
         await latency(quiet, fair=True)  # warm: the models load, the caches fill
         measured = {"idle": [await latency(quiet, fair=True) for _ in range(samples)]}
+        rates = {}
         # Without fairness every quiet upload waits out the whole burst, and the second
         # would find it drained: one is measured.
-        for fair, name, count in ((True, "fairness_on", samples), (False, "fairness_off", 1)):
+        phases = (
+            (True, "fairness_on", samples, None),
+            (True, "fairness_limited", samples, tenant_rate),
+            (False, "fairness_off", 1, None),
+        )
+        for fair, name, count, limit in phases:
             console.print(f"{name}: {size} uploads of one tenant, then {count} of another…")
-            measured[name] = await behind_a_burst(burst, quiet, size, fair, count)
+            await limit_each_key(client, queue, limit, "fairness benchmark")
+            taken = await behind_a_burst(burst, quiet, size, fair, count)
+            measured[name], rates[name] = taken.samples, taken.burst_per_second
     finally:
+        await limit_each_key(client, queue, None, "fairness benchmark: done")
         worker.stop()
     for name, taken in measured.items():
         console.print(f"{name}:")
@@ -219,11 +239,13 @@ async def main(size: int, samples: int) -> dict[str, Any]:
         "burst_uploads": size,
         "samples": samples,
         "activity_slots": get_settings().worker_activity_slots,
+        "tenant_rate": tenant_rate,
         "idle_seconds": idle,
     }
-    for name in ("fairness_on", "fairness_off"):
+    for name in ("fairness_on", "fairness_limited", "fairness_off"):
         results[f"{name}_seconds"] = median(measured[name]).seconds
         results[f"{name}_ratio"] = results[f"{name}_seconds"] / idle
+        results[f"{name}_burst_per_second"] = rates[name]
     results["samples_taken"] = {
         name: [dataclasses.asdict(sample) for sample in taken] for name, taken in measured.items()
     }
@@ -247,6 +269,22 @@ def report(results: dict[str, Any]) -> None:
         f"{results['fairness_on_seconds']:.2f} s ({results['fairness_on_ratio']:.1f}x idle)",
         "≤ 2x idle",
     )
+    table.add_row(
+        f"    fairness on, each tenant at most {results['tenant_rate']:g} tasks/s",
+        f"{results['fairness_limited_seconds']:.2f} s"
+        f" ({results['fairness_limited_ratio']:.1f}x idle)",
+        "≤ 2x idle",
+    )
+    for name, what in (
+        ("fairness_off", "fairness off"),
+        ("fairness_on", "fairness on"),
+        ("fairness_limited", "limited"),
+    ):
+        table.add_row(
+            f"    the whole burst's own uploads/s, {what}",
+            f"{results[f'{name}_burst_per_second']:.1f} /s",
+            "",
+        )
     console.print(table)
 
 
@@ -254,8 +292,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=200, help="uploads in the burst")
     parser.add_argument("--samples", type=int, default=5, help="quiet uploads per measure")
+    parser.add_argument(
+        "--tenant-rate",
+        type=float,
+        default=3.0 * (os.cpu_count() or 1),
+        help="activity tasks a second per tenant, for the limited measure (3 per core:"
+        " about 70%% of what this machine's files queue dispatches at full load)",
+    )
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.burst, args.samples))
+    outcome = asyncio.run(main(args.burst, args.samples, args.tenant_rate))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fairness.json").write_text(json.dumps(outcome, indent=2))
     report(outcome)

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=256, ge=1)
     # Each start names its tenant as its fairness key (Temporal's task queue fairness).
     fairness: bool = True
+    # Each tenant's activities on the files task queue dispatched at most this many a
+    # second, times its plan's fairness weight (Temporal's rate limit per fairness key),
+    # set by the worker when it starts; None leaves the queue's limit as it is. About 70%
+    # of what the queue dispatches at full load keeps a slot free for a quiet tenant
+    # behind another's burst (`make bench-fairness`; README, Benchmarks).
+    tenant_tasks_per_second: float | None = Field(default=None, gt=0)
     # How often the bridge commits its offsets (and records handled events) while running.
     commit_interval: float = Field(default=0.2, gt=0)
     bridge_metrics_port: int = 9464  # 0: no metrics endpoint

@@ -56,6 +56,7 @@ from ferry.processes import connect
 from ferry.producers import EventPublisher
 from ferry.storage import StorageProvider, providers_from_env
 from ferry.telemetry import configure_tracing, metrics_runtime
+from ferry.temporal.queues import limit_each_key
 from ferry.workflows.file_migration import FileMigrationWorkflow
 from ferry.workflows.file_quarantine import FileQuarantineWorkflow
 from ferry.workflows.file_sharing import FileSharingWorkflow
@@ -211,6 +212,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         log.warning("the C library's allocator could not be tuned: glibc's defaults stay")
     configure_tracing("ferry-worker")
     client = await connect(settings, runtime=metrics_runtime(settings.worker_metrics_port))
+    if settings.tenant_tasks_per_second is not None:
+        await limit_each_key(
+            client,
+            settings.files_task_queue,
+            settings.tenant_tasks_per_second,
+            "FERRY_TENANT_TASKS_PER_SECOND",
+        )
     async with ferry_worker(client, settings):
         for scheduled in (RECONCILIATIONS, RESCANS):
             await ensure_schedule(client, settings, scheduled)
