@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from commands import ferry
+from commands import ferry, running
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.service import RPCError
 from waiting import eventually
@@ -203,7 +203,6 @@ async def test_the_worker_creates_the_reconciliation_schedule_whose_counts_reach
 ) -> None:
     queue = f"test-monitoring-{uuid.uuid4().hex[:8]}"
     env = {
-        **os.environ,
         "FERRY_FILES_TASK_QUEUE": f"{queue}-files",
         "FERRY_TENANTS_TASK_QUEUE": f"{queue}-tenants",
         "FERRY_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
@@ -211,38 +210,33 @@ async def test_the_worker_creates_the_reconciliation_schedule_whose_counts_reach
         # Count only: the stack's database holds other tests' tenants, left unmonitored.
         "FERRY_RECONCILIATION_REPAIR": "false",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ferry.cli", "worker", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
     client = await connect(settings)
     schedule = client.get_schedule_handle(RECONCILIATION_SCHEDULE)
     try:
+        async with running("worker", env=env):
 
-        async def created() -> bool:
-            try:
-                described = await schedule.describe()
-            except RPCError:
-                return False
-            action = described.schedule.action
-            assert isinstance(action, ScheduleActionStartWorkflow)
-            return action.task_queue == f"{queue}-tenants"
+            async def created() -> bool:
+                try:
+                    described = await schedule.describe()
+                except RPCError:
+                    return False
+                action = described.schedule.action
+                assert isinstance(action, ScheduleActionStartWorkflow)
+                return action.task_queue == f"{queue}-tenants"
 
-        await eventually(created, "the worker to create the schedule", timeout=60, interval=0.5)
-        [interval] = (await schedule.describe()).schedule.spec.intervals
-        assert interval.every == timedelta(hours=1)
-        await schedule.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)  # now, whatever runs
+            await eventually(created, "the worker to create the schedule", timeout=60, interval=0.5)
+            [interval] = (await schedule.describe()).schedule.spec.intervals
+            assert interval.every == timedelta(hours=1)
+            await schedule.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)  # now, whatever runs
 
-        async def reported() -> bool:
-            found = await query(settings, "ferry:reconciliation_found:latest")
-            return {r["metric"]["kind"] for r in found} == set(KINDS)
+            async def reported() -> bool:
+                found = await query(settings, "ferry:reconciliation_found:latest")
+                return {r["metric"]["kind"] for r in found} == set(KINDS)
 
-        await eventually(reported, "the run's counts in Prometheus", timeout=90, interval=1)
-        shown = await ferry("status", "--once")
-        assert "stuck (last reconciliation)" in shown
-        assert "upload_overdue" in shown and "tenant_over_quota" in shown
+            await eventually(reported, "the run's counts in Prometheus", timeout=90, interval=1)
+            shown = await ferry("status", "--once")
+            assert "stuck (last reconciliation)" in shown
+            assert "upload_overdue" in shown and "tenant_over_quota" in shown
     finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 60)
         with contextlib.suppress(RPCError):
             await schedule.delete()

@@ -4,12 +4,10 @@ it does to a quiet tenant's upload behind another's burst)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 
 import pytest
+from commands import running
 from temporalio.client import Client
 from waiting import eventually
 
@@ -32,23 +30,15 @@ async def test_a_limit_per_fairness_key_is_set_read_back_and_lifted(client: Clie
 async def test_the_worker_sets_each_tenants_limit_on_its_files_queue(client: Client) -> None:
     queue = f"limit-{uuid.uuid4().hex[:8]}"
     env = {
-        **os.environ,
         "FERRY_FILES_TASK_QUEUE": queue,
         "FERRY_TENANT_TASKS_PER_SECOND": "4.5",
         "FERRY_RECONCILIATION_INTERVAL_SECONDS": "0",
         "FERRY_RESCAN_INTERVAL_SECONDS": "0",
         "FERRY_RESCAN_ON_NEW_SIGNATURES": "false",
     }
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ferry.cli", "worker", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    async with running("worker", env=env):
 
         async def limited() -> bool:
             return await key_limit(client, queue) == 4.5
 
         await eventually(limited, "the worker's limit on its queue", timeout=60, interval=0.5)
-    finally:
-        worker.terminate()
-        await asyncio.wait_for(worker.wait(), 30)
