@@ -206,8 +206,8 @@ def tune_allocator(arenas: int, trim_bytes: int) -> bool:
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Run the workers until `stop` is set; Temporal's metrics on `worker_metrics_port`."""
-    # Before the threads that decode images start (`make bench-upload`: peak RSS 310-340
-    # MB without, 276 MB with, at the same CPU per file).
+    # Before the threads that decode images start (`make bench-upload`: the small files'
+    # peak RSS 309-339 MB without, 276-286 MB with, at the same CPU per file).
     if not tune_allocator(settings.worker_malloc_arenas, settings.worker_malloc_trim_bytes):
         log.warning("the C library's allocator could not be tuned: glibc's defaults stay")
     configure_tracing("ferry-worker")
