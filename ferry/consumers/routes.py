@@ -7,11 +7,10 @@ converted here, at the edge, once.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -21,6 +20,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
+from ferry.contracts.convert import build
 from ferry.contracts.layout import Places
 from ferry.contracts.storage import BucketRef
 from ferry.contracts.workflows import (
@@ -124,21 +124,7 @@ def from_event(cls: type[T], event: Event, **given: Any) -> T:
     decoded against their schema, so only the schema's fields can reach an input:
     an upstream service cannot set a field the contract does not give it (a policy).
     """
-    hints = get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in given:
-            values[f.name] = given[f.name]
-        elif f.name in event:
-            value, kind = event[f.name], hints[f.name]
-            if (
-                isinstance(value, dict)
-                and isinstance(kind, type)
-                and dataclasses.is_dataclass(kind)
-            ):
-                value = kind(**value)
-            values[f.name] = value
-    return cls(**values)
+    return build(cls, event, **given)
 
 
 def _converter(cls: type[Any], **given: Callable[[Event], Any]) -> Callable[[Event], Any]:

@@ -24,38 +24,27 @@ class NotFound(DatabaseError, LookupError):
     """A row the request depends on does not exist in the current tenant."""
 
     kind = "NotFound"
+    what = "row"
 
-    def __init__(self, what: str, key: str) -> None:
-        super().__init__(f"{what} {key!r} not found")
-        self.what, self.key = what, key
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{self.what} {key!r} not found")
+        self.key = key
 
 
 class TenantNotFound(NotFound):
-    kind = "TenantNotFound"
-
-    def __init__(self, key: str) -> None:
-        super().__init__("tenant", key)
+    kind, what = "TenantNotFound", "tenant"
 
 
 class FileNotFound(NotFound):
-    kind = "FileNotFound"
-
-    def __init__(self, key: str) -> None:
-        super().__init__("file", key)
+    kind, what = "FileNotFound", "file"
 
 
 class ShareNotFound(NotFound):
-    kind = "ShareNotFound"
-
-    def __init__(self, key: str) -> None:
-        super().__init__("share", key)
+    kind, what = "ShareNotFound", "share"
 
 
 class MigrationNotFound(NotFound):
-    kind = "MigrationNotFound"
-
-    def __init__(self, key: str) -> None:
-        super().__init__("file migration", key)
+    kind, what = "MigrationNotFound", "file migration"
 
 
 class InvalidTransition(DatabaseError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ListRequest,
         MigrationActivities,
     )
+    from ferry.contracts.convert import build
     from ferry.contracts.enums import MigrationItemState, MigrationState
     from ferry.contracts.errors import PERMANENT
     from ferry.contracts.events import (
@@ -119,16 +121,13 @@ class FileMigrationWorkflow:
         if request.progress is None:
             await call_db(
                 DatabaseActivities.start_file_migration,
-                StartMigrationInput(
-                    tenant_id=request.tenant_id,
-                    migration_id=request.migration_id,
+                build(
+                    StartMigrationInput,
+                    request,
                     source_provider=source.provider,
                     source_bucket=source.bucket,
                     target_provider=target.provider,
                     target_bucket=target.bucket,
-                    prefix=request.prefix,
-                    batch_size=request.batch_size,
-                    delete_source=request.delete_source,
                 ),
             )
             self._progress.phase = "listing"
@@ -241,7 +240,7 @@ class FileMigrationWorkflow:
             or info.get_current_history_length() >= request.history_limit
         ):
             self._progress.runs += 1
-            workflow.continue_as_new(_carry(request, self._progress))
+            workflow.continue_as_new(dataclasses.replace(request, progress=self._progress))
 
     async def _delete_verified(self, request: MigrationRequest, source: BucketRef) -> None:
         """The sources of verified copies, once the whole migration is verified."""
@@ -363,20 +362,4 @@ def _verified(copied: Any) -> MigrationItem:
         size_bytes=copied.size,
         sha256=copied.sha256,
         detail=None if copied.written else PRESENT_BEFORE,
-    )
-
-
-def _carry(request: MigrationRequest, progress: MigrationProgress) -> MigrationRequest:
-    return MigrationRequest(
-        event_id=request.event_id,
-        tenant_id=request.tenant_id,
-        migration_id=request.migration_id,
-        source=request.source,
-        target=request.target,
-        prefix=request.prefix,
-        batch_size=request.batch_size,
-        delete_source=request.delete_source,
-        correlation_id=request.correlation_id,
-        progress=progress,
-        history_limit=request.history_limit,
     )

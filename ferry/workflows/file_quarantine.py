@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         FileRejectedInput,
         RevokeShareInput,
     )
+    from ferry.contracts.convert import build
     from ferry.contracts.enums import RejectionReason
     from ferry.contracts.errors import OBJECT_NOT_FOUND
     from ferry.contracts.events import FileQuarantined
@@ -89,12 +90,11 @@ class FileQuarantineWorkflow(Staged):
         detail = f"clamd found {request.signature} (signature version {request.signature_version})"
         await call_db(
             DatabaseActivities.record_file_rejected,
-            FileRejectedInput(
-                tenant_id=request.tenant_id,
-                file_id=request.file_id,
+            build(
+                FileRejectedInput,
+                request,
                 reason=RejectionReason.INFECTED,
                 detail=detail,
-                signature=request.signature,
                 storage=stored,
                 quarantined=True,
             ),

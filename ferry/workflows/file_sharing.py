@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         ShareInput,
     )
     from ferry.activities.storage import SignRequest, StorageActivities
+    from ferry.contracts.convert import build
     from ferry.contracts.enums import FileAction, GranteeType, SharePermission
     from ferry.contracts.events import (
         FileShared,
@@ -111,17 +112,12 @@ class FileSharingWorkflow:
         self._enter("recording the grant")
         await call_db(
             DatabaseActivities.record_share,
-            ShareInput(
-                tenant_id=share.tenant_id,
-                share_id=share.share_id,
-                file_id=share.file_id,
-                shared_by=share.shared_by,
+            build(
+                ShareInput,
+                share,
                 grantee_type=GranteeType(share.grantee_type),
                 permission=SharePermission(share.permission),
-                grantee=share.grantee,
                 expires_at=expires_at,
-                notify=share.notify,
-                message=share.message,
             ),
         )
         if expires_at is not None and share.grantee_type == GranteeType.PUBLIC_LINK:
@@ -229,15 +225,8 @@ class FileSharingWorkflow:
         url: str | None,
         expires_at: datetime | None,
     ) -> str:
-        event = kind(
-            share_id=share.share_id,
-            file_id=share.file_id,
-            grantee_type=share.grantee_type,
-            grantee=share.grantee,
-            permission=share.permission,
-            url=url,
-            expires_at=None if expires_at is None else int(expires_at.timestamp() * 1000),
-        )
+        millis = None if expires_at is None else int(expires_at.timestamp() * 1000)
+        event = build(kind, share, url=url, expires_at=millis)
         return await emit(
             event,
             tenant_id=share.tenant_id,

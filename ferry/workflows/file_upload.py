@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
     from ferry.activities.media_payloads import Validation
+    from ferry.contracts.convert import build
     from ferry.contracts.enums import RejectionReason
     from ferry.contracts.errors import OBJECT_NOT_FOUND, TENANT_NOT_FOUND
     from ferry.contracts.events import Event, FileProcessed, FileRejected, PublishedThumbnail
@@ -182,15 +183,11 @@ class FileUploadWorkflow(UploadSteps):
             found: Inspection = await read_upload(
                 True,
                 InspectActivities.inspect_upload,
-                InspectRequest(
+                build(
+                    InspectRequest,
+                    upload,
                     source=upload.storage,
-                    tenant_id=upload.tenant_id,
-                    file_id=upload.file_id,
-                    filename=upload.filename,
-                    declared_content_type=upload.declared_content_type,
-                    size_bytes=upload.size_bytes,
                     max_file_bytes=tenant.max_file_bytes,
-                    sha256=upload.sha256,
                 ),
                 timeout=timedelta(minutes=30),
                 heartbeat=timedelta(seconds=30),
@@ -336,9 +333,9 @@ class FileUploadWorkflow(UploadSteps):
                 # There was never an object to quarantine.
         await self._db(
             DatabaseActivities.record_file_rejected,
-            FileRejectedInput(
-                tenant_id=upload.tenant_id,
-                file_id=upload.file_id,
+            build(
+                FileRejectedInput,
+                upload,
                 reason=rejection.reason,
                 detail=rejection.detail,
                 signature=rejection.signature,

@@ -16,6 +16,7 @@ rescan then covers everything). Queries: `progress`. The UI's details show it.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         RescanActivities,
         RescanOutcome,
     )
+    from ferry.contracts.convert import build
     from ferry.contracts.workflows import RESCAN as WORKFLOW
     from ferry.contracts.workflows import (
         OutdatedFile,
@@ -112,14 +114,7 @@ class RescanWorkflow:
             pause = len(page) / request.rate_per_second - spent
             if pause > 0:
                 await workflow.sleep(timedelta(seconds=pause))
-        workflow.continue_as_new(
-            RescanRequest(
-                rate_per_second=request.rate_per_second,
-                page_size=request.page_size,
-                tenant_ids=request.tenant_ids,
-                progress=progress,
-            )
-        )
+        workflow.continue_as_new(dataclasses.replace(request, progress=progress))
 
     async def _rescan(self, target: OutdatedFile) -> RescanOutcome:
         progress = self._progress
@@ -156,14 +151,12 @@ class RescanWorkflow:
         try:
             await workflow.execute_child_workflow(
                 FileQuarantineWorkflow.run,
-                QuarantineInput(
+                build(
+                    QuarantineInput,
+                    outcome,
                     tenant_id=target.tenant_id,
                     file_id=target.file_id,
-                    storage=outcome.storage,
-                    signature=outcome.signature,
                     signature_version=self._progress.signature_version,
-                    sha256=outcome.sha256,
-                    previous_verdict_at=outcome.previous_verdict_at,
                     correlation_id=workflow.info().workflow_id,
                 ),
                 id=file_quarantine_id(target.tenant_id, target.file_id),

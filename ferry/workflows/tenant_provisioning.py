@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         TenantStatusInput,
     )
     from ferry.activities.storage import StorageActivities
+    from ferry.contracts.convert import build
     from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
     from ferry.contracts.errors import INVALID_REQUEST, PERMANENT
     from ferry.contracts.events import (
@@ -174,12 +175,10 @@ class TenantProvisioningWorkflow(Staged):
         tenant = TenantRef(request.tenant_id)
         rows = workflow.execute_activity_method(
             DatabaseActivities.create_tenant,
-            CreateTenantInput(
-                tenant_id=request.tenant_id,
-                name=request.name,
+            build(
+                CreateTenantInput,
+                request,
                 plan=TenantPlan(request.plan),
-                region=request.region,
-                admin_email=request.admin_email,
                 storage_provider=StorageProvider(request.storage_provider),
                 storage_bucket=bucket,
             ),

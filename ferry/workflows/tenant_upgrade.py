@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
         TenantRecord,
         TenantRef,
     )
+    from ferry.contracts.convert import build
     from ferry.contracts.enums import TenantPlan, TenantStatus
     from ferry.contracts.errors import INVALID_REQUEST, PERMANENT
     from ferry.contracts.events import (
@@ -310,13 +311,7 @@ class TenantUpgradeWorkflow:
         detail: str | None,
         rolled_back: bool,
     ) -> None:
-        event = outcome(
-            upgrade_id=request.upgrade_id,
-            from_plan=request.from_plan,
-            to_plan=request.to_plan,
-            rolled_back=rolled_back,
-            detail=detail,
-        )
+        event = build(outcome, request, rolled_back=rolled_back, detail=detail)
         self._state.events.append(await self._publish(request, event))
 
     async def _publish(self, request: UpgradeRequest, event: Event) -> str:

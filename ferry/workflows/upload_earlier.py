@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.activities.media_payloads import Validation, ValidationRequest
     from ferry.activities.scan import ScanActivities, ScanResult
     from ferry.activities.storage import Fingerprint, StorageActivities
+    from ferry.contracts.convert import build
     from ferry.contracts.enums import RejectionReason
     from ferry.contracts.errors import OBJECT_NOT_FOUND, SCAN_LIMIT_EXCEEDED, TENANT_NOT_FOUND
     from ferry.contracts.storage import ScopedRef
@@ -80,11 +81,10 @@ class UploadSteps(Staged):
         validation: Validation = await read_upload(
             self._checked,
             MediaActivities.validate_upload,
-            ValidationRequest(
+            build(
+                ValidationRequest,
+                upload,
                 source=upload.storage,
-                filename=upload.filename,
-                declared_content_type=upload.declared_content_type,
-                size_bytes=upload.size_bytes,
                 max_file_bytes=tenant.max_file_bytes,
                 tenant_id=upload.tenant_id if scoped else None,
                 file_id=upload.file_id if scoped else None,

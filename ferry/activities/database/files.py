@@ -13,6 +13,7 @@ from temporalio import activity
 from ferry.activities.database.base import TenantScopedActivities
 from ferry.activities.database.tenants import TenantRecord, tenant_record
 from ferry.activities.metrics import count
+from ferry.contracts.convert import build
 from ferry.contracts.enums import FileState, RejectionReason, TenantStatus
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.contracts.workflows import FileUploadInput
@@ -86,17 +87,7 @@ class FileProcessingInput:
     @classmethod
     def of(cls, upload: FileUploadInput) -> Self:
         """What the file table keeps of an upload's announcement."""
-        return cls(
-            tenant_id=upload.tenant_id,
-            file_id=upload.file_id,
-            filename=upload.filename,
-            declared_content_type=upload.declared_content_type,
-            size_bytes=upload.size_bytes,
-            storage=upload.storage,
-            uploaded_by=upload.uploaded_by,
-            sha256=upload.sha256,
-            event_id=upload.event_id,
-        )
+        return build(cls, upload)
 
 
 @dataclass
@@ -153,26 +144,14 @@ class FileLookup:
 
 
 def _file(row: m.File, thumbnails: list[m.Thumbnail]) -> FileRecord:
-    return FileRecord(
-        tenant_id=row.tenant_id,
+    return build(
+        FileRecord,
+        row,
         file_id=row.id,
-        state=row.state,
-        filename=row.filename,
-        declared_content_type=row.declared_content_type,
-        size_bytes=row.size_bytes,
-        uploaded_by=row.uploaded_by,
         storage=StorageRef(row.storage_provider, row.storage_bucket, row.storage_key),
-        sha256=row.sha256,
-        content_type=row.content_type,
-        reject_reason=row.reject_reason,
-        reject_detail=row.reject_detail,
-        signature=row.signature,
         metadata=dict(row.file_metadata),
         analysis=dict(row.analysis),
-        thumbnails=[
-            Thumbnail(t.name, t.key, t.width, t.height, t.content_type, t.size_bytes)
-            for t in thumbnails
-        ],
+        thumbnails=[build(Thumbnail, t) for t in thumbnails],
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from temporalio import activity
 
 from ferry.activities.database.base import TenantScopedActivities
+from ferry.contracts.convert import build
 from ferry.contracts.enums import MigrationItemState, MigrationState
 from ferry.contracts.migrations import MigrationItem
 from ferry.db import MigrationProgress
@@ -128,22 +129,7 @@ class RollbackMigrationInput:
 
 
 def _migration(row: m.FileMigration) -> MigrationRecord:
-    return MigrationRecord(
-        tenant_id=row.tenant_id,
-        migration_id=row.id,
-        state=row.state,
-        source_provider=row.source_provider,
-        source_bucket=row.source_bucket,
-        target_provider=row.target_provider,
-        target_bucket=row.target_bucket,
-        prefix=row.prefix,
-        batch_size=row.batch_size,
-        delete_source=row.delete_source,
-        files_moved=row.files_moved,
-        bytes_moved=row.bytes_moved,
-        files_failed=row.files_failed,
-        detail=row.detail,
-    )
+    return build(MigrationRecord, row, migration_id=row.id)
 
 
 def _progress(tenant_id: str, migration_id: str, p: MigrationProgress) -> MigrationProgressRecord:
@@ -154,15 +140,7 @@ def _progress(tenant_id: str, migration_id: str, p: MigrationProgress) -> Migrat
 
 
 def _item(row: m.FileMigrationItem) -> MigrationItem:
-    return MigrationItem(
-        source_key=row.source_key,
-        state=row.state,
-        target_key=row.target_key,
-        file_id=row.file_id,
-        size_bytes=row.size_bytes,
-        sha256=row.sha256,
-        detail=row.detail,
-    )
+    return build(MigrationItem, row)
 
 
 class MigrationDbActivities(TenantScopedActivities):

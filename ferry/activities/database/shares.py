@@ -10,6 +10,7 @@ from datetime import datetime
 from temporalio import activity
 
 from ferry.activities.database.base import TenantScopedActivities
+from ferry.contracts.convert import build
 from ferry.contracts.enums import (
     FileAction,
     GranteeType,
@@ -108,18 +109,7 @@ class ShareLookup:
 
 
 def _share(row: m.Share) -> ShareRecord:
-    return ShareRecord(
-        tenant_id=row.tenant_id,
-        share_id=row.id,
-        file_id=row.file_id,
-        shared_by=row.shared_by,
-        grantee_type=row.grantee_type,
-        permission=row.permission,
-        status=row.status,
-        grantee=row.grantee,
-        expires_at=row.expires_at,
-        revoked_by=row.revoked_by,
-    )
+    return build(ShareRecord, row, share_id=row.id)
 
 
 class ShareActivities(TenantScopedActivities):

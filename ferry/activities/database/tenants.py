@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from temporalio import activity
 
 from ferry.activities.database.base import TenantScopedActivities
+from ferry.contracts.convert import build
 from ferry.contracts.enums import MemberRole, StorageProvider, TenantPlan, TenantStatus
 from ferry.db import models as m
 
@@ -107,21 +108,7 @@ class MemberRecord:
 
 def tenant_record(row: m.Tenant) -> TenantRecord:
     """The activities' view of a tenant's row."""
-    return TenantRecord(
-        tenant_id=row.id,
-        name=row.name,
-        plan=row.plan,
-        status=row.status,
-        region=row.region,
-        admin_email=row.admin_email,
-        storage_provider=row.storage_provider,
-        storage_bucket=row.storage_bucket,
-        quota_bytes=row.quota_bytes,
-        quota_files=row.quota_files,
-        max_file_bytes=row.max_file_bytes,
-        over_quota=row.over_quota,
-        status_reason=row.status_reason,
-    )
+    return build(TenantRecord, row, tenant_id=row.id)
 
 
 class TenantActivities(TenantScopedActivities):

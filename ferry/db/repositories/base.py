@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ferry.db.errors import NotFound
 from ferry.db.models import Base
 
 M = TypeVar("M", bound=Base)
@@ -54,6 +55,13 @@ class Repository:
     async def _one(self, model: type[M], *where: ColumnElement[bool]) -> M | None:
         stmt = select(model).where(*where).execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    @staticmethod
+    def _found(row: M | None, missing: type[NotFound], key: str) -> M:
+        """`row`, or `missing(key)` raised when there is none."""
+        if row is None:
+            raise missing(key)
+        return row
 
     async def _update(
         self,

@@ -32,10 +32,7 @@ class FileRepository(Repository):
         return await self._one(File, *self._key(file_id))
 
     async def require(self, file_id: str) -> File:
-        file = await self.get(file_id)
-        if file is None:
-            raise FileNotFound(file_id)
-        return file
+        return self._found(await self.get(file_id), FileNotFound, file_id)
 
     async def record_processing(
         self,

@@ -36,10 +36,7 @@ class FileMigrationRepository(Repository):
         )
 
     async def require(self, migration_id: str) -> FileMigration:
-        migration = await self.get(migration_id)
-        if migration is None:
-            raise MigrationNotFound(migration_id)
-        return migration
+        return self._found(await self.get(migration_id), MigrationNotFound, migration_id)
 
     async def start(
         self,

@@ -20,10 +20,7 @@ class ShareRepository(Repository):
         return await self._one(Share, Share.tenant_id == self.tenant_id, Share.id == share_id)
 
     async def require(self, share_id: str) -> Share:
-        share = await self.get(share_id)
-        if share is None:
-            raise ShareNotFound(share_id)
-        return share
+        return self._found(await self.get(share_id), ShareNotFound, share_id)
 
     async def record(
         self,

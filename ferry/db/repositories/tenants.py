@@ -49,10 +49,7 @@ class TenantRepository(Repository):
         return await self._one(Tenant, Tenant.id == self.tenant_id)
 
     async def require(self) -> Tenant:
-        tenant = await self.get()
-        if tenant is None:
-            raise TenantNotFound(self.tenant_id)
-        return tenant
+        return self._found(await self.get(), TenantNotFound, self.tenant_id)
 
     async def create(
         self,
