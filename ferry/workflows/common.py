@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import workflow
 from temporalio.common import (
@@ -88,6 +88,33 @@ async def emit(
         retry_policy=EMIT_RETRY,
     )
     return event_id
+
+
+class Answered(Protocol):
+    """A workflow input an event asked for: whose it is, and what its answers correlate to."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def correlation_id(self) -> str | None: ...
+
+
+async def answer(
+    request: Answered, event: Event, *, source: str, local_activity: bool = False
+) -> str:
+    """`emit` an event that answers `request`: the request's tenant, correlated to the
+    request's own correlation ID, else to the event that asked (CONTRACT §2)."""
+    return await emit(
+        event,
+        tenant_id=request.tenant_id,
+        source=source,
+        correlation_id=request.correlation_id or request.event_id,
+        local_activity=local_activity,
+    )
 
 
 class Staged:

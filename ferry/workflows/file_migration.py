@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.storage import BucketRef
     from ferry.contracts.workflows import FILE_MIGRATION as WORKFLOW
     from ferry.contracts.workflows import MigrationProgress, MigrationRequest
-    from ferry.workflows.common import STORAGE_RETRY, call_db, emit, failure_detail
+    from ferry.workflows.common import STORAGE_RETRY, answer, call_db, failure_detail
 
 # A patch: a tenant's bucket is exactly `ferry-{tenant}` (on any provider). Runs from
 # before also took `ferry-{tenant}-*`, which is another tenant's bucket (tenant
@@ -309,7 +309,8 @@ class FileMigrationWorkflow:
         detail: str | None,
     ) -> str:
         p = self._progress
-        return await emit(
+        return await answer(
+            request,
             outcome(
                 migration_id=request.migration_id,
                 files_moved=p.files_done,
@@ -318,9 +319,7 @@ class FileMigrationWorkflow:
                 rolled_back=rolled_back,
                 detail=detail,
             ),
-            tenant_id=request.tenant_id,
             source=SOURCE,
-            correlation_id=request.correlation_id or request.event_id,
         )
 
 

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.workflows import FILE_SHARING as WORKFLOW
     from ferry.contracts.workflows import SHARE_REVOKE_SIGNAL as REVOKE_SIGNAL
     from ferry.contracts.workflows import ShareRequest, ShareRevocation
-    from ferry.workflows.common import STORAGE_RETRY, call_db, emit
+    from ferry.workflows.common import STORAGE_RETRY, answer, call_db
     from ferry.workflows.dedupe import SeenEvents
 
 SOURCE = "ferry.file-sharing"
@@ -211,12 +211,7 @@ class FileSharingWorkflow:
         notification = NotificationRequested(
             channel="email", recipient=recipient, template=SHARED_TEMPLATE, params=params
         )
-        return await emit(
-            notification,
-            tenant_id=share.tenant_id,
-            source=SOURCE,
-            correlation_id=share.correlation_id or share.event_id,
-        )
+        return await answer(share, notification, source=SOURCE)
 
     async def _emit(
         self,
@@ -227,9 +222,4 @@ class FileSharingWorkflow:
     ) -> str:
         millis = None if expires_at is None else int(expires_at.timestamp() * 1000)
         event = build(kind, share, url=url, expires_at=millis)
-        return await emit(
-            event,
-            tenant_id=share.tenant_id,
-            source=SOURCE,
-            correlation_id=share.correlation_id or share.event_id,
-        )
+        return await answer(share, event, source=SOURCE)

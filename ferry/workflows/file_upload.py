@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.storage import StorageRef, Thumbnail
     from ferry.contracts.workflows import FILE_UPLOAD as WORKFLOW
     from ferry.contracts.workflows import FileUploadInput
-    from ferry.workflows.common import emit, tenant_policy
+    from ferry.workflows.common import answer, tenant_policy
     from ferry.workflows.upload_earlier import UploadSteps
     from ferry.workflows.upload_steps import (
         PROVIDER_RETRY,
@@ -245,40 +245,15 @@ class FileUploadWorkflow(UploadSteps):
         self._enter("recording result")
         await self._db(DatabaseActivities.record_file_processed, processed)
         self._enter("publishing")
-        event_id = await self._emit(
-            upload,
-            FileProcessed(
-                file_id=upload.file_id,
-                sha256=found.sha256,
-                size_bytes=found.size_bytes,
-                content_type=validation.content_type,
-                storage=StorageRef(stored.provider, stored.bucket, stored.key),
-                thumbnails=[
-                    PublishedThumbnail(
-                        name=t.name,
-                        key=t.key,
-                        width=t.width,
-                        height=t.height,
-                        content_type=t.content_type,
-                    )
-                    for t in made
-                ],
-                metadata=public,
-                analysis=analysed,
-            ),
+        announced = build(
+            FileProcessed,
+            processed,
+            storage=StorageRef(stored.provider, stored.bucket, stored.key),
+            thumbnails=[build(PublishedThumbnail, t) for t in made],
         )
+        event_id = await self._emit(upload, announced)
         self._enter("processed")
-        return FileUploadResult(
-            status="processed",
-            storage=stored,
-            sha256=found.sha256,
-            size_bytes=found.size_bytes,
-            content_type=validation.content_type,
-            thumbnails=made,
-            metadata=public,
-            analysis=analysed,
-            events=[event_id],
-        )
+        return build(FileUploadResult, processed, status="processed", events=[event_id])
 
     async def _store_original(self, upload: FileUploadInput, tenant: TenantRecord) -> StorageRef:
         """Into the tenant's bucket on its provider; if that provider keeps failing, on the
@@ -363,10 +338,4 @@ class FileUploadWorkflow(UploadSteps):
         )
 
     async def _emit(self, upload: FileUploadInput, event: Event) -> str:
-        return await emit(
-            event,
-            tenant_id=upload.tenant_id,
-            source=SOURCE,
-            correlation_id=upload.correlation_id or upload.event_id,
-            local_activity=self._local,
-        )
+        return await answer(upload, event, source=SOURCE, local_activity=self._local)

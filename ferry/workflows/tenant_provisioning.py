@@ -41,8 +41,8 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.workflows import TenantCreation, search_attributes, tenant_monitoring_id
     from ferry.workflows.common import (
         Staged,
+        answer,
         call_db,
-        emit,
         failure_detail,
         tenant_policy,
     )
@@ -262,12 +262,7 @@ class TenantProvisioningWorkflow(Staged):
         )
 
     async def _emit(self, request: TenantCreation, event: Event) -> str:
-        return await emit(
-            event,
-            tenant_id=request.tenant_id,
-            source=SOURCE,
-            correlation_id=request.correlation_id or request.event_id,
-        )
+        return await answer(request, event, source=SOURCE)
 
 
 def _timed_out(err: ActivityError) -> bool:

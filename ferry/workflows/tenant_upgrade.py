@@ -41,8 +41,8 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.workflows import TENANT_UPGRADE as WORKFLOW
     from ferry.workflows import tenant_monitoring
     from ferry.workflows.common import (
+        answer,
         call_db,
-        emit,
         failure_detail,
         tenant_policy,
     )
@@ -315,12 +315,7 @@ class TenantUpgradeWorkflow:
         self._state.events.append(await self._publish(request, event))
 
     async def _publish(self, request: UpgradeRequest, event: Event) -> str:
-        return await emit(
-            event,
-            tenant_id=request.tenant_id,
-            source=SOURCE,
-            correlation_id=request.correlation_id or request.event_id,
-        )
+        return await answer(request, event, source=SOURCE)
 
 
 def _payment_request_id() -> str:

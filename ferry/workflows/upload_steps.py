@@ -242,24 +242,22 @@ async def analysis(
         "priority": priority,
     }
     late = {"status": "timed_out", "deadline_seconds": f"{deadline_seconds:g}"}
+    running: asyncio.Future[Any]
     if copy is None:
         # As histories from before have it: one activity, raced by its handle.
-        handle = workflow.start_activity_method(MediaActivities.analyse_content, request, **options)
-        try:
-            await workflow.wait_condition(handle.done, timeout=deadline_seconds)
-        except TimeoutError:
-            handle.cancel()
-            return late
-        return _analysed(handle)
-    task = asyncio.ensure_future(
-        on_copy_worker(MediaActivities.analyse_content, request, copy, **options)
-    )
+        running = workflow.start_activity_method(
+            MediaActivities.analyse_content, request, **options
+        )
+    else:
+        running = asyncio.ensure_future(
+            on_copy_worker(MediaActivities.analyse_content, request, copy, **options)
+        )
     try:
-        await workflow.wait_condition(task.done, timeout=deadline_seconds)
+        await workflow.wait_condition(running.done, timeout=deadline_seconds)
     except TimeoutError:
-        task.cancel()
+        running.cancel()
         return late
-    return _analysed(task)
+    return _analysed(running)
 
 
 def _analysed(done: asyncio.Future[Any]) -> dict[str, str]:
