@@ -23,7 +23,7 @@ from ferry.media.analysis import Moderator
 
 log = logging.getLogger(__name__)
 
-# The worker sends images bounded by `moderation_max_side` (640); this is the refusal
+# The worker sends images bounded by `moderation_max_side` (320; 640 before); this is the refusal
 # of a body no worker sends, not a tuning knob.
 MAX_SIDE = 4096
 

@@ -87,13 +87,16 @@ class Moderator:
 
     def labels(self, image: Image.Image) -> list[tuple[str, float]]:
         """(class, best score) of each class detected in `image`, highest score first."""
+        from nudenet import nudenet
+
         detector = self._nude_detector()
         # nudenet expects what cv2.imread returns: an HxWx3 uint8 array in BGR order.
         array = np.ascontiguousarray(np.asarray(_rgb(image))[:, :, ::-1])
-        detections: list[dict[str, Any]] = detector.detect(array)
+        # NudeDetector.detect's steps, its post-processing done on whole arrays.
+        blob, _, _, x_pad, y_pad, width, height = nudenet._read_image(array, detector.input_width)
+        output = detector.onnx_session.run(None, {detector.input_name: blob})
         scores: dict[str, float] = {}
-        for detection in detections:
-            name, score = str(detection["class"]), float(detection["score"])
+        for name, score in detections(output[0], x_pad, y_pad, width, height, INFERENCE_RESOLUTION):
             scores[name] = max(score, scores.get(name, 0.0))
         return [
             (name, round(score, 4))
@@ -104,6 +107,39 @@ class Moderator:
         """Let the model's session go (it loads again on the next use)."""
         with self._lock:
             self._detector = None
+
+
+def detections(
+    output: Any, x_pad: int, y_pad: int, width: int, height: int, size: int
+) -> list[tuple[str, float]]:
+    """(class, score) of each detection the model's output holds, as nudenet's
+    `_postprocess` finds them (the same arithmetic, in float32, and the same
+    non-maximum suppression), computed on whole arrays instead of row by row.
+
+    `output` is the model's first output, (1, 4 + classes, rows): each row a box's
+    centre, size and one score per class; a row counts if its best score is at
+    least 0.2. The box is scaled to the padded image and clipped to the image.
+    """
+    import cv2
+    from nudenet import nudenet
+
+    rows = np.transpose(np.squeeze(output))
+    best = rows[:, 4:].max(axis=1)
+    kept = rows[best >= 0.2]
+    if not len(kept):
+        return []
+    scores, classes = best[best >= 0.2], kept[:, 4:].argmax(axis=1)
+    x = (kept[:, 0] - kept[:, 2] / 2) * (width + x_pad) / size
+    y = (kept[:, 1] - kept[:, 3] / 2) * (height + y_pad) / size
+    w = kept[:, 2] * (width + x_pad) / size
+    h = kept[:, 3] * (height + y_pad) / size
+    x = np.maximum(0, np.minimum(x, width))
+    y = np.maximum(0, np.minimum(y, height))
+    w, h = np.minimum(w, width - x), np.minimum(h, height - y)
+    boxes = np.stack([x, y, w, h], axis=1).tolist()
+    names = nudenet.__dict__["__labels"]
+    found = cv2.dnn.NMSBoxes(boxes, scores.tolist(), 0.25, 0.45)
+    return [(names[classes[i]], float(scores[i])) for i in found]
 
 
 class Moderates(Protocol):

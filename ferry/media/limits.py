@@ -24,7 +24,9 @@ class MediaLimits:
     # skipped. 0 runs OCR on every image.
     ocr_background_share: float = 0.35
     ocr_timeout_seconds: float = 30.0
-    moderation_max_side: int = 640
+    # The moderation model's own input size (`analysis.INFERENCE_RESOLUTION`): nudenet
+    # scales anything larger down to it, so a larger image is only more work.
+    moderation_max_side: int = 320
     # A detection of an `EXPOSED_CLASSES` label at or above this score makes `nsfw` true.
     nsfw_threshold: float = 0.5
     # Fewer letters than this and the language is not guessed (langdetect is noisy).
