@@ -238,7 +238,7 @@ def analysis_images(
     ocr_image.thumbnail((limits.ocr_max_side, limits.ocr_max_side), Image.Resampling.LANCZOS)
     moderation = upright.copy()
     moderation.thumbnail(
-        (limits.moderation_max_side, limits.moderation_max_side), Image.Resampling.LANCZOS
+        (limits.moderation_max_side, limits.moderation_max_side), Image.Resampling.BICUBIC
     )
     return moderation, ocr_image
 

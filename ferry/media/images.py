@@ -132,7 +132,7 @@ def _encode(image: Image.Image, fmt: str, limits: MediaLimits) -> bytes:
     if fmt == "JPEG":
         image.save(buffer, "JPEG", quality=limits.jpeg_quality)
     else:
-        image.save(buffer, "WEBP", quality=limits.webp_quality, method=4)
+        image.save(buffer, "WEBP", quality=limits.webp_quality, method=limits.webp_method)
     return buffer.getvalue()
 
 
@@ -155,6 +155,7 @@ def render_thumbnails(
     for name, side, fmt, mime in THUMBNAILS:
         size = fit(current.size, side)
         if size != current.size:
-            current = current.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            # Bicubic, as Pillow's own `thumbnail`: about two thirds of Lanczos' CPU.
+            current = current.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
         rendered.append((name, mime, _encode(current, fmt, limits), *current.size))
     return rendered
