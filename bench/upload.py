@@ -198,9 +198,9 @@ async def thumbnail_rate(count: int, draft: bool) -> float:
 
 
 class CpuSampler:
-    """CPU seconds (user + system) of each process of interest and its children (Postgres'
-    backends, the worker's tesseract runs), the processes named in `alone` without
-    their children (this client, whose child the worker is)."""
+    """CPU seconds (user + system) of each process of interest and its children, those
+    still running and those it has reaped (Postgres' backends), the processes named in
+    `alone` without their children (this client, whose child the worker is)."""
 
     def __init__(self, pids: dict[str, int], alone: tuple[str, ...] = ()) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
@@ -217,6 +217,10 @@ class CpuSampler:
                 except psutil.Error:
                     continue
                 spent += times.user + times.system
+                if name not in self.alone:
+                    # Children that ended between two readings count too (a tesseract or
+                    # Postgres backend's whole run), once the process has reaped them.
+                    spent += times.children_user + times.children_system
             total[name] = spent
         return total
 

@@ -329,7 +329,7 @@ class MediaActivities:
         return Analysis(
             labels=[ModerationLabel(name, score) for name, score in labels],
             nsfw=is_nsfw(labels, self._limits.nsfw_threshold),
-            ocr_text=ocr(ocr_image, self._limits),
+            ocr_text=ocr(ocr_image, self._limits, self._moderator),
             moderation_model=self._moderator.model_name,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any, Protocol
 
 import httpx
 import numpy as np
-import pytesseract
 from langdetect import DetectorFactory, detect_langs
 from langdetect.lang_detect_exception import LangDetectException
 from PIL import Image, ImageOps
@@ -103,6 +103,10 @@ class Moderator:
             for name, score in sorted(scores.items(), key=lambda item: -item[1])
         ]
 
+    def text(self, image: Image.Image, language: str, timeout_seconds: float) -> str | None:
+        """What tesseract reads in `image` (None: not within the timeout), in this process."""
+        return TESSERACT.read(image, language, timeout_seconds)
+
     def close(self) -> None:
         """Let the model's session go (it loads again on the next use)."""
         with self._lock:
@@ -150,15 +154,18 @@ class Moderates(Protocol):
 
     def labels(self, image: Image.Image) -> list[tuple[str, float]]: ...
 
+    def text(self, image: Image.Image, language: str, timeout_seconds: float) -> str | None: ...
+
     def close(self) -> None: ...
 
 
 class RemoteModerator:
-    """The moderation model in the moderation service's process (`ferry moderator`), the
-    way clamd holds the signatures: the worker keeps neither the model nor ONNX Runtime
-    nor OpenCV in its memory. It sends the bounded RGB pixels, which the service
-    labels with the same `Moderator`; an unanswered request is `ModerationUnavailable`,
-    which the activity's retries wait out."""
+    """The moderation model and tesseract in the moderation service's process (`ferry
+    moderator`), the way clamd holds the signatures: the worker keeps neither the model
+    nor ONNX Runtime, OpenCV or tesseract's engine in its memory. It sends the bounded
+    pixels (RGB to label, greyscale to read), which the service handles with the same
+    `Moderator`; an unanswered request is `ModerationUnavailable`, which the
+    activity's retries wait out."""
 
     def __init__(self, url: str, timeout_seconds: float = 30.0) -> None:
         self.url = url.rstrip("/")
@@ -167,12 +174,30 @@ class RemoteModerator:
 
     def labels(self, image: Image.Image) -> list[tuple[str, float]]:
         rgb = _rgb(image)
+        answer = self._post("/labels", rgb, {})
+        self.model_name = str(answer["model"])
+        return [(str(name), float(score)) for name, score in answer["labels"]]
+
+    def text(self, image: Image.Image, language: str, timeout_seconds: float) -> str | None:
+        grey = image if image.mode == "L" else image.convert("L")
+        # The request waits out tesseract's own timeout, and a little more.
+        answer = self._post(
+            "/text", grey, {"language": language, "timeout": timeout_seconds}, timeout_seconds + 10
+        )
+        text = answer["text"]
+        return None if text is None else str(text)
+
+    def _post(
+        self, path: str, image: Image.Image, params: dict[str, Any], wait: float | None = None
+    ) -> Any:
+        """The service's answer for `image`'s raw pixels; `ModerationUnavailable` if none."""
         try:
             response = self._client.post(
-                "/labels",
-                params={"width": rgb.width, "height": rgb.height},
-                content=rgb.tobytes(),
+                path,
+                params={"width": image.width, "height": image.height, **params},
+                content=image.tobytes(),
                 headers={"content-type": "application/octet-stream"},
+                timeout=httpx.USE_CLIENT_DEFAULT if wait is None else wait,
             )
         except httpx.HTTPError as exc:
             raise ModerationUnavailable(f"moderation service at {self.url}: {exc}") from exc
@@ -181,9 +206,7 @@ class RemoteModerator:
                 f"moderation service at {self.url} answered {response.status_code}:"
                 f" {response.text[:200]}"
             )
-        answer = response.json()
-        self.model_name = str(answer["model"])
-        return [(str(name), float(score)) for name, score in answer["labels"]]
+        return response.json()
 
     def close(self) -> None:
         self._client.close()
@@ -256,18 +279,72 @@ def looks_like_text(image: Image.Image, background_share: float) -> bool:
     return total > 0 and window / total >= background_share and total - window >= MIN_INK_SAMPLES
 
 
-def ocr(image: Image.Image, limits: MediaLimits) -> str | None:
-    """The text tesseract reads in `image`, one line per line; None when it looks like none."""
+# Where Debian and Ubuntu (tesseract-ocr-eng), Fedora and Alpine keep tesseract's data.
+TESSDATA_DIRS = (
+    "/usr/share/tesseract-ocr/5/tessdata",
+    "/usr/share/tesseract-ocr/4.00/tessdata",
+    "/usr/share/tesseract/tessdata",
+    "/usr/share/tessdata",
+)
+
+
+def tessdata() -> str:
+    """tesseract's data directory: `TESSDATA_PREFIX`, else the first of `TESSDATA_DIRS`."""
+    found = os.environ.get("TESSDATA_PREFIX") or next(
+        (d for d in TESSDATA_DIRS if Path(d, "eng.traineddata").is_file()), None
+    )
+    if found is None:
+        raise ModelMissing(f"no tesseract data: set TESSDATA_PREFIX (looked in {TESSDATA_DIRS})")
+    return found
+
+
+class Tesseract:
+    """tesseract's engines in this process, each used by one thread at a time.
+
+    An engine loads its language model once (about four times the CPU of reading
+    a page, which a `tesseract` run per image paid every time) and is kept for the
+    next page. At most `limit` exist, about 15 MB each: one by default, as OCR runs
+    on text-like images only and reads one in tens of milliseconds.
+    """
+
+    def __init__(self, limit: int = 1) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[Any]] = {}
+
+    def read(self, image: Image.Image, language: str, timeout_seconds: float) -> str | None:
+        """The text of `image`; None when tesseract did not finish within the timeout."""
+        import tesserocr
+
+        with self._slots:
+            with self._lock:
+                idle = self._idle.setdefault(language, [])
+                engine = idle.pop() if idle else None
+            if engine is None:
+                engine = tesserocr.PyTessBaseAPI(path=tessdata(), lang=language)
+            try:
+                engine.SetImage(image)
+                done = engine.Recognize(timeout=int(timeout_seconds * 1000))
+                text: str | None = engine.GetUTF8Text() if done else None
+            finally:
+                with self._lock:
+                    idle.append(engine)
+        return text
+
+
+TESSERACT = Tesseract()
+
+
+def ocr(image: Image.Image, limits: MediaLimits, reader: Moderates) -> str | None:
+    """The text tesseract reads in `image`, one line per line; None when it looks like none.
+
+    `reader` runs tesseract: in this process (`Moderator`) or the moderation service's.
+    """
     if not looks_like_text(image, limits.ocr_background_share):
         return None
-    try:
-        text = pytesseract.image_to_string(
-            image, lang=limits.ocr_language, timeout=limits.ocr_timeout_seconds
-        )
-    except RuntimeError as exc:  # pytesseract's timeout
-        if "timeout" in str(exc).lower():
-            return None
-        raise
+    text = reader.text(image, limits.ocr_language, limits.ocr_timeout_seconds)
+    if text is None:  # timed out
+        return None
     lines = (" ".join(line.split()) for line in str(text).splitlines())
     return excerpt("\n".join(line for line in lines if line), limits.ocr_text_chars)
 

@@ -60,6 +60,44 @@ async def test_the_service_answers_what_the_model_answers_in_process(url: str) -
     remote.close()
 
 
+def page(lines: tuple[str, ...]) -> Image.Image:
+    image = Image.new("L", (1400, 80 + 60 * len(lines)), 255)
+    draw = ImageDraw.Draw(image)
+    for row, line in enumerate(lines):
+        draw.text((30, 30 + 60 * row), line, fill=0, font_size=36)
+    return image
+
+
+async def test_the_service_reads_what_tesseract_reads_in_process(url: str) -> None:
+    lines = ("Quarterly report of the Ferry project", "Invoice number 4471 due in March")
+    image = page(lines)
+    remote = RemoteModerator(url)
+
+    # Two at once, and an RGB image turned greyscale on the way.
+    texts = await asyncio.gather(
+        asyncio.to_thread(remote.text, image, "eng", 30),
+        asyncio.to_thread(remote.text, image.convert("RGB"), "eng", 30),
+    )
+
+    assert texts[0] == texts[1] == Moderator().text(image, "eng", 30)
+    assert texts[0] is not None and [t for t in texts[0].splitlines() if t] == list(lines)
+    async with httpx.AsyncClient(base_url=url) as http:
+        short = await http.post("/text", params={"width": 2, "height": 2}, content=b"abc")
+        language = await http.post(
+            "/text", params={"width": 1, "height": 1, "language": "../etc"}, content=b"a"
+        )
+        unknown = await http.post(
+            "/text", params={"width": 1, "height": 1, "language": "xyz"}, content=b"a"
+        )
+        slow = await http.post(
+            "/text", params={"width": 1, "height": 1, "timeout": "0"}, content=b"a"
+        )
+    assert (short.status_code, short.text) == (400, "3 bytes; a greyscale image of 2x2 has 4")
+    assert (language.status_code, unknown.status_code, slow.status_code) == (400, 400, 400)
+    assert "tesseract could not read 'xyz'" in unknown.text
+    remote.close()
+
+
 def test_a_url_names_the_service_and_none_keeps_the_model_in_process() -> None:
     assert isinstance(moderator(""), Moderator)
     remote = moderator("http://127.0.0.1:9468/")
