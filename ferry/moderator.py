@@ -120,7 +120,8 @@ def warm(moderator: Moderator) -> None:
 
 
 async def serve(host: str, port: int, concurrency: int, stop: asyncio.Event) -> None:
-    moderator = Moderator()
+    # As many OCR engines as images handled at once: none waits for another's engine.
+    moderator = Moderator(ocr_engines=concurrency)
     await asyncio.to_thread(warm, moderator)
     runner = web.AppRunner(application(moderator, concurrency), access_log=None)
     await runner.setup()

@@ -8,17 +8,10 @@ another's by name, `build` copies them, and the caller names only what differs.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Hashable, Mapping
-from typing import Any, TypeVar, cast, get_type_hints
+from collections.abc import Mapping
+from typing import Any, TypeVar, get_type_hints
 
 T = TypeVar("T")
-
-
-@functools.lru_cache(maxsize=256)
-def _fields(cls: Any) -> tuple[tuple[str, Any], ...]:
-    hints = get_type_hints(cls)
-    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
 
 
 def build(cls: type[T], source: Mapping[str, Any] | object, /, **given: Any) -> T:
@@ -30,19 +23,22 @@ def build(cls: type[T], source: Mapping[str, Any] | object, /, **given: Any) -> 
     not a field. From a mapping, a field whose type is a dataclass (a storage or
     bucket reference) is built from the nested record.
     """
-    fields = _fields(cast(Hashable, cls))
-    unknown = given.keys() - {name for name, _ in fields}
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = given.keys() - set(names)
     if unknown:
         raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
-    values = {name: given[name] for name, _ in fields if name in given}
-    for name, kind in fields:
-        if name in values:
-            continue
-        if isinstance(source, Mapping):
-            if name in source:
-                value = source[name]
+    values = dict(given)
+    if isinstance(source, Mapping):
+        # Only a record needs the types (nested records); not cached: a workflow's own
+        # classes are new in each run's sandbox.
+        hints = get_type_hints(cls)
+        for name in names:
+            if name not in values and name in source:
+                value, kind = source[name], hints[name]
                 nested = isinstance(value, Mapping) and dataclasses.is_dataclass(kind)
                 values[name] = kind(**value) if nested else value
-        elif hasattr(source, name):
-            values[name] = getattr(source, name)
+    else:
+        for name in names:
+            if name not in values and hasattr(source, name):
+                values[name] = getattr(source, name)
     return cls(**values)

@@ -57,12 +57,14 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 
 class Moderator:
-    """nudenet's detector with the model that ships in its package, loaded on first use."""
+    """nudenet's detector with the model that ships in its package, and tesseract's
+    engines (`ocr_engines` at most), each loaded on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, ocr_engines: int = 1) -> None:
         self._detector: Any = None
         self._lock = threading.Lock()
         self.model_name: str | None = None
+        self._tesseract = Tesseract(ocr_engines)
 
     def _nude_detector(self) -> Any:
         """The NudeDetector, loaded once per instance on first use (thread-safe)."""
@@ -105,12 +107,13 @@ class Moderator:
 
     def text(self, image: Image.Image, language: str, timeout_seconds: float) -> str | None:
         """What tesseract reads in `image` (None: not within the timeout), in this process."""
-        return TESSERACT.read(image, language, timeout_seconds)
+        return self._tesseract.read(image, language, timeout_seconds)
 
     def close(self) -> None:
-        """Let the model's session go (it loads again on the next use)."""
+        """Let the model's session and the OCR engines go (they load again on the next use)."""
         with self._lock:
             self._detector = None
+        self._tesseract.close()
 
 
 def detections(
@@ -129,10 +132,11 @@ def detections(
 
     rows = np.transpose(np.squeeze(output))
     best = rows[:, 4:].max(axis=1)
-    kept = rows[best >= 0.2]
+    candidate = best >= 0.2
+    kept, scores = rows[candidate], best[candidate]
     if not len(kept):
         return []
-    scores, classes = best[best >= 0.2], kept[:, 4:].argmax(axis=1)
+    classes = kept[:, 4:].argmax(axis=1)
     x = (kept[:, 0] - kept[:, 2] / 2) * (width + x_pad) / size
     y = (kept[:, 1] - kept[:, 3] / 2) * (height + y_pad) / size
     w = kept[:, 2] * (width + x_pad) / size
@@ -331,8 +335,13 @@ class Tesseract:
                     idle.append(engine)
         return text
 
-
-TESSERACT = Tesseract()
+    def close(self) -> None:
+        """End the idle engines; one in use is let go when its read ends."""
+        with self._lock:
+            engines = [engine for idle in self._idle.values() for engine in idle]
+            self._idle.clear()
+        for engine in engines:
+            engine.End()
 
 
 def ocr(image: Image.Image, limits: MediaLimits, reader: Moderates) -> str | None:

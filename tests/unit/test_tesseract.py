@@ -63,3 +63,13 @@ def test_no_language_data_is_a_missing_model(monkeypatch: pytest.MonkeyPatch) ->
 
     with pytest.raises(ModelMissing, match="TESSDATA_PREFIX"):
         Tesseract(limit=1).read(page(), "eng", 30)
+
+
+def test_closing_ends_the_engines_and_a_later_read_loads_one_again() -> None:
+    tesseract = Tesseract(limit=1)
+    first = tesseract.read(page(), "eng", 30)
+
+    tesseract.close()
+
+    assert tesseract._idle == {}
+    assert tesseract.read(page(), "eng", 30) == first
