@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from clock_reader import ClockReader
 from replay_keys import REPLAY_KEYS
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from ferry.temporal.codec import data_converter
 from ferry.worker import WORKFLOWS
@@ -32,8 +37,31 @@ def test_every_workflow_has_a_recorded_history() -> None:
     assert registered <= recorded
 
 
+def strict_replayer(workflows: Sequence[type]) -> Replayer:
+    """A replayer that runs every workflow inside the sandbox, also those that run outside
+    it in production (`sandboxed=False`, for speed), so that a non-deterministic call in
+    any of them still fails here."""
+    return Replayer(
+        workflows=workflows,
+        data_converter=data_converter(REPLAY_KEYS),
+        unsandboxed_workflow_runner=SandboxedWorkflowRunner(),
+    )
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    history = _history(path)
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(REPLAY_KEYS))
-    await replayer.replay_workflow(history)
+    await strict_replayer(WORKFLOWS).replay_workflow(_history(path))
+
+
+async def test_unsandboxed_workflows_replay_inside_the_sandbox(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    client = time_skipping_env.client
+    queue = f"clock-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[ClockReader]):
+        handle = await client.start_workflow(ClockReader.run, id=queue, task_queue=queue)
+        await handle.result()  # outside the sandbox, it runs
+    history = await handle.fetch_history()
+    # the sandbox refuses the clock read, and the replay fails the workflow task
+    with pytest.raises(RuntimeError, match=r"Cannot access datetime\.datetime\.now"):
+        await strict_replayer([ClockReader]).replay_workflow(history)
