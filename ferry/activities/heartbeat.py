@@ -3,14 +3,18 @@
 In the style of temporalio's samples-python `custom_decorator`: `heartbeating()`
 keeps telling Temporal the attempt is alive while its block runs, so a dead
 worker's attempt times out and is retried elsewhere; `auto_heartbeat` does the
-same around a whole activity. Outside an activity (a benchmark calling the
-method directly) both do nothing.
+same around a whole activity; `Pulse` reports progress from a loop over chunks,
+at most once an interval and never in the first, so that an activity that ends
+sooner sends no heartbeat at all (each one the server takes is a write of the
+workflow's state). Outside an activity (a benchmark calling the method
+directly) all three do nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -35,10 +39,23 @@ def heartbeat_interval(default: float = DEFAULT_INTERVAL) -> float:
     return timeout.total_seconds() / 2 if timeout else default
 
 
-def beat(*details: Any) -> None:
-    """One heartbeat with `details` (progress), when running in an activity."""
-    if activity.in_activity():
-        activity.heartbeat(*details)
+class Pulse:
+    """Progress heartbeats from a loop: `pulse(details)` on each step sends one when an
+    interval (`heartbeat_interval(default)`) has passed since the pulse began or since
+    its last beat. The SDK throttles further (see `heartbeat_interval`)."""
+
+    def __init__(self, default: float = DEFAULT_INTERVAL) -> None:
+        self._inside = activity.in_activity()
+        self._every = heartbeat_interval(default) if self._inside else 0.0
+        self._due = time.monotonic() + self._every
+
+    def __call__(self, *details: Any) -> None:
+        if not self._inside:
+            return
+        now = time.monotonic()
+        if now >= self._due:
+            self._due = now + self._every
+            activity.heartbeat(*details)
 
 
 async def _beat_every(seconds: float, progress: Callable[[], Any] | None) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
+from ferry.activities.heartbeat import Pulse
 from ferry.activities.media import MediaActivities
 from ferry.activities.media_payloads import Validation, ValidationRequest
 from ferry.activities.scan import ScanActivities, ScanResult
@@ -112,11 +113,13 @@ class InspectActivities:
         digest = hashlib.sha256()
         inspection = Inspection(0)
 
+        pulse = Pulse()
+
         async def counted() -> AsyncIterator[bytes]:
             async for chunk in provider.read(ref.bucket, ref.key):
                 digest.update(chunk)
                 inspection.size_bytes += len(chunk)
-                activity.heartbeat(inspection.size_bytes)
+                pulse(inspection.size_bytes)
                 yield chunk
 
         kept = False

@@ -15,7 +15,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ferry.activities.heartbeat import auto_heartbeat, beat
+from ferry.activities.heartbeat import auto_heartbeat
 from ferry.activities.media_payloads import (
     Analysis,
     AnalysisRequest,
@@ -244,7 +244,6 @@ class MediaActivities:
             key = f"files/{request.file_id}/thumbnails/{name}"
             await target.write(request.bucket, key, _once(data))
             thumbnails.append(Thumbnail(name, key, width, height, content_type, len(data)))
-            beat(name)
         return ThumbnailSet(thumbnails)
 
     @activity.defn(name="extract_metadata")

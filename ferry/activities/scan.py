@@ -81,7 +81,6 @@ class _StreamReader:
         return chunk
 
     async def _next(self) -> bytes:
-        activity.heartbeat(self.consumed)
         try:
             return await anext(self._chunks)
         except StopAsyncIteration:

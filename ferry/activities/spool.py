@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from ferry.activities.heartbeat import beat
+from ferry.activities.heartbeat import Pulse
 from ferry.contracts.errors import OBJECT_NOT_FOUND
 from ferry.contracts.storage import StorageRef
 from ferry.media.errors import TooLarge
@@ -83,7 +83,7 @@ async def fetch(
 
     The first bytes are kept in `head` (enough for a text excerpt); `hash_all`
     reads to the end for the SHA-256; text is checked for UTF-8 as it passes;
-    over `max_bytes` is `TooLarge`. Each chunk heartbeats with the bytes read.
+    over `max_bytes` is `TooLarge`. A long read heartbeats with the bytes read (`Pulse`).
     The temporary file, if any, is deleted when the context ends.
     """
     head_bytes = max(SNIFF_BYTES, limits.text_excerpt_chars * 4)
@@ -95,6 +95,7 @@ async def fetch(
     decided: Plan | None = None
     pending: list[bytes] = []
     stream = provider.read(ref.bucket, ref.key)
+    pulse = Pulse()
 
     async def take(chunk: bytes) -> None:
         if handle is not None:
@@ -111,7 +112,7 @@ async def fetch(
                 digest.update(chunk)
             if len(fetched.head) < head_bytes:
                 fetched.head += chunk[: head_bytes - len(fetched.head)]
-            beat(fetched.size)
+            pulse(fetched.size)
             if decided is None:
                 pending.append(chunk)
                 if len(fetched.head) < SNIFF_BYTES:
@@ -183,14 +184,14 @@ async def fetch_copy(
         digest = hashlib.sha256() if hash_all else None
         if text is not None or digest is not None:
             await asyncio.to_thread(handle.seek, 0)
-            offset = 0
+            offset, pulse = 0, Pulse()
             while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
                 offset += len(chunk)  # as `fetch` says it: the bytes read so far
                 if text is not None:
                     text.feed(chunk, offset)
                 if digest is not None:
                     digest.update(chunk)
-                beat(offset)
+                pulse(offset)
             if text is not None:
                 text.finish()
                 fetched.text_error = text.error

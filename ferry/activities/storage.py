@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from temporalio import activity
 
+from ferry.activities.heartbeat import Pulse
 from ferry.contracts.errors import INVALID_KEY, OBJECT_NOT_FOUND, OUTSIDE_TENANT, UNKNOWN_PROVIDER
 from ferry.contracts.layout import DEFAULT_PLACES, REASON_INVALID_KEY, Places
 from ferry.contracts.storage import BucketRef, ScopedRef, StorageRef
@@ -109,13 +110,14 @@ class StorageActivities:
         digest = hashlib.sha256()
         size = 0
         head = b""
+        pulse = Pulse()
         try:
             async for chunk in provider.read(ref.bucket, ref.key):
                 if len(head) < 4096:
                     head += chunk[: 4096 - len(head)]
                 digest.update(chunk)
                 size += len(chunk)
-                activity.heartbeat(size)
+                pulse(size)
         except ObjectNotFound:
             raise OBJECT_NOT_FOUND(
                 f"object {ref.bucket}/{ref.key} not found on {ref.provider}"
@@ -150,10 +152,10 @@ class StorageActivities:
     @staticmethod
     async def _heartbeating(provider: StorageProvider, ref: StorageRef) -> AsyncIterator[bytes]:
         """The object's chunks, reporting progress to Temporal as they pass."""
-        moved = 0
+        moved, pulse = 0, Pulse()
         async for chunk in provider.read(ref.bucket, ref.key):
             moved += len(chunk)
-            activity.heartbeat(moved)
+            pulse(moved)
             yield chunk
 
     @activity.defn(name="sign_url")

@@ -1,4 +1,5 @@
-"""The heartbeat helper: beats on half the heartbeat timeout, with progress, only while it runs."""
+"""The heartbeat helpers: beats on half the heartbeat timeout, with progress, only while it runs;
+progress from a loop sends none before the first interval."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from temporalio.testing import ActivityEnvironment
 
 from ferry.activities.heartbeat import (
     DEFAULT_INTERVAL,
+    Pulse,
     auto_heartbeat,
-    beat,
     heartbeat_interval,
     heartbeating,
 )
@@ -179,11 +180,39 @@ async def test_outside_an_activity_nothing_beats_and_nothing_fails() -> None:
     assert await jobs.long_job(Job(0.01)) == "done"  # a benchmark calls the method directly
     async with heartbeating(lambda: 1, default=0.01):
         await asyncio.sleep(0.05)
-    beat("ignored")
+    Pulse(default=0.0)("ignored")
 
 
-def test_beat_sends_the_details_in_an_activity() -> None:
-    env, beats = environment(None)
-    send: Callable[..., None] = beat
-    env.run(send, 42, "bytes")
-    assert [b.details for b in beats] == [(42, "bytes")]
+async def test_a_pulse_beats_once_an_interval_with_the_progress_then() -> None:
+    env, beats = environment(timedelta(seconds=0.4))
+    started = 0.0
+
+    async def work() -> None:
+        nonlocal started
+        started = time.monotonic()
+        pulse = Pulse()
+        for read in range(1, 21):
+            await asyncio.sleep(0.03)
+            pulse(read * 1000)
+
+    await env.run(work)
+    # 0.6 s of steps at one beat per 0.2 s, none in the first 0.2 s
+    assert 2 <= len(beats) <= 3, beats
+    assert beats[0].at - started >= 0.2 * EARLY
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(beats)]
+    assert all(gap >= 0.2 * EARLY for gap in gaps), gaps
+    sent = [b.details[0] for b in beats]
+    assert sent == sorted(sent) and all(value % 1000 == 0 for value in sent), sent
+
+
+def test_a_short_loop_sends_no_heartbeat() -> None:
+    env, beats = environment(timedelta(seconds=30))
+
+    def work() -> None:
+        pulse = Pulse()
+        for read in range(10_000):
+            pulse(read)
+
+    send: Callable[[], None] = work
+    env.run(send)
+    assert beats == []

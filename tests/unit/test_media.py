@@ -597,7 +597,7 @@ async def test_image_metadata_keeps_the_camera_and_drops_the_location(
     assert "52" not in "".join(result.exif.values()) + "".join(result.public.values())
     assert "OffsetTime" not in everything and "+02:00" not in everything
     assert all(isinstance(v, str) for v in result.public.values())
-    assert heartbeats
+    assert heartbeats == []  # a read this short sends none (each one is a write on the server)
 
 
 async def test_pdf_metadata_has_pages_and_text(
