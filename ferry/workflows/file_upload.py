@@ -35,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
     from ferry.workflows.common import answer, tenant_policy
     from ferry.workflows.upload_earlier import UploadSteps
     from ferry.workflows.upload_steps import (
+        LOCAL_MOVE_MAX_BYTES,
+        MOVE_FAILED,
         PROVIDER_RETRY,
         REFUSALS,
         SCAN_RETRY,
@@ -64,6 +66,9 @@ ONE_PASS = "one-pass-inspection"
 # A patch that stands for the three above: a new run records one marker (and one update
 # of the `TemporalChangeVersion` search attribute, which the SDK adds to each) for all.
 PATCHES_MERGED = "upload-patches-merged"
+# A patch that stands for all the above, and moves a small original into the tenant's
+# bucket as a local activity (`LOCAL_MOVE_MAX_BYTES`).
+SMALL_MOVES_LOCAL = "small-moves-local"
 
 
 @dataclass
@@ -106,6 +111,7 @@ class FileUploadWorkflow(UploadSteps):
         self._local = False
         self._checked = False
         self._one_pass = False
+        self._local_moves = False
         # The tenant's plan's weight on the upload's activities (task queue fairness).
         self._priority = Priority.default
 
@@ -114,7 +120,9 @@ class FileUploadWorkflow(UploadSteps):
         # Database steps and the event are short: local activities, which cost
         # no round trip through the server. Histories from before run them as
         # ordinary activities and replay that way.
-        if workflow.patched(PATCHES_MERGED):
+        if workflow.patched(SMALL_MOVES_LOCAL):
+            self._local = self._checked = self._one_pass = self._local_moves = True
+        elif workflow.patched(PATCHES_MERGED):
             self._local = self._checked = self._one_pass = True
         else:
             self._local = workflow.patched(LOCAL_SHORT_STEPS)
@@ -277,7 +285,7 @@ class FileUploadWorkflow(UploadSteps):
 
     async def _store_on(
         self, provider: str, upload: FileUploadInput, bucket: str, key: str
-    ) -> StorageRef | ActivityError:
+    ) -> StorageRef | Exception:
         """The upload moved to `provider`, or the failure another provider might not have."""
         try:
             return await move(
@@ -288,8 +296,9 @@ class FileUploadWorkflow(UploadSteps):
                 PROVIDER_RETRY,
                 owner=self._owner(upload),
                 priority=self._priority,
+                local=self._local_moves and upload.size_bytes <= LOCAL_MOVE_MAX_BYTES,
             )
-        except ActivityError as err:
+        except MOVE_FAILED as err:
             if permanent(err):
                 raise
             return err

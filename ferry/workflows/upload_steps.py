@@ -41,6 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from ferry.workflows.common import STORAGE_RETRY
 
 # A tenant's provider that still fails after these attempts is failed over.
+# Objects up to this size move as a local activity: no task through the server, and no
+# workflow task of its own (a round trip of each is about a tenth of an upload's CPU on
+# Temporal's side). A larger object moves as an ordinary activity, which heartbeats while
+# it streams from one provider to another.
+LOCAL_MOVE_MAX_BYTES = 64 * 2**20
+# How a move fails: an activity's failure arrives wrapped in `ActivityError`, a local
+# activity's as its own error (the application's, or its timeout).
+MOVE_FAILED = (ActivityError, ApplicationError, ActivityTimeout)
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
@@ -86,7 +94,7 @@ REFUSALS = {
 }
 
 
-def permanent(err: ActivityError) -> bool:
+def permanent(err: BaseException) -> bool:
     """A failure no other provider would fix (the source object is gone, a bad key...)."""
     cause = root_cause(err)
     return isinstance(cause, ApplicationError) and cause.type in PERMANENT
@@ -131,12 +139,26 @@ async def move(
     *,
     owner: str | None,
     priority: Priority = Priority.default,
+    local: bool = False,
 ) -> StorageRef:
     """Move the object; `owner` is the tenant whose places it may go to (None in
-    histories from before the location check)."""
+    histories from before the location check). `local`: as a local activity, on this
+    workflow's worker, for an object small enough (`LOCAL_MOVE_MAX_BYTES`) that moving it
+    takes well under a workflow task's timeout."""
+    request = MoveRequest(source=source, bucket=bucket, key=key, provider=provider, tenant_id=owner)
+    if local:
+        # Retried by the worker itself, as the database steps are (Temporal's own timer
+        # backs off once the retries outlast a minute).
+        local_move: StorageRef = await workflow.execute_local_activity_method(
+            StorageActivities.move,
+            request,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=retry,
+        )
+        return local_move
     moved: StorageRef = await workflow.execute_activity_method(
         StorageActivities.move,
-        MoveRequest(source=source, bucket=bucket, key=key, provider=provider, tenant_id=owner),
+        request,
         start_to_close_timeout=timedelta(minutes=30),
         heartbeat_timeout=timedelta(minutes=2),
         retry_policy=retry,

@@ -445,6 +445,8 @@ async def main(groups: list[str]) -> None:
     # `file_upload_*_before_one_pass` (before `one-pass-inspection`),
     # `file_upload_processed_before_patches_merged` (before `upload-patches-merged`, which
     # stands for the three before it: the same steps under three markers),
+    # `file_upload_*_before_small_moves_local` (before `small-moves-local`, which stands
+    # for all of them and moves a small original as a local activity),
     # `tenant_monitoring_deleted_before_receipt` (before `deletion-receipt`) and
     # `file_migration_*_before_own_bucket_only` (before `own-bucket-only`).
     if not groups or "uploads" in groups:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections import Counter
 from typing import Any
 
+import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
@@ -54,13 +56,15 @@ from ferry.contracts.enums import (
     TenantStatus,
 )
 from ferry.contracts.ids import event_id_for
+from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.workflows.file_upload import (
-    PATCHES_MERGED,
+    SMALL_MOVES_LOCAL,
     FileUploadInput,
     FileUploadResult,
     FileUploadWorkflow,
 )
+from ferry.workflows.upload_steps import LOCAL_MOVE_MAX_BYTES
 
 SHA = "ab" * 32
 
@@ -318,8 +322,8 @@ async def test_a_clean_file_is_read_once_stored_and_announced_once(
 async def test_a_new_run_records_one_patch_marker_for_all_its_patches(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    """The SDK adds a search attribute update to each patch marker: four patches, four
-    markers and four updates per upload; one stands for them all."""
+    """The SDK adds a search attribute update to each patch marker: five patches, five
+    markers and five updates per upload; one stands for them all."""
     events: list[Any] = []
 
     await run(time_skipping_env, FakeActivities([ScanResult(clean=True)]), upload(), history=events)
@@ -332,7 +336,49 @@ async def test_a_new_run_records_one_patch_marker_for_all_its_patches(
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and event.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
-    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == PATCHES_MERGED
+    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == SMALL_MOVES_LOCAL
+
+
+def _local_activities(events: list[Any]) -> list[str]:
+    markers = [
+        event.marker_recorded_event_attributes
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    return [json.loads(m.details["data"].payloads[0].data)["activity_type"] for m in markers]
+
+
+def _activities(events: list[Any]) -> list[str]:
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+@pytest.mark.parametrize(
+    ("size", "local"),
+    [(1234, True), (LOCAL_MOVE_MAX_BYTES, True), (LOCAL_MOVE_MAX_BYTES + 1, False)],
+)
+async def test_a_small_original_moves_as_a_local_activity_a_large_one_as_an_activity(
+    time_skipping_env: WorkflowEnvironment, size: int, local: bool
+) -> None:
+    """A local move costs no task through the server and no workflow task of its own; a
+    large object streams between providers as an ordinary, heartbeating activity."""
+    fakes = FakeActivities([ScanResult(clean=True)])
+    fakes.size = size
+    events: list[Any] = []
+
+    result = await run(
+        time_skipping_env, fakes, dataclasses.replace(upload(), size_bytes=size), history=events
+    )
+
+    assert result.status == "processed"
+    assert result.storage.bucket == "ferry-acme"
+    assert ("move_object" in _local_activities(events)) is local
+    assert ("move_object" in _activities(events)) is not local
+    assert len(fakes.moves) == 1
 
 
 async def test_clamd_unavailable_is_retried_by_temporal_and_the_file_is_never_passed_unscanned(
@@ -616,3 +662,28 @@ async def test_without_the_worker_holding_the_copy_the_media_steps_read_the_stor
     assert sorted(step for step, _, spool in fakes.media if spool is None) == [
         "analysis", "metadata", "thumbnails",
     ]  # fmt: skip
+
+
+async def test_a_provider_that_keeps_refusing_the_original_fails_over_to_the_next(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+    tried: list[str | None] = []
+
+    @activity.defn(name="move_object")
+    async def move(request: MoveRequest) -> StorageRef:
+        tried.append(request.provider)
+        if request.provider == "local":
+            raise ApplicationError("the volume is broken")  # retryable, every time
+        fakes.moves.append(request)
+        return StorageRef(str(request.provider), request.bucket, request.key)
+
+    @activity.defn(name="tenant_policy")
+    async def policy() -> TenantPolicy:
+        return TenantPolicy(failover_order=["local", "s3"])
+
+    result = await run(time_skipping_env, fakes, upload(), replacing(fakes, move, policy))
+
+    assert result.status == "processed"
+    assert result.storage == StorageRef("s3", "ferry-acme", f"files/{result.storage.key[6:]}")
+    assert tried == ["local"] * 4 + ["s3"]  # PROVIDER_RETRY's attempts, then the next one
