@@ -295,9 +295,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--tenant-rate",
         type=float,
-        default=3.0 * (os.cpu_count() or 1),
-        help="activity tasks a second per tenant, for the limited measure (3 per core:"
-        " about 70%% of what this machine's files queue dispatches at full load)",
+        default=1.5 * (os.cpu_count() or 1),
+        help="activity tasks a second per tenant, for the limited measure (1.5 per core:"
+        " about half of what this machine's files queue dispatches at full load, one"
+        " task per small upload)",
     )
     args = parser.parse_args()
     outcome = asyncio.run(main(args.burst, args.samples, args.tenant_rate))
