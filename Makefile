@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FERRY := $(BIN)/ferry
 
-.PHONY: setup up down status run test test-unit lint format security clean-stack bench-ingest bench-upload bench-fairness chaos
+.PHONY: setup up down status run test test-unit lint format security clean-stack bench-ingest bench-upload bench-fairness bench-orchestration chaos
 
 setup:            ## install everything Ferry needs (idempotent)
 	@bash scripts/setup.sh
@@ -89,6 +89,9 @@ bench-upload: up  ## the whole upload workflow: small files/s, one 1 GiB file, t
 
 bench-fairness: up  ## a quiet tenant's upload behind another's burst, fairness off and on
 	@$(BIN)/python bench/fairness.py $(FAIRNESS_ARGS)
+
+bench-orchestration: up  ## Temporal's CPU per workflow by shape, no-op steps: the floor under bench-upload
+	@$(BIN)/python bench/orchestration.py
 
 clean-stack:      ## stop the stack and wipe its data
 	@$(FERRY) stack reset --yes
