@@ -43,11 +43,13 @@ STEP = timedelta(seconds=30)
 # Each shape is a string of steps: A an activity on the workflow's queue (eager when a
 # slot is free), M one on another queue (through matching, as an upload's inspection
 # goes when the worker's slots are busy), L a local activity, 3 three parallel
-# activities on another queue (the media steps), P a patch marker.
+# activities on another queue (the media steps), P a patch marker, R an M raced by a
+# timer that it beats (as the analysis races its deadline).
 SHAPES = {
     "empty workflow (the baseline)": "",
     "one activity, eager": "A",
     "one activity, through matching": "M",
+    "one activity through matching, raced by a timer": "R",
     "one local activity": "L",
     "three parallel activities, another queue": "3",
     "a patch marker": "P",
@@ -74,6 +76,11 @@ class Shape:
                 await workflow.execute_activity(
                     step, "m", task_queue=matching_queue, start_to_close_timeout=STEP
                 )
+            elif kind == "R":
+                running = workflow.start_activity(
+                    step, "r", task_queue=matching_queue, start_to_close_timeout=STEP
+                )
+                await workflow.wait_condition(running.done, timeout=STEP.total_seconds())
             elif kind == "L":
                 await workflow.execute_local_activity(step, "l", start_to_close_timeout=STEP)
             elif kind == "3":
