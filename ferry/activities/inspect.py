@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from ferry.activities.heartbeat import Pulse
+from ferry.activities.heartbeat import heartbeating
 from ferry.activities.media import MediaActivities
 from ferry.activities.media_payloads import Validation, ValidationRequest
 from ferry.activities.scan import ScanActivities, ScanResult
@@ -113,57 +113,57 @@ class InspectActivities:
         digest = hashlib.sha256()
         inspection = Inspection(0)
 
-        pulse = Pulse()
-
         async def counted() -> AsyncIterator[bytes]:
             async for chunk in provider.read(ref.bucket, ref.key):
                 digest.update(chunk)
                 inspection.size_bytes += len(chunk)
-                pulse(inspection.size_bytes)
                 yield chunk
 
-        kept = False
-        try:
+        # One ticker for the whole pass (reading, clamd, the checks): a phase's own
+        # ticker begins anew, and two phases' silences could add up to the timeout.
+        async with heartbeating(lambda: inspection.size_bytes):
+            kept = False
             try:
-                await self._spool.write(spool_id, counted())
-            except ObjectNotFound:
-                raise not_found(ref) from None
-            inspection.sha256 = digest.hexdigest()
-            announced = request.sha256.lower() if request.sha256 else None
-            if inspection.size_bytes != request.size_bytes or announced not in (
-                None,
-                inspection.sha256,
-            ):
-                return inspection
-            # The copy is read through the spool's own storage: an upload can never name it.
-            copy = self._spool.ref(spool_id)
-            # By the SHA-256 just computed from the bytes: a verdict on the same bytes
-            # under clamd's current signatures stands, and a new one is recorded.
-            inspection.scan = await self._scanner.verdict(
-                self._spool.storage, copy.bucket, copy.key, sha256=inspection.sha256
-            )
-            if not inspection.scan.clean:
-                return inspection
-            inspection.validation = await self._media.validate_upload(
-                ValidationRequest(
-                    source=ref,
-                    filename=request.filename,
-                    declared_content_type=request.declared_content_type,
-                    size_bytes=inspection.size_bytes,
-                    max_file_bytes=request.max_file_bytes,
-                    tenant_id=request.tenant_id,
-                    file_id=request.file_id,
-                    spool=spool_id,
+                try:
+                    await self._spool.write(spool_id, counted())
+                except ObjectNotFound:
+                    raise not_found(ref) from None
+                inspection.sha256 = digest.hexdigest()
+                announced = request.sha256.lower() if request.sha256 else None
+                if inspection.size_bytes != request.size_bytes or announced not in (
+                    None,
+                    inspection.sha256,
+                ):
+                    return inspection
+                # The copy is read through the spool's own storage: an upload can never name it.
+                copy = self._spool.ref(spool_id)
+                # By the SHA-256 just computed from the bytes: a verdict on the same bytes
+                # under clamd's current signatures stands, and a new one is recorded.
+                inspection.scan = await self._scanner.verdict(
+                    self._spool.storage, copy.bucket, copy.key, sha256=inspection.sha256
                 )
-            )
-            if inspection.validation.ok:
-                self._spool.keep_for(spool_id, FOLLOWERS)
-                inspection.spool = SpooledCopy(self._spool.task_queue, spool_id)
-                kept = True
-            return inspection
-        finally:
-            if not kept:
-                self._spool.discard(spool_id)
+                if not inspection.scan.clean:
+                    return inspection
+                inspection.validation = await self._media.validate_upload(
+                    ValidationRequest(
+                        source=ref,
+                        filename=request.filename,
+                        declared_content_type=request.declared_content_type,
+                        size_bytes=inspection.size_bytes,
+                        max_file_bytes=request.max_file_bytes,
+                        tenant_id=request.tenant_id,
+                        file_id=request.file_id,
+                        spool=spool_id,
+                    )
+                )
+                if inspection.validation.ok:
+                    self._spool.keep_for(spool_id, FOLLOWERS)
+                    inspection.spool = SpooledCopy(self._spool.task_queue, spool_id)
+                    kept = True
+                return inspection
+            finally:
+                if not kept:
+                    self._spool.discard(spool_id)
 
 
 def worker_queue(task_queue: str) -> str:
