@@ -45,16 +45,16 @@ STEP = timedelta(seconds=30)
 # goes when the worker's slots are busy), L a local activity, 3 three parallel
 # activities on another queue (the media steps), P a patch marker, R an M raced by a
 # timer that it beats (as the analysis races its deadline).
-SHAPES = {
-    "empty workflow (the baseline)": "",
-    "one activity, eager": "A",
-    "one activity, through matching": "M",
-    "one activity through matching, raced by a timer": "R",
-    "one local activity": "L",
-    "three parallel activities, another queue": "3",
-    "a patch marker": "P",
-    "a small upload's shape": "PLML3LL",
-}
+SHAPES = (
+    ("empty workflow (the baseline)", ""),
+    ("one activity, eager", "A"),
+    ("one activity, through matching", "M"),
+    ("one activity through matching, raced by a timer", "R"),
+    ("one local activity", "L"),
+    ("three parallel activities, another queue", "3"),
+    ("a patch marker", "P"),
+    ("a small upload's shape", "PLML3LL"),
+)
 
 
 @activity.defn
@@ -145,7 +145,7 @@ async def main(count: int, concurrency: int) -> dict[str, dict[str, float]]:
     for worker in workers:
         await worker.__aenter__()
     try:
-        for name, shape in SHAPES.items():
+        for name, shape in SHAPES:
             console.print(f"{name}…")
             results[name] = await measure(client, queues, shape, count, concurrency)
     finally:

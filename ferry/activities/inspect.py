@@ -30,6 +30,7 @@ from ferry.activities.media_payloads import Validation, ValidationRequest
 from ferry.activities.scan import ScanActivities, ScanResult
 from ferry.activities.spool import FOLLOWERS, SpoolStore, not_found
 from ferry.activities.storage import provider_named, refuse_outside
+from ferry.contracts.convert import build
 from ferry.contracts.layout import DEFAULT_PLACES, Places
 from ferry.contracts.storage import StorageRef
 from ferry.storage import ObjectNotFound, StorageProvider
@@ -145,14 +146,11 @@ class InspectActivities:
                 if not inspection.scan.clean:
                     return inspection
                 inspection.validation = await self._media.validate_upload(
-                    ValidationRequest(
+                    build(
+                        ValidationRequest,
+                        request,
                         source=ref,
-                        filename=request.filename,
-                        declared_content_type=request.declared_content_type,
                         size_bytes=inspection.size_bytes,
-                        max_file_bytes=request.max_file_bytes,
-                        tenant_id=request.tenant_id,
-                        file_id=request.file_id,
                         spool=spool_id,
                     )
                 )
