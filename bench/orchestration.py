@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -142,15 +143,12 @@ async def main(count: int, concurrency: int) -> dict[str, dict[str, float]]:
         Worker(client, task_queue=queues[2], activities=[step], max_concurrent_activities=slots),
     ]  # fmt: skip
     results = {}
-    for worker in workers:
-        await worker.__aenter__()
-    try:
+    async with contextlib.AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
         for name, shape in SHAPES:
             console.print(f"{name}…")
             results[name] = await measure(client, queues, shape, count, concurrency)
-    finally:
-        for worker in reversed(workers):
-            await worker.__aexit__(None, None, None)
     return results
 
 

@@ -40,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
     from ferry.contracts.workflows import FileUploadInput
     from ferry.workflows.common import STORAGE_RETRY
 
-# A tenant's provider that still fails after these attempts is failed over.
 # Objects up to this size move as a local activity: no task through the server, and no
 # workflow task of its own (a round trip of each is about a tenth of an upload's CPU on
 # Temporal's side). A larger object moves as an ordinary activity, which heartbeats while
@@ -49,6 +48,7 @@ LOCAL_MOVE_MAX_BYTES = 64 * 2**20
 # How a move fails: an activity's failure arrives wrapped in `ActivityError`, a local
 # activity's as its own error (the application's, or its timeout).
 MOVE_FAILED = (ActivityError, ApplicationError, ActivityTimeout)
+# A tenant's provider that still fails after these attempts is failed over.
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
