@@ -4,6 +4,13 @@ With task queue fairness, a tenant's waiting tasks are dispatched in proportion 
 weight; a rate limit per key also bounds how fast one tenant's tasks are dispatched at
 all, scaled by that weight, so that a burst never fills every slot and a quiet tenant's
 task finds one free (`make bench-fairness`).
+
+Both calls go out with the client's retries (`retry=True`; a raw service call has none
+unless asked). Among the failures those retries take is the one a frontend's connection
+recycling causes: it closes each connection at its maximum age (five minutes by default)
+with a GOAWAY, and a call caught in that moment fails CANCELLED, "operation was
+canceled", without having reached the server. Reading the config is safe to repeat, and
+so is setting it to a value.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ async def limit_each_key(
             task_queue=task_queue,
             task_queue_type=ACTIVITIES,
             update_fairness_key_rate_limit_default=update,
-        )
+        ),
+        retry=True,
     )
 
 
@@ -46,7 +54,8 @@ async def key_limit(client: Client, task_queue: str) -> float | None:
             task_queue=TaskQueue(name=task_queue),
             task_queue_type=ACTIVITIES,
             report_config=True,
-        )
+        ),
+        retry=True,
     )
     config = described.config
     if not config.HasField("fairness_keys_rate_limit_default"):

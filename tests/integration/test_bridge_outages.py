@@ -169,7 +169,8 @@ async def test_a_redelivery_after_temporal_deleted_the_run_starts_nothing(
             DeleteWorkflowExecutionRequest(
                 namespace=client.namespace,
                 workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run.run_id),
-            )
+            ),
+            retry=True,
         )
 
         async def forgotten() -> bool:
