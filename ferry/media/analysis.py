@@ -254,7 +254,8 @@ def analysis_images(
             image.draft("RGB", fit(image.size, limits.ocr_max_side))
         try:
             image.load()
-            upright = to_srgb(ImageOps.exif_transpose(image) or image)
+            ImageOps.exif_transpose(image, in_place=True)
+            upright = to_srgb(image)
         except Exception as exc:
             raise CorruptContent(f"image data is damaged: {exc}") from exc
     if upright.mode == "RGBA":
@@ -263,7 +264,7 @@ def analysis_images(
         upright = flat
     ocr_image = upright.convert("L")
     ocr_image.thumbnail((limits.ocr_max_side, limits.ocr_max_side), Image.Resampling.LANCZOS)
-    moderation = upright.copy()
+    moderation = upright  # shrunk in place: nothing else needs it at full size
     moderation.thumbnail(
         (limits.moderation_max_side, limits.moderation_max_side), Image.Resampling.BICUBIC
     )

@@ -101,7 +101,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def to_srgb(image: Image.Image) -> Image.Image:
-    """RGB or RGBA in sRGB: an embedded ICC profile is applied, then dropped."""
+    """RGB or RGBA in sRGB: an embedded ICC profile is applied, then dropped. An image in
+    that mode without a profile is returned itself, not copied."""
     image = _to_8bit(image)
     alpha = image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
@@ -118,7 +119,7 @@ def to_srgb(image: Image.Image) -> Image.Image:
                 return converted
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # an unusable profile: fall back to Pillow's plain conversion
-    return image.convert(mode)
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _encode(image: Image.Image, fmt: str, limits: MediaLimits) -> bytes:
@@ -147,8 +148,8 @@ def render_thumbnails(
             image.draft("RGB", fit(image.size, largest))
         try:
             image.load()
-            oriented = ImageOps.exif_transpose(image) or image
-            current = to_srgb(oriented)
+            ImageOps.exif_transpose(image, in_place=True)  # a copy of 5 MB saved
+            current = to_srgb(image)
         except Exception as exc:
             raise CorruptContent(f"image data is damaged: {exc}") from exc
     rendered = []

@@ -40,7 +40,9 @@ LEVEL = 90
 BUILDER = "ferry-stack"
 ADDED = "ferry-added.hdb"
 _STATE = "version"
-_SOURCES = (".ndb", ".hdb")
+# Body and hash signatures only. A logical one (`.ldb`) may match an image's fuzzy hash,
+# which the stack's clamd does not compute (clamd.py: `ScanImageFuzzyHash no`).
+SOURCES = (".ndb", ".hdb")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def pack(sources: Path, database: Path, now: float | None = None) -> Packed:
     files = {
         path.name: path.read_bytes()
         for path in sorted(sources.iterdir())
-        if path.is_file() and path.suffix in _SOURCES
+        if path.is_file() and path.suffix in SOURCES
     }
     digest = hashlib.sha256(
         b"".join(name.encode() + b"\0" + data + b"\0" for name, data in files.items())
