@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -331,6 +332,25 @@ async def test_a_rejected_file_cannot_become_processed(
     assert failure.value.type == "InvalidTransition" and failure.value.non_retryable
     again = await env.run(activities.record_file_processing, _upload(tenant, "f"))
     assert not again.created and again.file.state == FileState.REJECTED
+
+
+async def test_processing_again_replaces_the_thumbnails(
+    activities: DatabaseActivities, env: ActivityEnvironment, tenant: str
+) -> None:
+    """A file processed again (say, by a newer thumbnailer) ends with exactly the new set."""
+    await env.run(activities.create_tenant, _tenant_input(tenant))
+    started = await env.run(activities.record_file_processing, _upload(tenant, "f"))
+    assert started.created and started.file.thumbnails == []
+    first = await env.run(activities.record_file_processed, _processed(tenant, "f"))
+    assert [t.name for t in first.thumbnails] == ["1024.jpg", "256.webp"]
+    small = Thumbnail("256.webp", "files/f/thumbnails/256-v2.webp", 256, 171, "image/webp", 99)
+    again = dataclasses.replace(_processed(tenant, "f"), thumbnails=[small], sha256="ab" * 32)
+    second = await env.run(activities.record_file_processed, again)
+    assert second.thumbnails == [small] and second.sha256 == "ab" * 32
+    found = await env.run(activities.get_file, FileRef(tenant, "f"))
+    assert found.file is not None and found.file.thumbnails == [small]
+    again_begun = await env.run(activities.record_file_processing, _upload(tenant, "f"))
+    assert again_begun.file == found.file
 
 
 async def test_an_ended_share_is_not_recorded_again(

@@ -238,7 +238,9 @@ class FileActivities(TenantScopedActivities):
             sha256=request.sha256,
             upload_event_id=request.event_id,
         )
-        return FileProcessingResult(await self._file_record(db, row), created)
+        # A file this call created has no thumbnails yet (they need it to exist).
+        record = _file(row, []) if created else await self._file_record(db, row)
+        return FileProcessingResult(record, created)
 
     @activity.defn(name="record_file_processed")
     async def record_file_processed(self, request: FileProcessedInput) -> FileRecord:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Table, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    ReturnsRows,
+    Table,
+    Update,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,13 +38,15 @@ def _changed(table: Table, values: Mapping[str, Any]) -> ColumnElement[bool]:
 
 def _upsert(
     model: type[Base],
-    values: Mapping[str, Any],
+    values: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     key: Sequence[str],
     update_columns: Sequence[str] = (),
     only_if: ColumnElement[bool] | None = None,
 ) -> Insert:
-    """INSERT, or on a key conflict update `update_columns` where they changed."""
-    stmt = pg_insert(_table(model)).values(dict(values))
+    """INSERT (one row, or several in one statement), or on a key conflict update
+    `update_columns` where they changed."""
+    rows = dict(values) if isinstance(values, Mapping) else [dict(row) for row in values]
+    stmt = pg_insert(_table(model)).values(rows)
     if not update_columns:
         return stmt.on_conflict_do_nothing(index_elements=list(key))
     table = _table(model)
@@ -43,6 +56,20 @@ def _upsert(
         set_["updated_at"] = func.now()
     condition = changed if only_if is None else and_(changed, only_if)
     return stmt.on_conflict_do_update(index_elements=list(key), set_=set_, where=condition)
+
+
+def _update_statement(
+    model: type[Base],
+    where: Sequence[ColumnElement[bool]],
+    values: Mapping[str, Any],
+    also: Mapping[str, Any] | None = None,
+) -> Update:
+    """UPDATE rows where one of `values` differs; `also` is set alongside, not compared."""
+    table = _table(model)
+    new: dict[str, Any] = {**values, **(also or {})}
+    if "updated_at" in table.c:
+        new["updated_at"] = func.now()
+    return update(table).where(*where, _changed(table, values)).values(new)
 
 
 class Repository:
@@ -71,13 +98,15 @@ class Repository:
         also: Mapping[str, Any] | None = None,
     ) -> int:
         """UPDATE rows where one of `values` differs; `also` is set alongside, not compared."""
-        table = _table(model)
-        new: dict[str, Any] = {**values, **(also or {})}
-        if "updated_at" in table.c:
-            new["updated_at"] = func.now()
-        stmt = update(table).where(*where, _changed(table, values)).values(new)
+        stmt = _update_statement(model, where, values, also)
         result = cast(CursorResult[Any], await self.session.execute(stmt))
         return result.rowcount
+
+    async def _returned(self, model: type[M], stmt: ReturnsRows) -> M | None:
+        """The row an INSERT or UPDATE `... RETURNING` every column wrote, as the session's
+        object (None when it wrote none): no SELECT after the write."""
+        orm = select(model).from_statement(stmt).execution_options(populate_existing=True)
+        return (await self.session.execute(orm)).scalar_one_or_none()
 
     async def _execute(self, stmt: Any) -> CursorResult[Any]:
         return cast(CursorResult[Any], await self.session.execute(stmt))

@@ -13,7 +13,7 @@ from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.db.errors import FileNotFound, InvalidTransition
 from ferry.db.models import File
 from ferry.db.models import Thumbnail as ThumbnailRow
-from ferry.db.repositories.base import Repository, _table, _upsert
+from ferry.db.repositories.base import Repository, _table, _update_statement, _upsert
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,11 @@ class FileRepository(Repository):
             "sha256": sha256,
             "upload_event_id": upload_event_id,
         }
-        stmt = _upsert(File, values, ["tenant_id", "id"]).returning(_table(File).c.id)
-        created = (await self._execute(stmt)).first() is not None
-        return await self.require(file_id), created
+        stmt = _upsert(File, values, ["tenant_id", "id"]).returning(*_table(File).c)
+        inserted = await self._returned(File, stmt)
+        if inserted is not None:
+            return inserted, True
+        return await self.require(file_id), False
 
     async def record_processed(
         self,
@@ -77,10 +79,11 @@ class FileRepository(Repository):
         analysis: Mapping[str, str],
         thumbnails: Sequence[Thumbnail] = (),
     ) -> File:
-        """Mark a file processed with what processing found; its thumbnails become `thumbnails`."""
-        file = await self.require(file_id)
-        if file.state not in (FileState.PROCESSING, FileState.PROCESSED):
-            raise InvalidTransition(f"file {file_id!r} is {file.state}; it cannot become processed")
+        """Mark a file processed with what processing found; its thumbnails become `thumbnails`.
+
+        One UPDATE in the usual case (a file in `processing`); the file is read only when
+        that changed nothing: already processed so (a retry), or in a state that cannot
+        become processed, or unknown."""
         table = _table(File)
         values = {
             "state": FileState.PROCESSED,
@@ -93,21 +96,28 @@ class FileRepository(Repository):
             "metadata": dict(metadata),
             "analysis": dict(analysis),
         }
-        await self._update(
+        becoming = table.c.state.in_([FileState.PROCESSING, FileState.PROCESSED])
+        stmt = _update_statement(
             File,
-            self._key(file_id),
+            [*self._key(file_id), becoming],
             values,
             also={"processed_at": func.coalesce(table.c.processed_at, func.now())},
-        )
+        ).returning(*table.c)
+        file = await self._returned(File, stmt)
+        if file is None:
+            file = await self.require(file_id)
+            if file.state not in (FileState.PROCESSING, FileState.PROCESSED):
+                detail = f"file {file_id!r} is {file.state}; it cannot become processed"
+                raise InvalidTransition(detail)
         await self._replace_thumbnails(file_id, thumbnails)
-        return await self.require(file_id)
+        return file
 
     async def _replace_thumbnails(self, file_id: str, thumbnails: Sequence[Thumbnail]) -> None:
         table = _table(ThumbnailRow)
         key = ["tenant_id", "file_id", "name"]
         columns = ["key", "width", "height", "content_type", "size_bytes"]
-        for thumb in thumbnails:
-            values = {
+        rows = [
+            {
                 "tenant_id": self.tenant_id,
                 "file_id": file_id,
                 "name": thumb.name,
@@ -117,7 +127,11 @@ class FileRepository(Repository):
                 "content_type": thumb.content_type,
                 "size_bytes": thumb.size_bytes,
             }
-            await self._execute(_upsert(ThumbnailRow, values, key, columns))
+            for thumb in thumbnails
+        ]
+        if rows:
+            # One statement for all of them (a retry with the same ones changes nothing).
+            await self._execute(_upsert(ThumbnailRow, rows, key, columns))
         await self._execute(
             delete(table).where(
                 table.c.tenant_id == self.tenant_id,
