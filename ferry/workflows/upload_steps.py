@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -183,11 +183,17 @@ class CopyWorker:
 
 
 async def on_copy_worker(
-    activity: Any, request: Any, copy: CopyWorker | None, **options: Any
+    activity: Any,
+    request: Any,
+    copy: CopyWorker | None,
+    *,
+    ends: datetime | None = None,
+    **options: Any,
 ) -> Any:
     """The media step on the worker holding the upload's copy, reading that copy; on any
     worker from the stored original when that worker does not take it within `copy.wait`
-    (it is gone, or far behind), or when there is no copy (histories from before)."""
+    (it is gone, or far behind), or when there is no copy (histories from before).
+    `ends`: the step's deadline, across both (each one's schedule-to-close timeout)."""
     if copy is None:
         return await workflow.execute_activity_method(activity, request, **options)
     try:
@@ -196,14 +202,23 @@ async def on_copy_worker(
             dataclasses.replace(request, spool=copy.spool_id),
             task_queue=copy.task_queue,
             schedule_to_start_timeout=copy.wait,
-            **options,
+            **_until(ends, options),
         )
     except ActivityError as err:
         cause = err.cause
         if not (isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START):
             raise
         workflow.logger.warning("no answer from %s: reading the stored original", copy.task_queue)
-    return await workflow.execute_activity_method(activity, request, **options)
+    return await workflow.execute_activity_method(activity, request, **_until(ends, options))
+
+
+def _until(ends: datetime | None, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with a schedule-to-close timeout at `ends` (a second at least: a step
+    whose deadline has passed times out at once rather than being refused)."""
+    if ends is None:
+        return options
+    left = max(ends - workflow.now(), timedelta(seconds=1))
+    return {**options, "schedule_to_close_timeout": left}
 
 
 async def thumbnails(
@@ -254,8 +269,12 @@ async def analysis(
     owner: str | None,
     copy: CopyWorker | None = None,
     priority: Priority = Priority.default,
+    deadline_on_activity: bool = False,
 ) -> dict[str, str]:
-    """AI analysis raced against a timer: late or failed, the upload goes on without it."""
+    """AI analysis within its deadline: late or failed, the upload goes on without it.
+
+    `deadline_on_activity`: the deadline is the activity's own schedule-to-close timeout;
+    else (histories from before) a timer of the workflow's races the activity."""
     request = AnalysisRequest(source=stored, content_type=content_type, tenant_id=owner)
     options: dict[str, Any] = {
         "start_to_close_timeout": timedelta(minutes=5),
@@ -264,6 +283,18 @@ async def analysis(
         "priority": priority,
     }
     late = {"status": "timed_out", "deadline_seconds": f"{deadline_seconds:g}"}
+    if deadline_on_activity and copy is not None:
+        ends = workflow.now() + timedelta(seconds=deadline_seconds)
+        try:
+            result: Analysis = await on_copy_worker(
+                MediaActivities.analyse_content, request, copy, ends=ends, **options
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_CLOSE:
+                return late
+            return _failure(err)
+        return result.as_map()
     running: asyncio.Future[Any]
     if copy is None:
         # As histories from before have it: one activity, raced by its handle.
@@ -286,8 +317,12 @@ def _analysed(done: asyncio.Future[Any]) -> dict[str, str]:
     try:
         result: Analysis = done.result()
     except ActivityError as err:
-        return {"status": "failed", "detail": str(err.cause or err)}
+        return _failure(err)
     return result.as_map()
+
+
+def _failure(err: ActivityError) -> dict[str, str]:
+    return {"status": "failed", "detail": str(err.cause or err)}
 
 
 def as_announced(

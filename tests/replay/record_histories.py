@@ -447,6 +447,8 @@ async def main(groups: list[str]) -> None:
     # stands for the three before it: the same steps under three markers),
     # `file_upload_*_before_small_moves_local` (before `small-moves-local`, which stands
     # for all of them and moves a small original as a local activity),
+    # `file_upload_*_before_deadline_on_activity` (before `analysis-deadline-on-activity`,
+    # which stands for all of them and races the analysis with no timer),
     # `tenant_monitoring_deleted_before_receipt` (before `deletion-receipt`) and
     # `file_migration_*_before_own_bucket_only` (before `own-bucket-only`).
     if not groups or "uploads" in groups:

@@ -59,7 +59,7 @@ from ferry.contracts.ids import event_id_for
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.workflows.file_upload import (
-    SMALL_MOVES_LOCAL,
+    DEADLINE_ON_ACTIVITY,
     FileUploadInput,
     FileUploadResult,
     FileUploadWorkflow,
@@ -322,8 +322,9 @@ async def test_a_clean_file_is_read_once_stored_and_announced_once(
 async def test_a_new_run_records_one_patch_marker_for_all_its_patches(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    """The SDK adds a search attribute update to each patch marker: five patches, five
-    markers and five updates per upload; one stands for them all."""
+    """The SDK adds a search attribute update to each patch marker: six patches, six
+    markers and six updates per upload; one stands for them all. The analysis' deadline
+    is its activity's timeout: the run starts no timer."""
     events: list[Any] = []
 
     await run(time_skipping_env, FakeActivities([ScanResult(clean=True)]), upload(), history=events)
@@ -336,7 +337,8 @@ async def test_a_new_run_records_one_patch_marker_for_all_its_patches(
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and event.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
-    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == SMALL_MOVES_LOCAL
+    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == DEADLINE_ON_ACTIVITY
+    assert EventType.EVENT_TYPE_TIMER_STARTED not in kinds
 
 
 def _local_activities(events: list[Any]) -> list[str]:
@@ -586,12 +588,14 @@ async def test_late_analysis_is_recorded_as_timed_out_and_the_upload_completes(
 ) -> None:
     fakes = FakeActivities([ScanResult(clean=True)], analysis_delay=600)
     request = upload()
-    request.analysis_deadline_seconds = 30
+    # The deadline is the activity's own timeout, which the test server does not skip to
+    # while the activity runs: a short one, in real time.
+    request.analysis_deadline_seconds = 2
 
     result = await run(time_skipping_env, fakes, request)
 
     assert result.status == "processed"
-    assert result.analysis == {"status": "timed_out", "deadline_seconds": "30"}
+    assert result.analysis == {"status": "timed_out", "deadline_seconds": "2"}
     assert fakes.events[0]["analysis"]["status"] == "timed_out"
     assert fakes.events[0]["thumbnails"][0]["name"] == "thumb-256.webp"
 
