@@ -85,6 +85,7 @@ bench-ingest: up  ## what the bridge costs on top of Temporal (prints a table, w
 	@$(BIN)/python bench/ingest.py
 
 bench-upload: up  ## the whole upload workflow: small files/s, one 1 GiB file, thumbnails
+	@$(BIN)/python -c 'import pyvips' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	@$(BIN)/python bench/upload.py
 
 bench-fairness: up  ## a quiet tenant's upload behind another's burst, fairness off and on

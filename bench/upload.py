@@ -16,7 +16,10 @@ Measures
       the moderation model loaded in this process. That is the floor of this work
       on this machine; Ferry's rate is printed beside it with their ratio, and CPU
       milliseconds per file for each process (Temporal server, worker, clamd, the
-      moderation service, Kafka, Postgres, this client) from a per-process sampler.
+      moderation service, Kafka, Postgres, this client) from a per-process sampler;
+  (e) both thumbnails' CPU per image by Pillow (Ferry's code) and by libvips (pyvips,
+      the `bench` extra), for the mix's JPEG and PNG and a 12 MP JPEG: Ferry keeps the
+      faster.
 The worker runs as its own process (`ferry worker`) so its memory is its own.
 Prints a table and writes bench/results/upload.json. Run: `make bench-upload`.
 """
@@ -58,6 +61,8 @@ from ferry.contracts.storage import StorageRef
 from ferry.db import create_engine, create_sessionmaker
 from ferry.demo import ensure_tenant
 from ferry.devstack import Stack
+from ferry.media.images import render_thumbnails
+from ferry.media.limits import MediaLimits
 from ferry.processes import connect
 from ferry.storage import LocalStorage
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow
@@ -195,6 +200,56 @@ async def thumbnail_rate(count: int, draft: bool) -> float:
                 ThumbnailRequest(source=source, bucket="bench", file_id=f"f{i}", draft=draft)
             )
         return count / (time.perf_counter() - began)
+
+
+def pillow_thumbnails(path: Path, content_type: str, limits: MediaLimits) -> int:
+    """Ferry's thumbnails of one image (Pillow, draft mode): their bytes in all."""
+    return sum(len(data) for _, _, data, _, _ in render_thumbnails(path, content_type, limits))
+
+
+def vips_thumbnails(path: Path, content_type: str, limits: MediaLimits) -> int:
+    """The same two thumbnails with libvips: its `thumbnail` (shrink-on-load, as draft
+    mode), the 256 px one from the 1024 px one, the same encoders' settings and no
+    metadata kept. Their bytes in all."""
+    import pyvips
+
+    large = pyvips.Image.thumbnail(str(path), 1024, size="down").copy_memory()
+    small = large.thumbnail_image(256, size="down")
+    jpeg_bytes = large.jpegsave_buffer(Q=limits.jpeg_quality, keep="none")
+    webp_bytes = small.webpsave_buffer(
+        Q=limits.webp_quality, effort=limits.webp_method, keep="none"
+    )
+    return len(jpeg_bytes) + len(webp_bytes)
+
+
+def thumbnail_engines(rounds: int = 8) -> dict[str, float]:
+    """CPU ms per image of both thumbnails by Pillow (Ferry's code) and by libvips, for
+    the small mix's JPEG and PNG and for a 12 MP JPEG: the same images, one thread
+    each (libvips' own pool at one thread, as ONNX Runtime's), taken in turn."""
+    os.environ["VIPS_CONCURRENCY"] = "1"
+    import pyvips
+
+    pyvips.cache_set_max(0)  # no result of an earlier round reused
+    limits = MediaLimits()
+    samples = {
+        "1600x1200 JPEG": ("image/jpeg", jpeg(1600, 1200, 1)),
+        "800x600 PNG": ("image/png", png(1)),
+        "4000x3000 JPEG": ("image/jpeg", jpeg(4000, 3000, 2)),
+    }
+    figures = {}
+    with tempfile.TemporaryDirectory() as root:
+        for label, (content_type, data) in samples.items():
+            path = Path(root, label.replace(" ", "."))
+            path.write_bytes(data)
+            spent = {"pillow": 0.0, "libvips": 0.0}
+            for _ in range(rounds + 1):  # the first round warms both up, uncounted
+                for engine, render in (("pillow", pillow_thumbnails), ("libvips", vips_thumbnails)):
+                    began = time.process_time()
+                    render(path, content_type, limits)
+                    spent[engine] += (time.process_time() - began) * (_ > 0)
+            for engine, seconds in spent.items():
+                figures[f"{label}.{engine}"] = 1000 * seconds / rounds
+    return figures
 
 
 class CpuSampler:
@@ -362,6 +417,8 @@ async def main(small: int, with_big: bool) -> dict[str, Any]:
     console.print("(c) thumbnails of 4000x3000 JPEGs, with and without draft mode…")
     results["thumbnails_per_s_draft"] = await thumbnail_rate(10, draft=True)
     results["thumbnails_per_s_no_draft"] = await thumbnail_rate(10, draft=False)
+    console.print("(e) both thumbnails by Pillow and by libvips, CPU per image…")
+    results.update({f"thumbnail_cpu_ms.{k}": v for k, v in thumbnail_engines().items()})
     return results
 
 
@@ -412,6 +469,14 @@ def add_small_rows(table: Table, results: dict[str, Any]) -> None:
         table.add_row(f"    baseline: CPU ms per file, {name}", f"{results[key]:.0f}", goal)
     table.add_row("(c) thumbnails, draft mode", f"{results['thumbnails_per_s_draft']:.1f} /s", "")
     table.add_row("    without draft mode", f"{results['thumbnails_per_s_no_draft']:.1f} /s", "")
+    images = sorted({k.split(".")[1] for k in results if k.startswith("thumbnail_cpu_ms.")})
+    for image in images:
+        pillow, vips = (results[f"thumbnail_cpu_ms.{image}.{e}"] for e in ("pillow", "libvips"))
+        table.add_row(
+            f"(e) thumbnails of a {image}, CPU per image",
+            f"Pillow {pillow:.0f} ms, libvips {vips:.0f} ms",
+            "the faster is Ferry's",
+        )
 
 
 if __name__ == "__main__":
