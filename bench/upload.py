@@ -241,12 +241,15 @@ def thumbnail_engines(rounds: int = 8) -> dict[str, float]:
         for label, (content_type, data) in samples.items():
             path = Path(root, label.replace(" ", "."))
             path.write_bytes(data)
-            spent = {"pillow": 0.0, "libvips": 0.0}
-            for _ in range(rounds + 1):  # the first round warms both up, uncounted
-                for engine, render in (("pillow", pillow_thumbnails), ("libvips", vips_thumbnails)):
+            engines = {"pillow": pillow_thumbnails, "libvips": vips_thumbnails}
+            for render in engines.values():  # a round to warm both up, uncounted
+                render(path, content_type, limits)
+            spent = dict.fromkeys(engines, 0.0)
+            for _ in range(rounds):
+                for engine, render in engines.items():
                     began = time.process_time()
                     render(path, content_type, limits)
-                    spent[engine] += (time.process_time() - began) * (_ > 0)
+                    spent[engine] += time.process_time() - began
             for engine, seconds in spent.items():
                 figures[f"{label}.{engine}"] = 1000 * seconds / rounds
     return figures
