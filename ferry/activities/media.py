@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+from PIL import Image
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -46,6 +47,7 @@ from ferry.media.analysis import (
     Moderates,
     Moderator,
     analysis_images,
+    analysis_images_of,
     detect_language,
     is_nsfw,
     ocr,
@@ -53,7 +55,13 @@ from ferry.media.analysis import (
 )
 from ferry.media.documents import read_pdf, text_excerpt
 from ferry.media.errors import CorruptContent, ModelMissing, TooLarge
-from ferry.media.images import image_metadata, render_thumbnails, validate_image
+from ferry.media.images import (
+    image_metadata,
+    render_thumbnails,
+    thumbnails_of,
+    validate_and_decode,
+    validate_image,
+)
 from ferry.media.limits import DEFAULT_LIMITS, MediaLimits
 from ferry.media.types import IMAGE_TYPES, PDF, TEXT, normalise_type, type_mismatch
 from ferry.storage import StorageProvider
@@ -122,6 +130,10 @@ class MediaActivities:
             return None
         return self._spool.path(spool).stat().st_size
 
+    def _decoded(self, spool: str | None) -> Image.Image | None:
+        """The image the validation of the copy `spool` decoded, if this worker keeps it."""
+        return None if self._spool is None else self._spool.decoded(spool)
+
     @asynccontextmanager
     async def _reading(self, spool: str | None, follower: str) -> AsyncIterator[None]:
         """`follower` is done with the copy `spool` when the block ends, however it ends."""
@@ -189,7 +201,18 @@ class MediaActivities:
                         sniffed,
                     )
                 if fetched.path is not None and sniffed in IMAGE_TYPES:
-                    width, height = await in_thread(validate_image, fetched.path, sniffed, limits)
+                    if request.spool is None or self._spool is None:
+                        width, height = await in_thread(
+                            validate_image, fetched.path, sniffed, limits
+                        )
+                    else:
+                        # Inspecting a copy: the decode that checks the data is kept for
+                        # the thumbnails and the analysis, sent to this worker.
+                        (width, height), upright = await in_thread(
+                            validate_and_decode, fetched.path, sniffed, limits
+                        )
+                        if upright is not None:
+                            self._spool.keep_decoded(request.spool, upright)
                     return Validation(True, sniffed, width=width, height=height)
                 if fetched.path is not None and sniffed == PDF:
                     pages, _ = await in_thread(read_pdf, fetched.path, limits, False)
@@ -227,14 +250,18 @@ class MediaActivities:
         ):
             if fetched.path is None:
                 return ThumbnailSet()
+            upright = self._decoded(request.spool) if request.draft else None
             try:
-                rendered = await in_thread(
-                    render_thumbnails,
-                    fetched.path,
-                    fetched.content_type,
-                    self._limits,
-                    request.draft,
-                )
+                if upright is None:
+                    rendered = await in_thread(
+                        render_thumbnails,
+                        fetched.path,
+                        fetched.content_type,
+                        self._limits,
+                        request.draft,
+                    )
+                else:
+                    rendered = await in_thread(thumbnails_of, upright, self._limits)
             except CorruptContent as exc:
                 raise _corrupt_error(ref, exc) from exc
 
@@ -305,7 +332,10 @@ class MediaActivities:
                 try:
                     if fetched.path is not None and fetched.content_type in IMAGE_TYPES:
                         result = await in_thread(
-                            self._analyse_image, fetched.path, fetched.content_type
+                            self._analyse_image,
+                            fetched.path,
+                            fetched.content_type,
+                            self._decoded(request.spool),
                         )
                     elif fetched.path is not None and fetched.content_type == PDF:
                         _, text = await in_thread(read_pdf, fetched.path, limits)
@@ -322,8 +352,13 @@ class MediaActivities:
             )
         return result
 
-    def _analyse_image(self, path: Path, content_type: str) -> Analysis:
-        moderation, ocr_image = analysis_images(path, content_type, self._limits)
+    def _analyse_image(
+        self, path: Path, content_type: str, upright: Image.Image | None
+    ) -> Analysis:
+        if upright is None:
+            moderation, ocr_image = analysis_images(path, content_type, self._limits)
+        else:
+            moderation, ocr_image = analysis_images_of(upright, self._limits)
         labels = self._moderator.labels(moderation)
         return Analysis(
             labels=[ModerationLabel(name, score) for name, score in labels],

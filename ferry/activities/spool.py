@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -21,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from PIL import Image
 from temporalio.exceptions import ApplicationError
 
 from ferry.activities.heartbeat import Pulse
@@ -217,18 +219,30 @@ class SpoolStore:
     """Copies of uploads on this worker's disk, for the steps that follow their inspection.
 
     Copies live under `root/spool/`, named `{file_id}.{random}`; a worker starts with
-    an empty store (a copy of another run's worker is of no use to anyone).
+    an empty store (a copy of another run's worker is of no use to anyone). Beside a
+    copy of an image, the image the validation decoded may be kept in memory
+    (`keep_decoded`), within `decoded_budget` bytes for all copies: the thumbnails and
+    the analysis start from it instead of decoding the copy again.
     """
 
     BUCKET = "spool"
 
-    def __init__(self, root: Path, task_queue: str, max_age: float = 1800.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        task_queue: str,
+        max_age: float = 1800.0,
+        decoded_budget: int = 64 * 2**20,
+    ) -> None:
         self.root = root
         self.task_queue = task_queue
         self.max_age = max_age
         self.storage = LocalStorage(root)
         self._waiting: dict[str, set[str]] = {}
         self._evicted_at = 0.0
+        self.decoded_budget = decoded_budget
+        self._decoded: dict[str, tuple[Image.Image, int]] = {}
+        self._decoded_lock = threading.Lock()
         self._dir = root / self.BUCKET
         if self._dir.exists():
             for stale in self._dir.iterdir():
@@ -246,6 +260,26 @@ class SpoolStore:
 
     def has(self, spool_id: str) -> bool:
         return (self._dir / spool_id).is_file()
+
+    def keep_decoded(self, spool_id: str, image: Image.Image) -> bool:
+        """Keep `image`, the copy `spool_id` decoded, for the steps after it, if it fits in
+        what is left of the budget (False: it does not, and they decode it themselves).
+        Nothing may change it afterwards: several steps may read it at once."""
+        size = image.width * image.height * (1 if image.mode == "L" else 4)
+        with self._decoded_lock:
+            held = sum(kept for _, kept in self._decoded.values())
+            if held + size > self.decoded_budget or spool_id in self._decoded:
+                return False
+            self._decoded[spool_id] = (image, size)
+        return True
+
+    def decoded(self, spool_id: str | None) -> Image.Image | None:
+        """The image `keep_decoded` holds for the copy `spool_id`, if it still does."""
+        if spool_id is None:
+            return None
+        with self._decoded_lock:
+            kept = self._decoded.get(spool_id)
+        return None if kept is None else kept[0]
 
     async def write(self, spool_id: str, chunks: AsyncIterator[bytes]) -> None:
         """The copy, written through (no fsync: it is a cache, lost with the worker)."""
@@ -274,6 +308,8 @@ class SpoolStore:
 
     def discard(self, spool_id: str) -> None:
         self._waiting.pop(spool_id, None)
+        with self._decoded_lock:
+            self._decoded.pop(spool_id, None)
         (self._dir / spool_id).unlink(missing_ok=True)
 
     def evict_stale(self) -> None:

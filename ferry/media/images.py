@@ -70,12 +70,7 @@ def open_image(path: Path, content_type: str, limits: MediaLimits) -> Image.Imag
 
 def validate_image(path: Path, content_type: str, limits: MediaLimits) -> tuple[int, int]:
     """Display size of a well-formed image; `CorruptContent` otherwise."""
-    with open_image(path, content_type, limits) as image:
-        size = display_size(image)
-        try:
-            image.verify()
-        except Exception as exc:
-            raise CorruptContent(f"image fails verification: {exc}") from exc
+    size = _verified(path, content_type, limits)
     # verify() checks structure only (and nothing at all for JPEG): decode the
     # first frame to find truncated or damaged data, JPEG at 1/8 scale to stay cheap.
     with open_image(path, content_type, limits) as image:
@@ -87,6 +82,67 @@ def validate_image(path: Path, content_type: str, limits: MediaLimits) -> tuple[
         except Exception as exc:
             raise CorruptContent(f"image data is damaged: {exc}") from exc
     return size
+
+
+def validate_and_decode(
+    path: Path, content_type: str, limits: MediaLimits
+) -> tuple[tuple[int, int], Image.Image | None]:
+    """`validate_image`'s display size, with the decode that checks the data kept for the
+    steps after it: the image upright in sRGB, at the size `decode_upright` gives (one
+    decode serves the thumbnails and the analysis). None instead of the image when
+    turning it upright or into sRGB failed (the steps after it then decode it themselves,
+    and fail as they would have)."""
+    size = _verified(path, content_type, limits)
+    with open_image(path, content_type, limits) as image:
+        _draft(image, shared_decode_side(limits))
+        try:
+            image.load()
+        except Exception as exc:
+            raise CorruptContent(f"image data is damaged: {exc}") from exc
+        try:
+            ImageOps.exif_transpose(image, in_place=True)
+            return size, to_srgb(image)
+        except Exception:
+            return size, None
+
+
+def _verified(path: Path, content_type: str, limits: MediaLimits) -> tuple[int, int]:
+    """The display size of an image whose structure `Image.verify` passes."""
+    with open_image(path, content_type, limits) as image:
+        size = display_size(image)
+        try:
+            image.verify()
+        except Exception as exc:
+            raise CorruptContent(f"image fails verification: {exc}") from exc
+    return size
+
+
+def shared_decode_side(limits: MediaLimits) -> int:
+    """The longest side one decode must cover for every step after the validation: the
+    largest thumbnail's, and the OCR's."""
+    return max(THUMBNAILS[0][1], limits.ocr_max_side)
+
+
+def _draft(image: Image.Image, side: int) -> None:
+    """A JPEG decoded at the smallest DCT scale that still covers `side` (others whole)."""
+    if image.format == "JPEG":
+        image.draft("RGB", fit(image.size, side))
+
+
+def decode_upright(
+    path: Path, content_type: str, limits: MediaLimits, side: int, draft: bool = True
+) -> Image.Image:
+    """The image upright (its EXIF orientation applied) in sRGB, a JPEG decoded at the
+    smallest scale covering `side` (unless not `draft`)."""
+    with open_image(path, content_type, limits) as image:
+        if draft:
+            _draft(image, side)
+        try:
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # a copy of 5 MB saved
+            return to_srgb(image)
+        except Exception as exc:
+            raise CorruptContent(f"image data is damaged: {exc}") from exc
 
 
 def image_metadata(
@@ -145,18 +201,18 @@ def render_thumbnails(
     path: Path, content_type: str, limits: MediaLimits, draft: bool = True
 ) -> list[tuple[str, str, bytes, int, int]]:
     """(name, content type, bytes, width, height) of each thumbnail of an image file."""
-    largest = THUMBNAILS[0][1]
-    with open_image(path, content_type, limits) as image:
-        if draft and image.format == "JPEG":
-            # Decode at the smallest DCT scale that still covers the largest thumbnail.
-            image.draft("RGB", fit(image.size, largest))
-        try:
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # a copy of 5 MB saved
-            current = to_srgb(image)
-        except Exception as exc:
-            raise CorruptContent(f"image data is damaged: {exc}") from exc
+    return thumbnails_of(
+        decode_upright(path, content_type, limits, THUMBNAILS[0][1], draft), limits
+    )
+
+
+def thumbnails_of(
+    upright: Image.Image, limits: MediaLimits
+) -> list[tuple[str, str, bytes, int, int]]:
+    """`render_thumbnails` of an image already decoded upright in sRGB (its `info` is
+    cleared: metadata stays with the original only)."""
     rendered = []
+    current = upright
     for name, side, fmt, mime, resample, gap in THUMBNAILS:
         size = fit(current.size, side)
         if size != current.size:

@@ -4,11 +4,14 @@ checks; the copy it keeps serves the media steps and goes when they are done."""
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image, ImageDraw, ImageFile, ImageFont
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -74,7 +77,9 @@ async def staged(storage: LocalStorage, name: str, data: bytes) -> InspectReques
         tenant_id=TENANT,
         file_id=file_id,
         filename=name,
-        declared_content_type="image/png" if name.endswith(".png") else "text/plain",
+        declared_content_type={"png": "image/png", "jpg": "image/jpeg"}.get(
+            name.rsplit(".", 1)[-1], "text/plain"
+        ),
         size_bytes=len(data),
         max_file_bytes=100 * 1024 * 1024,
     )
@@ -199,3 +204,102 @@ async def test_another_tenants_object_is_refused_before_it_is_read(
 
     assert raised.value.type == "OutsideTenant" and raised.value.non_retryable
     assert storage.reads == []
+
+
+def turned_photo() -> bytes:
+    """A 1600x1200 JPEG with EXIF orientation 6 (shown turned 90° clockwise): upright, a
+    line of text on a light background, so that its analysis reads as well as moderates."""
+    upright = Image.new("RGB", (1200, 1600), (235, 235, 225))
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 64)
+    ImageDraw.Draw(upright).text((80, 700), "Ferry carries files", font=font, fill=(20, 20, 20))
+    exif = Image.Exif()
+    exif[274] = 6
+    buffer = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(buffer, "JPEG", exif=exif, quality=90)
+    return buffer.getvalue()
+
+
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The formats of the images Pillow decodes from now on (a `load` with data to read)."""
+    decoded: list[str] = []
+    load = ImageFile.ImageFile.load
+
+    def counted(image: ImageFile.ImageFile) -> Any:
+        if image.tile:
+            decoded.append(str(image.format))
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counted)
+    return decoded
+
+
+async def follow(
+    media: MediaActivities, storage: LocalStorage, request: InspectRequest, copy: str | None
+) -> Any:
+    """The thumbnails' bytes and the analysis of an inspected upload, from `copy` if any."""
+    run = ActivityEnvironment().run
+    made = await run(
+        media.make_thumbnails,
+        ThumbnailRequest(request.source, "ferry-acme", request.file_id, spool=copy),
+    )
+    analysed = await run(
+        media.analyse_content, AnalysisRequest(request.source, "image/jpeg", spool=copy)
+    )
+    thumbnails = [
+        b"".join([chunk async for chunk in storage.read("ferry-acme", t.key)])
+        for t in made.thumbnails
+    ]
+    return [(t.name, t.width, t.height) for t in made.thumbnails], thumbnails, analysed
+
+
+async def test_a_photo_is_decoded_once_for_its_validation_thumbnails_and_analysis(
+    settings: Settings,
+    storage: CountingStorage,
+    spool: SpoolStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inspect, media = activities(settings, storage, spool)
+    request = await staged(storage, "turned.jpg", turned_photo())
+    await storage.create_bucket("ferry-acme")
+    decodes = count_decodes(monkeypatch)
+
+    found: Inspection = await ActivityEnvironment().run(inspect.inspect_upload, request)
+    assert found.validation is not None and found.validation.ok and found.spool is not None
+    copy = found.spool.spool_id
+    kept = spool.decoded(copy)
+    assert kept is not None and kept.size == (1200, 1600), "kept upright, at full size"
+    assert decodes == ["JPEG"], "the validation decodes it whole, once"
+
+    sizes, thumbnails, analysed = await follow(media, storage, request, copy)
+    await ActivityEnvironment().run(
+        media.extract_metadata, MetadataRequest(request.source, sha256=found.sha256, spool=copy)
+    )
+
+    assert decodes == ["JPEG"], "the thumbnails and the analysis decode nothing again"
+    assert spool.decoded(copy) is None and copies(spool) == [], "the last step lets both go"
+    # The same results as the steps decoding the stored original themselves.
+    alone = MediaActivities({"local": storage})
+    assert await follow(alone, storage, request, None) == (sizes, thumbnails, analysed)
+    assert sizes == [("thumb-1024.jpg", 768, 1024), ("thumb-256.webp", 192, 256)]
+    assert analysed.ocr_text == "Ferry carries files"
+    assert decodes.count("JPEG") == 3, "alone, each step decodes it"
+
+
+async def test_a_decode_over_the_budget_is_not_kept_and_the_steps_decode_the_copy(
+    settings: Settings, storage: CountingStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1600x1200 in RGB is 7.7 MB as Pillow holds it: over a budget of 4 MB.
+    spool = SpoolStore(tmp_path / "small-spool", "files/this-worker", decoded_budget=4 * 2**20)
+    inspect, media = activities(settings, storage, spool)
+    request = await staged(storage, "turned.jpg", turned_photo())
+    await storage.create_bucket("ferry-acme")
+    decodes = count_decodes(monkeypatch)
+
+    found: Inspection = await ActivityEnvironment().run(inspect.inspect_upload, request)
+    assert found.spool is not None and spool.decoded(found.spool.spool_id) is None
+    sizes, _, analysed = await follow(media, storage, request, found.spool.spool_id)
+
+    assert sizes == [("thumb-1024.jpg", 768, 1024), ("thumb-256.webp", 192, 256)]
+    assert analysed.moderation_model is not None
+    assert len(decodes) == 3
+    assert storage.reads.count(request.source.key) == 1, "still read from the copy, not storage"
