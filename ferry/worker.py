@@ -166,12 +166,15 @@ async def ferry_worker(
             media.extract_metadata,
             media.analyse_content,
         ]
+        # The steps of uploads this worker inspected: fairness ordered them then, and each
+        # holds a copy (and maybe its decode) until it is done, so all three of an upload
+        # may run at once: the copies drain as fast as the inspections fill them.
         workers.append(
             Worker(
                 client,
                 task_queue=own_queue,
                 activities=followers,
-                max_concurrent_activities=settings.worker_activity_slots,
+                max_concurrent_activities=len(followers) * settings.worker_activity_slots,
             )
         )
         try:
