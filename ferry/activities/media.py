@@ -28,6 +28,7 @@ from ferry.activities.media_payloads import (
     Validation,
     ValidationRequest,
 )
+from ferry.activities.metrics import count
 from ferry.activities.spool import (
     Fetched,
     Plan,
@@ -65,6 +66,13 @@ from ferry.media.images import (
 from ferry.media.limits import DEFAULT_LIMITS, MediaLimits
 from ferry.media.types import IMAGE_TYPES, PDF, TEXT, normalise_type, type_mismatch
 from ferry.storage import StorageProvider
+
+DECODES = "ferry_image_decodes"
+DECODES_HELP = (
+    "Images the thumbnails and the analysis start from, by step and by where the image "
+    "came from: the inspection's own decode, kept in the worker's memory (validation), or "
+    "a decode of the file (file: no copy here, or no room left to keep its decode)"
+)
 
 
 def _corrupt_error(ref: StorageRef, exc: CorruptContent) -> ApplicationError:
@@ -251,6 +259,7 @@ class MediaActivities:
             if fetched.path is None:
                 return ThumbnailSet()
             upright = self._decoded(request.spool) if request.draft else None
+            count(DECODES, DECODES_HELP, step="thumbnails", source=_source(upright))
             try:
                 if upright is None:
                     rendered = await in_thread(
@@ -331,11 +340,10 @@ class MediaActivities:
             async with self._fetch(ref, plan, spool=request.spool) as fetched:
                 try:
                     if fetched.path is not None and fetched.content_type in IMAGE_TYPES:
+                        upright = self._decoded(request.spool)
+                        count(DECODES, DECODES_HELP, step="analysis", source=_source(upright))
                         result = await in_thread(
-                            self._analyse_image,
-                            fetched.path,
-                            fetched.content_type,
-                            self._decoded(request.spool),
+                            self._analyse_image, fetched.path, fetched.content_type, upright
                         )
                     elif fetched.path is not None and fetched.content_type == PDF:
                         _, text = await in_thread(read_pdf, fetched.path, limits)
@@ -366,6 +374,10 @@ class MediaActivities:
             ocr_text=ocr(ocr_image, self._limits, self._moderator),
             moderation_model=self._moderator.model_name,
         )
+
+
+def _source(upright: Image.Image | None) -> str:
+    return "file" if upright is None else "validation"
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

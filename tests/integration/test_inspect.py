@@ -3,8 +3,11 @@ checks; the copy it keeps serves the media steps and goes when they are done."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import socket
+import urllib.request
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw, ImageFile, ImageFont
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment
 
 from ferry.activities.inspect import InspectActivities, Inspection, InspectRequest
@@ -234,10 +238,14 @@ def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def follow(
-    media: MediaActivities, storage: LocalStorage, request: InspectRequest, copy: str | None
+    media: MediaActivities,
+    storage: LocalStorage,
+    request: InspectRequest,
+    copy: str | None,
+    env: ActivityEnvironment | None = None,
 ) -> Any:
     """The thumbnails' bytes and the analysis of an inspected upload, from `copy` if any."""
-    run = ActivityEnvironment().run
+    run = (env or ActivityEnvironment()).run
     made = await run(
         media.make_thumbnails,
         ThumbnailRequest(request.source, "ferry-acme", request.file_id, spool=copy),
@@ -303,3 +311,50 @@ async def test_a_decode_over_the_budget_is_not_kept_and_the_steps_decode_the_cop
     assert analysed.moderation_model is not None
     assert len(decodes) == 3
     assert storage.reads.count(request.source.key) == 1, "still read from the copy, not storage"
+
+
+def decodes_counted(port: int, task_queue: str) -> dict[tuple[str, str], float]:
+    """`ferry_image_decodes` of this task queue by (step, source), as Prometheus reads it."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("ferry_image_decodes") and f'task_queue="{task_queue}"' in line:
+            labels = dict(
+                part.split("=", 1) for part in line.split("{", 1)[1].split("}")[0].split(",")
+            )
+            key = (labels["step"].strip('"'), labels["source"].strip('"'))
+            found[key] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+async def test_the_worker_counts_the_steps_that_started_from_the_kept_decode(
+    settings: Settings, storage: CountingStorage, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    runtime = Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}"))
+    )
+    env = ActivityEnvironment()
+    queue = f"files/{uuid.uuid4().hex}"
+    env.info = dataclasses.replace(env.info, task_queue=queue)
+    env.metric_meter = runtime.metric_meter
+    await storage.create_bucket("ferry-acme")
+    # Room for one photo's decode (7.7 MB): the second upload's steps decode the file.
+    spool = SpoolStore(tmp_path / "one", "files/this-worker", decoded_budget=8 * 2**20)
+    inspect, media = activities(settings, storage, spool)
+    first = await staged(storage, "first.jpg", turned_photo())
+    second = await staged(storage, "second.jpg", turned_photo())
+
+    found = [await ActivityEnvironment().run(inspect.inspect_upload, r) for r in (first, second)]
+    for request, inspection in zip((first, second), found, strict=True):
+        assert inspection.spool is not None
+        await follow(media, storage, request, inspection.spool.spool_id, env)
+
+    assert decodes_counted(port, queue) == {
+        ("thumbnails", "validation"): 1,
+        ("analysis", "validation"): 1,
+        ("thumbnails", "file"): 1,
+        ("analysis", "file"): 1,
+    }
