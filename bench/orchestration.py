@@ -6,8 +6,10 @@ CPU (and this process's, which hosts the workers) per workflow: an empty workflo
 task queue's matching, one local activity, three parallel activities on another
 queue, a patch marker, and the shape of one small upload (a local step, the
 inspection through matching, the local move, three media steps on the worker's own
-queue, two local steps). The steps do nothing, so what is measured is the
-orchestration alone: the floor under `make bench-upload`'s Temporal figure.
+queue, two local steps), and that shape again with the timeouts an upload's steps
+carry (heartbeat and schedule-to-start timeouts, each a timer on the server). The steps
+do nothing, so what is measured is the orchestration alone: the floor under `make
+bench-upload`'s Temporal figure.
 
 Eager dispatch needs a free activity slot beside the ones the pollers hold, so the
 eager worker has 8 slots and the other workers as many as Ferry's (one per core).
@@ -45,7 +47,9 @@ STEP = timedelta(seconds=30)
 # slot is free), M one on another queue (through matching, as an upload's inspection
 # goes when the worker's slots are busy), L a local activity, 3 three parallel
 # activities on another queue (the media steps), P a patch marker, R an M raced by a
-# timer that it beats (as the analysis races its deadline).
+# timer that it beats (as the analysis races its deadline); H an M and T a 3 with the
+# timeouts an upload's steps carry (a heartbeat timeout; the media steps' schedule-to-
+# start too, each a timer the server keeps).
 SHAPES = (
     ("empty workflow (the baseline)", ""),
     ("one activity, eager", "A"),
@@ -55,7 +59,11 @@ SHAPES = (
     ("three parallel activities, another queue", "3"),
     ("a patch marker", "P"),
     ("a small upload's shape", "PLML3LL"),
+    ("one activity through matching, with a heartbeat timeout", "H"),
+    ("three parallel activities, another queue, with their timeouts", "T"),
+    ("a small upload's shape, with its timeouts", "PLHLTLL"),
 )
+HEARTBEAT = timedelta(minutes=1)
 
 
 @activity.defn
@@ -82,6 +90,28 @@ class Shape:
                     step, "r", task_queue=matching_queue, start_to_close_timeout=STEP
                 )
                 await workflow.wait_condition(running.done, timeout=STEP.total_seconds())
+            elif kind == "H":
+                await workflow.execute_activity(
+                    step,
+                    "h",
+                    task_queue=matching_queue,
+                    start_to_close_timeout=STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                )
+            elif kind == "T":
+                await asyncio.gather(
+                    *(
+                        workflow.execute_activity(
+                            step,
+                            name,
+                            task_queue=other_queue,
+                            start_to_close_timeout=STEP,
+                            schedule_to_start_timeout=HEARTBEAT,
+                            heartbeat_timeout=HEARTBEAT,
+                        )
+                        for name in ("thumbnails", "metadata", "analysis")
+                    )
+                )
             elif kind == "L":
                 await workflow.execute_local_activity(step, "l", start_to_close_timeout=STEP)
             elif kind == "3":
