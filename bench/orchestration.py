@@ -7,7 +7,9 @@ task queue's matching, one local activity, three parallel activities on another
 queue, a patch marker, and the shape of one small upload (a local step, the
 inspection through matching, the local move, three media steps on the worker's own
 queue, two local steps), and that shape again with the timeouts an upload's steps
-carry (heartbeat and schedule-to-start timeouts, each a timer on the server). The steps
+carry (heartbeat and schedule-to-start timeouts, each a timer on the server), and the
+shape of a small upload whose workflow's own worker holds the copy (the media steps
+local activities, after one asking whether it holds it). The steps
 do nothing, so what is measured is the orchestration alone: the floor under `make
 bench-upload`'s Temporal figure.
 
@@ -62,6 +64,7 @@ SHAPES = (
     ("one activity through matching, with a heartbeat timeout", "H"),
     ("three parallel activities, another queue, with their timeouts", "T"),
     ("a small upload's shape, with its timeouts", "PLHLTLL"),
+    ("a small upload's shape, its media steps local (its worker holds the copy)", "PLHLLLLLL"),
 )
 HEARTBEAT = timedelta(minutes=1)
 

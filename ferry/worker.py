@@ -136,7 +136,7 @@ async def ferry_worker(
         activities: list[Any] = [
             storage.fingerprint, storage.move, storage.sign_url, storage.create_bucket,
             storage.delete_bucket, storage.measure, storage.delete_prefix, scan.scan,
-            inspect.inspect_upload,
+            inspect.inspect_upload, inspect.holds_copy,
             events.publish, migration.list_objects, migration.copy_objects,
             migration.delete_objects, media.validate_upload, media.make_thumbnails,
             media.extract_metadata, media.analyse_content, tenants.policy,

@@ -7,7 +7,8 @@ same around a whole activity; `Pulse` reports progress from a loop over chunks,
 at most once an interval and never in the first, so that an activity that ends
 sooner sends no heartbeat at all (each one the server takes is a write of the
 workflow's state). Outside an activity (a benchmark calling the method
-directly) all three do nothing.
+directly), and in a local activity (its worker is the workflow's own, which Temporal
+watches through the workflow task), all three do nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ R = TypeVar("R")
 DEFAULT_INTERVAL = 5.0
 
 
+def _beating() -> bool:
+    """Whether this is an activity that heartbeats: in one, and not a local one."""
+    return activity.in_activity() and not activity.info().is_local
+
+
 def heartbeat_interval(default: float = DEFAULT_INTERVAL) -> float:
     """Half the current activity's heartbeat timeout, or `default` when it has none.
 
@@ -45,7 +51,7 @@ class Pulse:
     its last beat. The SDK throttles further (see `heartbeat_interval`)."""
 
     def __init__(self, default: float = DEFAULT_INTERVAL) -> None:
-        self._inside = activity.in_activity()
+        self._inside = _beating()
         self._every = heartbeat_interval(default) if self._inside else 0.0
         self._due = time.monotonic() + self._every
 
@@ -76,7 +82,7 @@ async def heartbeating(
     `progress`, when given, is called for each heartbeat and its value sent as
     the details (what the Temporal UI shows, and `heartbeat_details` on a retry).
     """
-    if not activity.in_activity():
+    if not _beating():
         yield
         return
     ticker = asyncio.create_task(_beat_every(heartbeat_interval(default), progress))

@@ -92,6 +92,12 @@ class InspectActivities:
         self._scanner = scanner
         self._media = media
 
+    @activity.defn(name="holds_copy")
+    async def holds_copy(self, spool_id: str) -> bool:
+        """Whether this worker holds the copy `spool_id` (run as a local activity: whether
+        the workflow's own worker does, so that its media steps may run there too)."""
+        return self._spool.has(spool_id)
+
     @activity.defn(name="inspect_upload")
     async def inspect_upload(self, request: InspectRequest) -> Inspection:
         """Size, SHA-256, clamd's verdict and the content checks, reading the object once.

@@ -16,7 +16,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from ferry.activities.database import UploadRefusal
-    from ferry.activities.inspect import SpooledCopy
+    from ferry.activities.inspect import InspectActivities, SpooledCopy
     from ferry.activities.media import MediaActivities
     from ferry.activities.media_payloads import (
         Analysis,
@@ -45,9 +45,14 @@ with workflow.unsafe.imports_passed_through():
 # Temporal's side). A larger object moves as an ordinary activity, which heartbeats while
 # it streams from one provider to another.
 LOCAL_MOVE_MAX_BYTES = 64 * 2**20
-# How a move fails: an activity's failure arrives wrapped in `ActivityError`, a local
+# The media steps of an upload up to this size run as local activities when the
+# workflow's own worker holds its copy (`holds_copy`): three tasks fewer through the
+# server, and no workflow task of their own. A larger one's steps (a long text's UTF-8
+# check, a large image) run as ordinary activities on the copy's worker, heartbeating.
+LOCAL_MEDIA_MAX_BYTES = 16 * 2**20
+# How a step fails: an activity's failure arrives wrapped in `ActivityError`, a local
 # activity's as its own error (the application's, or its timeout).
-MOVE_FAILED = (ActivityError, ApplicationError, ActivityTimeout)
+STEP_FAILED = (ActivityError, ApplicationError, ActivityTimeout)
 # A tenant's provider that still fails after these attempts is failed over.
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -169,17 +174,35 @@ async def move(
 
 @dataclass
 class CopyWorker:
-    """The worker holding an upload's copy, and how long to wait for it."""
+    """The worker holding an upload's copy, and how long to wait for it; `here`: it is
+    the workflow's own, whose local activities the media steps are."""
 
     task_queue: str
     spool_id: str
     wait: timedelta
+    here: bool = False
 
     @staticmethod
     def of(copy: SpooledCopy | None, wait_seconds: float) -> CopyWorker | None:
         if copy is None:
             return None
         return CopyWorker(copy.task_queue, copy.spool_id, timedelta(seconds=wait_seconds))
+
+
+async def holds_copy(copy: CopyWorker) -> CopyWorker:
+    """`copy`, `here` when the workflow's own worker holds it (a local activity asks; its
+    answer is recorded, so a replay elsewhere takes the same path, and a step there that
+    finds no copy reads the stored original)."""
+    try:
+        here: bool = await workflow.execute_local_activity_method(
+            InspectActivities.holds_copy,
+            copy.spool_id,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=2),
+        )
+    except STEP_FAILED:
+        here = False  # no answer: the copy's own worker is asked, as before
+    return dataclasses.replace(copy, here=here)
 
 
 async def on_copy_worker(
@@ -190,12 +213,20 @@ async def on_copy_worker(
     ends: datetime | None = None,
     **options: Any,
 ) -> Any:
-    """The media step on the worker holding the upload's copy, reading that copy; on any
-    worker from the stored original when that worker does not take it within `copy.wait`
-    (it is gone, or far behind), or when there is no copy (histories from before).
-    `ends`: the step's deadline, across both (each one's schedule-to-close timeout)."""
+    """The media step on the worker holding the upload's copy, reading that copy: as a
+    local activity when that is the workflow's own (`copy.here`); on any worker from the
+    stored original when that worker does not take it within `copy.wait` (it is gone, or
+    far behind), or when there is no copy (histories from before). `ends`: the step's
+    deadline, across both (each one's schedule-to-close timeout)."""
     if copy is None:
         return await workflow.execute_activity_method(activity, request, **options)
+    if copy.here:
+        # A local activity has no task queue, heartbeat or priority: its worker is this one.
+        kept = ("start_to_close_timeout", "retry_policy")
+        local: dict[str, Any] = {k: v for k, v in options.items() if k in kept}
+        return await workflow.execute_local_activity_method(
+            activity, dataclasses.replace(request, spool=copy.spool_id), **_until(ends, local)
+        )
     try:
         return await workflow.execute_activity_method(
             activity,
@@ -289,8 +320,8 @@ async def analysis(
             result: Analysis = await on_copy_worker(
                 MediaActivities.analyse_content, request, copy, ends=ends, **options
             )
-        except ActivityError as err:
-            cause = err.cause
+        except STEP_FAILED as err:
+            cause = _cause(err)
             if isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_CLOSE:
                 return late
             return _failure(err)
@@ -321,8 +352,15 @@ def _analysed(done: asyncio.Future[Any]) -> dict[str, str]:
     return result.as_map()
 
 
-def _failure(err: ActivityError) -> dict[str, str]:
-    return {"status": "failed", "detail": str(err.cause or err)}
+def _cause(err: BaseException) -> BaseException:
+    """What failed: an activity's failure wraps it, a local activity's is it."""
+    return (err.cause or err) if isinstance(err, ActivityError) else err
+
+
+def _failure(err: BaseException) -> dict[str, str]:
+    cause = _cause(err)
+    detail = cause.message if isinstance(cause, ApplicationError) else str(cause)
+    return {"status": "failed", "detail": detail}
 
 
 def as_announced(

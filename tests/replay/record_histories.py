@@ -449,6 +449,9 @@ async def main(groups: list[str]) -> None:
     # for all of them and moves a small original as a local activity),
     # `file_upload_*_before_deadline_on_activity` (before `analysis-deadline-on-activity`,
     # which stands for all of them and races the analysis with no timer),
+    # `file_upload_*_before_media_steps_here` (before `media-steps-local-on-the-copys-
+    # worker`, which stands for all of them and runs the media steps as local activities
+    # on the workflow's own worker when it holds the copy),
     # `tenant_monitoring_deleted_before_receipt` (before `deletion-receipt`) and
     # `file_migration_*_before_own_bucket_only` (before `own-bucket-only`).
     if not groups or "uploads" in groups:

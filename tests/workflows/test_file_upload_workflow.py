@@ -59,12 +59,12 @@ from ferry.contracts.ids import event_id_for
 from ferry.contracts.policy import TenantPolicy
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.workflows.file_upload import (
-    DEADLINE_ON_ACTIVITY,
+    MEDIA_STEPS_HERE,
     FileUploadInput,
     FileUploadResult,
     FileUploadWorkflow,
 )
-from ferry.workflows.upload_steps import LOCAL_MOVE_MAX_BYTES
+from ferry.workflows.upload_steps import LOCAL_MEDIA_MAX_BYTES, LOCAL_MOVE_MAX_BYTES
 
 SHA = "ab" * 32
 
@@ -90,8 +90,10 @@ class FakeActivities:
         self.size = 1234  # what the stored object's size is
         self.read: list[Any] = []  # what the inspection was asked to read
         self.read_error: ApplicationError | None = None  # how reading the object fails
-        # The queue of the worker holding the inspected copy (set by `run`).
+        # The queue of the worker holding the inspected copy (set by `run`), and whether
+        # that worker is the workflow's own (what `holds_copy` answers).
         self.copy_queue = "nowhere"
+        self.copy_here = False
         # (step, the task queue it ran on, the copy it was given) of each media step.
         self.media: list[tuple[str, str, str | None]] = []
         self.metadata_sha256: list[str | None] = []
@@ -141,6 +143,11 @@ class FakeActivities:
                 found.spool = SpooledCopy(self.copy_queue, f"{request.file_id}.copy")
             return found
 
+        @activity.defn(name="holds_copy")
+        async def holds_copy(spool_id: str) -> bool:
+            self.calls["holds_copy"] += 1
+            return self.copy_here
+
         @activity.defn(name="move_object")
         async def move(request: MoveRequest) -> StorageRef:
             self.moves.append(request)
@@ -188,7 +195,7 @@ class FakeActivities:
             return PublishedEvent("ferry.file-events.v1", 0, len(self.events))
 
         return [
-            get_tenant, processing, check_upload, begin, inspect, move,
+            get_tenant, processing, check_upload, begin, inspect, holds_copy, move,
             thumbnails, metadata, analyse, processed, rejected, publish,
         ]  # fmt: skip
 
@@ -322,8 +329,8 @@ async def test_a_clean_file_is_read_once_stored_and_announced_once(
 async def test_a_new_run_records_one_patch_marker_for_all_its_patches(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    """The SDK adds a search attribute update to each patch marker: six patches, six
-    markers and six updates per upload; one stands for them all. The analysis' deadline
+    """The SDK adds a search attribute update to each patch marker: seven patches, seven
+    markers and seven updates per upload; one stands for them all. The analysis' deadline
     is its activity's timeout: the run starts no timer."""
     events: list[Any] = []
 
@@ -337,7 +344,7 @@ async def test_a_new_run_records_one_patch_marker_for_all_its_patches(
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and event.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
-    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == DEADLINE_ON_ACTIVITY
+    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == MEDIA_STEPS_HERE
     assert EventType.EVENT_TYPE_TIMER_STARTED not in kinds
 
 
@@ -691,3 +698,68 @@ async def test_a_provider_that_keeps_refusing_the_original_fails_over_to_the_nex
     assert result.status == "processed"
     assert result.storage == StorageRef("s3", "ferry-acme", f"files/{result.storage.key[6:]}")
     assert tried == ["local"] * 4 + ["s3"]  # PROVIDER_RETRY's attempts, then the next one
+
+
+@pytest.mark.parametrize(
+    ("size", "asked"),
+    [(1234, True), (LOCAL_MEDIA_MAX_BYTES, True), (LOCAL_MEDIA_MAX_BYTES + 1, False)],
+)
+async def test_on_the_worker_holding_the_copy_a_small_uploads_media_steps_are_local(
+    time_skipping_env: WorkflowEnvironment, size: int, asked: bool
+) -> None:
+    """When the workflow's own worker holds the copy, the three steps run there as local
+    activities, reading it: the inspection is the only task through the server."""
+    fakes = FakeActivities([ScanResult(clean=True)])
+    fakes.size, fakes.copy_here = size, True
+    request = dataclasses.replace(upload(), size_bytes=size)
+    events: list[Any] = []
+
+    result = await run(time_skipping_env, fakes, request, history=events)
+
+    assert result.status == "processed" and result.analysis["status"] == "ok"
+    copy = f"{request.file_id}.copy"
+    steps = ["analyse_content", "extract_metadata", "make_thumbnails"]
+    if asked:
+        assert _activities(events) == ["inspect_upload"]
+        assert set(steps) | {"holds_copy"} <= set(_local_activities(events))
+        assert {(spool, queue != fakes.copy_queue) for _, queue, spool in fakes.media} == {
+            (copy, True)
+        }, "on the workflow's own worker, reading the copy"
+    else:
+        # Too large for local steps: not even asked, the copy's worker takes them.
+        assert fakes.calls["holds_copy"] == 0
+        assert sorted(_activities(events)) == sorted(["inspect_upload", *steps])
+        assert {(spool, queue) for _, queue, spool in fakes.media} == {(copy, fakes.copy_queue)}
+
+
+async def test_a_late_local_analysis_is_recorded_as_timed_out_and_the_upload_completes(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)], analysis_delay=600)
+    fakes.copy_here = True
+    request = upload()
+    request.analysis_deadline_seconds = 2
+    events: list[Any] = []
+
+    result = await run(time_skipping_env, fakes, request, history=events)
+
+    assert "analyse_content" in _local_activities(events)
+    assert result.status == "processed"
+    assert result.analysis == {"status": "timed_out", "deadline_seconds": "2"}
+    assert fakes.events[0]["thumbnails"][0]["name"] == "thumb-256.webp"
+
+
+async def test_a_failed_local_analysis_is_recorded_as_failed_and_the_upload_completes(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeActivities([ScanResult(clean=True)])
+    fakes.copy_here = True
+
+    @activity.defn(name="analyse_content")
+    async def analyse(request: AnalysisRequest) -> Analysis:
+        raise ApplicationError("the model is missing", type="ModelMissing", non_retryable=True)
+
+    result = await run(time_skipping_env, fakes, upload(), activities=replacing(fakes, analyse))
+
+    assert result.status == "processed"
+    assert result.analysis == {"status": "failed", "detail": "the model is missing"}
