@@ -286,23 +286,22 @@ class CpuSampler:
 def thread_seconds(pid: int) -> dict[str, float]:
     """CPU seconds of a worker process's threads, by what they run: its event loop (the
     main thread: the SDK's Python side, the activities' own code, the database), the
-    Temporal SDK's core (its Rust threads), and the other threads (the media work, and
-    file I/O handed off by `asyncio.to_thread`). Threads that ended are not counted."""
+    Temporal SDK's core (its Rust threads, by their names), and the other threads (the
+    media work, and file I/O handed off by `asyncio.to_thread`). Threads that ended are
+    not counted."""
     groups = {"event loop": 0.0, "SDK core": 0.0, "other threads": 0.0}
-    tick = os.sysconf("SC_CLK_TCK")
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for thread in psutil.Process(pid).threads():
         try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
+            name = Path(f"/proc/{pid}/task/{thread.id}/comm").read_text().strip()
+        except FileNotFoundError:
             continue
-        spent = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        if task.name == str(pid):
-            groups["event loop"] += spent
+        if thread.id == pid:
+            group = "event loop"
         elif name.startswith(("tokio", "temporal", "workflow-proces")):
-            groups["SDK core"] += spent
+            group = "SDK core"
         else:
-            groups["other threads"] += spent
+            group = "other threads"
+        groups[group] += thread.user_time + thread.system_time
     return groups
 
 

@@ -138,9 +138,12 @@ class MediaActivities:
             return None
         return self._spool.path(spool).stat().st_size
 
-    def _decoded(self, spool: str | None) -> Image.Image | None:
-        """The image the validation of the copy `spool` decoded, if this worker keeps it."""
-        return None if self._spool is None else self._spool.decoded(spool)
+    def _kept(self, spool: str | None, step: str) -> Image.Image | None:
+        """The image the validation of the copy `spool` decoded, if this worker keeps it;
+        counted by where `step` starts from (`DECODES`)."""
+        upright = None if self._spool is None else self._spool.decoded(spool)
+        count(DECODES, DECODES_HELP, step=step, source="file" if upright is None else "validation")
+        return upright
 
     @asynccontextmanager
     async def _reading(self, spool: str | None, follower: str) -> AsyncIterator[None]:
@@ -258,8 +261,7 @@ class MediaActivities:
         ):
             if fetched.path is None:
                 return ThumbnailSet()
-            upright = self._decoded(request.spool) if request.draft else None
-            count(DECODES, DECODES_HELP, step="thumbnails", source=_source(upright))
+            upright = self._kept(request.spool if request.draft else None, "thumbnails")
             try:
                 if upright is None:
                     rendered = await in_thread(
@@ -340,8 +342,7 @@ class MediaActivities:
             async with self._fetch(ref, plan, spool=request.spool) as fetched:
                 try:
                     if fetched.path is not None and fetched.content_type in IMAGE_TYPES:
-                        upright = self._decoded(request.spool)
-                        count(DECODES, DECODES_HELP, step="analysis", source=_source(upright))
+                        upright = self._kept(request.spool, "analysis")
                         result = await in_thread(
                             self._analyse_image, fetched.path, fetched.content_type, upright
                         )
@@ -374,10 +375,6 @@ class MediaActivities:
             ocr_text=ocr(ocr_image, self._limits, self._moderator),
             moderation_model=self._moderator.model_name,
         )
-
-
-def _source(upright: Image.Image | None) -> str:
-    return "file" if upright is None else "validation"
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -215,6 +215,11 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     return task.result()
 
 
+def _footprint(image: Image.Image) -> int:
+    """The bytes Pillow holds for a decoded image: four per pixel (RGB as RGBX), one in L."""
+    return image.width * image.height * (1 if image.mode == "L" else 4)
+
+
 class SpoolStore:
     """Copies of uploads on this worker's disk, for the steps that follow their inspection.
 
@@ -243,7 +248,7 @@ class SpoolStore:
         self._waiting: dict[str, set[str]] = {}
         self._evicted_at = 0.0
         self.decoded_budget = decoded_budget
-        self._decoded: dict[str, tuple[Image.Image, int]] = {}
+        self._decoded: dict[str, Image.Image] = {}
         self._decoded_lock = threading.Lock()
         self._dir = root / self.BUCKET
         if self._dir.exists():
@@ -263,25 +268,21 @@ class SpoolStore:
     def has(self, spool_id: str) -> bool:
         return (self._dir / spool_id).is_file()
 
-    def keep_decoded(self, spool_id: str, image: Image.Image) -> bool:
+    def keep_decoded(self, spool_id: str, image: Image.Image) -> None:
         """Keep `image`, the copy `spool_id` decoded, for the steps after it, if it fits in
-        what is left of the budget (False: it does not, and they decode it themselves).
-        Nothing may change it afterwards: several steps may read it at once."""
-        size = image.width * image.height * (1 if image.mode == "L" else 4)
+        what is left of the budget (else they decode it themselves). Nothing may change
+        it afterwards: several steps may read it at once."""
         with self._decoded_lock:
-            held = sum(kept for _, kept in self._decoded.values())
-            if held + size > self.decoded_budget or spool_id in self._decoded:
-                return False
-            self._decoded[spool_id] = (image, size)
-        return True
+            held = sum(map(_footprint, self._decoded.values()))
+            if held + _footprint(image) <= self.decoded_budget:
+                self._decoded.setdefault(spool_id, image)
 
     def decoded(self, spool_id: str | None) -> Image.Image | None:
         """The image `keep_decoded` holds for the copy `spool_id`, if it still does."""
         if spool_id is None:
             return None
         with self._decoded_lock:
-            kept = self._decoded.get(spool_id)
-        return None if kept is None else kept[0]
+            return self._decoded.get(spool_id)
 
     async def write(self, spool_id: str, chunks: AsyncIterator[bytes]) -> None:
         """The copy, written through (no fsync: it is a cache, lost with the worker)."""

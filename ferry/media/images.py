@@ -93,17 +93,11 @@ def validate_and_decode(
     turning it upright or into sRGB failed (the steps after it then decode it themselves,
     and fail as they would have)."""
     size = _verified(path, content_type, limits)
-    with open_image(path, content_type, limits) as image:
-        _draft(image, shared_decode_side(limits))
-        try:
-            image.load()
-        except Exception as exc:
-            raise CorruptContent(f"image data is damaged: {exc}") from exc
-        try:
-            ImageOps.exif_transpose(image, in_place=True)
-            return size, to_srgb(image)
-        except Exception:
-            return size, None
+    image = _loaded(path, content_type, limits, shared_decode_side(limits))
+    try:
+        return size, _upright(image)
+    except Exception:
+        return size, None
 
 
 def _verified(path: Path, content_type: str, limits: MediaLimits) -> tuple[int, int]:
@@ -134,15 +128,33 @@ def decode_upright(
 ) -> Image.Image:
     """The image upright (its EXIF orientation applied) in sRGB, a JPEG decoded at the
     smallest scale covering `side` (unless not `draft`)."""
+    image = _loaded(path, content_type, limits, side, draft)
+    try:
+        return _upright(image)
+    except Exception as exc:
+        raise CorruptContent(f"image data is damaged: {exc}") from exc
+
+
+def _loaded(
+    path: Path, content_type: str, limits: MediaLimits, side: int, draft: bool = True
+) -> Image.Image:
+    """The image's first frame decoded, a JPEG at the smallest scale covering `side`
+    (unless not `draft`); `CorruptContent` if its data is damaged."""
     with open_image(path, content_type, limits) as image:
         if draft:
             _draft(image, side)
         try:
             image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # a copy of 5 MB saved
-            return to_srgb(image)
         except Exception as exc:
             raise CorruptContent(f"image data is damaged: {exc}") from exc
+        return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """A decoded image with its EXIF orientation applied (in place: a copy of 5 MB
+    saved), in sRGB."""
+    ImageOps.exif_transpose(image, in_place=True)
+    return to_srgb(image)
 
 
 def image_metadata(
