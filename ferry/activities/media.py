@@ -42,7 +42,7 @@ from ferry.activities.spool import (
 from ferry.activities.storage import provider_named, refuse_outside
 from ferry.contracts.enums import RejectionReason
 from ferry.contracts.errors import CORRUPT_FILE, INVALID_KEY, MODEL_MISSING
-from ferry.contracts.layout import DEFAULT_PLACES, Places
+from ferry.contracts.layout import DEFAULT_PLACES, Places, thumbnail_key
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.media.analysis import (
     Moderates,
@@ -279,7 +279,7 @@ class MediaActivities:
         target = self._provider(request.provider or ref.provider)
         thumbnails = []
         for name, content_type, data, width, height in rendered:
-            key = f"files/{request.file_id}/thumbnails/{name}"
+            key = thumbnail_key(request.file_id, name)
             await target.write(request.bucket, key, _once(data))
             thumbnails.append(Thumbnail(name, key, width, height, content_type, len(data)))
         return ThumbnailSet(thumbnails)

@@ -1,23 +1,29 @@
 """A worker killed in the middle of an upload's inspection (its one pass: reading, hashing,
 scanning): another worker reads the object again from storage and finishes the upload,
-exactly once, its media steps on its own queue beside its own copy."""
+exactly once, its media steps on its own queue beside its own copy. And a worker killed
+in the middle of a small upload's media steps, run as local activities beside its copy:
+another worker takes the workflow over and finishes them from the stored original."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from temporalio.api.enums.v1 import PendingActivityState
+from PIL import Image
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from ferry.config import Settings
 from ferry.consumers.tail import TopicFollower
+from ferry.contracts.layout import thumbnail_key
+from ferry.devstack.stack import Stack
 from ferry.storage import LocalStorage
 from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow, StorageRef
 
@@ -122,6 +128,95 @@ async def test_a_worker_killed_during_the_scan_is_replaced_and_the_upload_comple
     assert len(media) == 3 and len(set(media.values())) == 1, media
     [own_queue] = set(media.values())
     assert own_queue.startswith(f"{queue}/") and str(workers[1].pid) in own_queue
+    events = await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=30)
+    assert [e["event_type"] for e in events] == ["file.processed"]
+    with pytest.raises(TimeoutError):
+        await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=5)
+
+
+async def one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def photo() -> bytes:
+    """A 1600x1200 JPEG of noise over a gradient, as a phone camera's would be sized."""
+    gradient = Image.linear_gradient("L").resize((1600, 1200)).convert("RGB")
+    noise = Image.effect_noise((1600, 1200), 40).convert("RGB")
+    out = io.BytesIO()
+    Image.blend(gradient, noise, 0.3).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+async def test_a_worker_killed_during_its_local_media_steps_is_replaced_and_the_upload_completes(
+    client: Client,
+    settings: Settings,
+    stack: Stack,
+    local_storage: LocalStorage,
+    file_events: TopicFollower,
+    workers: list[subprocess.Popen[bytes]],
+    tenant: str,
+) -> None:
+    """The media steps run as local activities of the worker that inspected the upload and
+    holds its copy. The moderation service is frozen, so the analysis waits on it while the
+    thumbnails are written; the worker is killed then, its workflow task unfinished. Another
+    worker takes the workflow over when the task times out. Asked anew, it does not hold the
+    copy, so the steps go to the dead worker's queue and, unanswered for
+    `copy_worker_wait_seconds`, to any worker, which reads the stored original: the copy is a cache, the upload is not
+    inspected again, and it ends processed once."""
+    file_id = str(uuid.uuid4())
+    key = f"tenants/{tenant}/uploads/{file_id}/photo.jpg"
+    data = photo()
+    await local_storage.create_bucket(settings.ingest_bucket)
+    await local_storage.write(settings.ingest_bucket, key, one(data))
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    workers.append(worker_process(queue))
+    upload = FileUploadInput(
+        event_id=str(uuid.uuid4()),
+        tenant_id=tenant,
+        file_id=file_id,
+        filename="photo.jpg",
+        declared_content_type="image/jpeg",
+        size_bytes=len(data),
+        storage=StorageRef("local", settings.ingest_bucket, key),
+        uploaded_by="u-1",
+    )
+    bucket = f"ferry-{tenant}"
+    thumbnails = [thumbnail_key(file_id, name) for name in ("thumb-1024.jpg", "thumb-256.webp")]
+    assert stack.pause_service("moderator")
+    try:
+        handle = await client.start_workflow(
+            FileUploadWorkflow.run,
+            upload,
+            id=f"file-upload/{tenant}/{file_id}",
+            task_queue=queue,
+        )
+        async with asyncio.timeout(120):
+            # The thumbnails are written by the first worker's local activity while its
+            # analysis waits on the frozen moderation service.
+            while not all([await local_storage.head(bucket, k) for k in thumbnails]):
+                await asyncio.sleep(0.1)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+    finally:
+        stack.pause_service("moderator", paused=False)
+    workers.append(worker_process(queue))
+
+    result = await asyncio.wait_for(handle.result(), 240)
+
+    assert result.status == "processed"
+    assert result.analysis["status"] == "ok", result.analysis
+    assert sorted(t.key for t in result.thumbnails) == sorted(thumbnails)
+    history = await handle.fetch_history()
+    types = [e.event_type for e in history.events]
+    # The first worker's workflow task never completed: it timed out, and the new worker
+    # ran the rest.
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in types
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled.count("inspect_upload") == 1  # the bytes were not inspected again
     events = await file_events.wait_for(lambda e: e.get("file_id") == file_id, timeout=30)
     assert [e["event_type"] for e in events] == ["file.processed"]
     with pytest.raises(TimeoutError):
