@@ -161,8 +161,8 @@ async def test_a_worker_killed_during_its_local_media_steps_is_replaced_and_the_
     thumbnails are written; the worker is killed then, its workflow task unfinished. Another
     worker takes the workflow over when the task times out. Asked anew, it does not hold the
     copy, so the steps go to the dead worker's queue and, unanswered for
-    `copy_worker_wait_seconds`, to any worker, which reads the stored original: the copy is a cache, the upload is not
-    inspected again, and it ends processed once."""
+    `copy_worker_wait_seconds`, to any worker, which reads the stored original: the copy is
+    a cache, the upload is not inspected again, and it ends processed once."""
     file_id = str(uuid.uuid4())
     key = f"tenants/{tenant}/uploads/{file_id}/photo.jpg"
     data = photo()
