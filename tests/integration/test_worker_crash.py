@@ -23,9 +23,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from ferry.config import Settings
 from ferry.consumers.tail import TopicFollower
 from ferry.contracts.layout import thumbnail_key
+from ferry.contracts.storage import StorageRef
+from ferry.contracts.workflows import FileUploadInput
 from ferry.devstack.stack import Stack
 from ferry.storage import LocalStorage
-from ferry.workflows.file_upload import FileUploadInput, FileUploadWorkflow, StorageRef
+from ferry.workflows.file_upload import FileUploadWorkflow
 
 pytestmark = pytest.mark.stack
 
@@ -63,7 +65,7 @@ async def test_a_worker_killed_during_the_scan_is_replaced_and_the_upload_comple
     file_id = str(uuid.uuid4())
     key = f"tenants/{tenant}/uploads/{file_id}/backup.txt"
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         line = b"an ordinary log line that clamd will read to the end\n"
         block = line * (1024 * 1024 // len(line) + 1)
         for _ in range(SIZE // (1024 * 1024)):
