@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +24,20 @@ _CANDIDATES = text(
     "SELECT tenant_id, file_id, processed_at, sha256, verdict_at"
     " FROM ferry_rescan_candidates(:version, :before_at, :before_tenant, :before_file,"
     " :row_limit, CAST(:only_tenants AS text[]))"
+)
+
+# Built once, run with their parameters (each upload reads and records one verdict).
+_VERDICTS = cast(Table, ScanVerdict.__table__)
+_INSERT = insert(_VERDICTS)
+_LATEST = select(_VERDICTS).where(_VERDICTS.c.sha256 == bindparam("p_sha256"))
+_COLUMNS = ("sha256", "engine", "signature_version", "clean", "signature")
+_RECORD = (
+    _INSERT.values({c: bindparam(f"p_{c}", type_=_VERDICTS.c[c].type) for c in _COLUMNS})
+    .on_conflict_do_update(
+        index_elements=["sha256"],
+        set_={**{c: _INSERT.excluded[c] for c in _COLUMNS}, "scanned_at": text("now()")},
+    )
+    .returning(*_VERDICTS.c)
 )
 
 
@@ -47,11 +62,7 @@ class VerdictBook:
     async def get(self, sha256: str) -> Verdict | None:
         """The latest verdict on these bytes, under whatever signatures gave it."""
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(ScanVerdict.__table__).where(ScanVerdict.sha256 == sha256)
-                )
-            ).first()
+            row = (await conn.execute(_LATEST, {"p_sha256": sha256})).first()
         return None if row is None else Verdict(**row._asdict())
 
     async def current(self, sha256: str, signature_version: int) -> Verdict | None:
@@ -78,16 +89,8 @@ class VerdictBook:
             "clean": clean,
             "signature": None if clean else signature,
         }
-        stmt = (
-            insert(ScanVerdict)
-            .values(values)
-            .on_conflict_do_update(
-                index_elements=["sha256"], set_={**values, "scanned_at": text("now()")}
-            )
-            .returning(*ScanVerdict.__table__.c)
-        )
         async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).one()
+            row = (await conn.execute(_RECORD, {f"p_{c}": v for c, v in values.items()})).one()
         return Verdict(**row._asdict())
 
 

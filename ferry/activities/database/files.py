@@ -4,6 +4,7 @@
 # Temporal sandbox, whose `sys.modules` holds this package but not this submodule, so
 # string annotations there would not resolve. Evaluated annotations need no lookup.
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Self
@@ -143,7 +144,7 @@ class FileLookup:
     file: FileRecord | None = None
 
 
-def _file(row: m.File, thumbnails: list[m.Thumbnail]) -> FileRecord:
+def _file(row: m.File, thumbnails: Sequence[m.Thumbnail | Thumbnail]) -> FileRecord:
     return build(
         FileRecord,
         row,
@@ -255,7 +256,8 @@ class FileActivities(TenantScopedActivities):
                 analysis=request.analysis,
                 thumbnails=request.thumbnails,
             )
-            record = await self._file_record(db, row)
+            # Its thumbnails are now exactly these: no need to read them back.
+            record = _file(row, sorted(request.thumbnails, key=lambda t: t.name))
         count(UPLOADS, UPLOADS_HELP, outcome="processed", reason="")
         return record
 

@@ -38,15 +38,19 @@ def _changed(table: Table, values: Mapping[str, Any]) -> ColumnElement[bool]:
 
 def _upsert(
     model: type[Base],
-    values: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    values: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
     key: Sequence[str],
     update_columns: Sequence[str] = (),
     only_if: ColumnElement[bool] | None = None,
 ) -> Insert:
     """INSERT (one row, or several in one statement), or on a key conflict update
-    `update_columns` where they changed."""
-    rows = dict(values) if isinstance(values, Mapping) else [dict(row) for row in values]
-    stmt = pg_insert(_table(model)).values(rows)
+    `update_columns` where they changed. Without `values`, the rows are the parameters
+    it runs with (several: one statement for all)."""
+    stmt = pg_insert(_table(model))
+    if values is not None:
+        stmt = stmt.values(
+            dict(values) if isinstance(values, Mapping) else [dict(r) for r in values]
+        )
     if not update_columns:
         return stmt.on_conflict_do_nothing(index_elements=list(key))
     table = _table(model)
@@ -102,11 +106,15 @@ class Repository:
         result = cast(CursorResult[Any], await self.session.execute(stmt))
         return result.rowcount
 
-    async def _returned(self, model: type[M], stmt: ReturnsRows) -> M | None:
+    async def _returned(
+        self, model: type[M], stmt: ReturnsRows, params: Mapping[str, Any] | None = None
+    ) -> M | None:
         """The row an INSERT or UPDATE `... RETURNING` every column wrote, as the session's
         object (None when it wrote none): no SELECT after the write."""
         orm = select(model).from_statement(stmt).execution_options(populate_existing=True)
-        return (await self.session.execute(orm)).scalar_one_or_none()
+        return (await self.session.execute(orm, params)).scalar_one_or_none()
 
-    async def _execute(self, stmt: Any) -> CursorResult[Any]:
-        return cast(CursorResult[Any], await self.session.execute(stmt))
+    async def _execute(
+        self, stmt: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> CursorResult[Any]:
+        return cast(CursorResult[Any], await self.session.execute(stmt, params))

@@ -6,14 +6,89 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
 
 from ferry.contracts.enums import FileState, RejectionReason
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.db.errors import FileNotFound, InvalidTransition
 from ferry.db.models import File
 from ferry.db.models import Thumbnail as ThumbnailRow
-from ferry.db.repositories.base import Repository, _table, _update_statement, _upsert
+from ferry.db.repositories.base import Repository, _table, _upsert
+
+# An upload's statements are built once and run with their parameters: building one per
+# call (coercing each value, computing its cache key) cost the worker more CPU than
+# running it.
+_FILES = _table(File)
+_THUMBNAILS = _table(ThumbnailRow)
+_THIS_FILE = and_(_FILES.c.tenant_id == bindparam("p_tenant"), _FILES.c.id == bindparam("p_file"))
+_PROCESSED_COLUMNS = (
+    "sha256",
+    "size_bytes",
+    "content_type",
+    "storage_provider",
+    "storage_bucket",
+    "storage_key",
+    "metadata",
+    "analysis",
+)
+_NEW_FILE_COLUMNS = (
+    "tenant_id",
+    "id",
+    "state",
+    "filename",
+    "declared_content_type",
+    "size_bytes",
+    "uploaded_by",
+    "storage_provider",
+    "storage_bucket",
+    "storage_key",
+    "sha256",
+    "upload_event_id",
+)
+_NEW_FILE = _upsert(
+    File,
+    {c: bindparam(f"p_{c}", type_=_FILES.c[c].type) for c in _NEW_FILE_COLUMNS},
+    ["tenant_id", "id"],
+).returning(*_FILES.c)
+# UPDATE rows where one of the values differs (a retry that changes nothing writes nothing).
+_BECOME_PROCESSED = (
+    update(_FILES)
+    .where(
+        _THIS_FILE,
+        _FILES.c.state.in_([FileState.PROCESSING, FileState.PROCESSED]),
+        or_(
+            _FILES.c.state.is_distinct_from(FileState.PROCESSED),
+            *(
+                _FILES.c[c].is_distinct_from(bindparam(f"p_{c}", type_=_FILES.c[c].type))
+                for c in _PROCESSED_COLUMNS
+            ),
+        ),
+    )
+    .values(
+        {
+            "state": FileState.PROCESSED,
+            **{c: bindparam(f"p_{c}", type_=_FILES.c[c].type) for c in _PROCESSED_COLUMNS},
+            "processed_at": func.coalesce(_FILES.c.processed_at, func.now()),
+            "updated_at": func.now(),
+        }
+    )
+    .returning(*_FILES.c)
+)
+_THUMBNAIL_COLUMNS = ("key", "width", "height", "content_type", "size_bytes")
+_PUT_THUMBNAILS = _upsert(
+    ThumbnailRow,
+    None,
+    ["tenant_id", "file_id", "name"],
+    _THUMBNAIL_COLUMNS,
+)
+_DROP_OTHER_THUMBNAILS = delete(_THUMBNAILS).where(
+    _THUMBNAILS.c.tenant_id == bindparam("p_tenant"),
+    _THUMBNAILS.c.file_id == bindparam("p_file"),
+    _THUMBNAILS.c.name.not_in(bindparam("p_names", expanding=True)),
+)
+_USAGE = select(func.count(), func.coalesce(func.sum(File.size_bytes), 0)).where(
+    File.tenant_id == bindparam("p_tenant"), File.state == FileState.PROCESSED
+)
 
 
 @dataclass(frozen=True)
@@ -61,8 +136,8 @@ class FileRepository(Repository):
             "sha256": sha256,
             "upload_event_id": upload_event_id,
         }
-        stmt = _upsert(File, values, ["tenant_id", "id"]).returning(*_table(File).c)
-        inserted = await self._returned(File, stmt)
+        params = {f"p_{name}": value for name, value in values.items()}
+        inserted = await self._returned(File, _NEW_FILE, params)
         if inserted is not None:
             return inserted, True
         return await self.require(file_id), False
@@ -84,9 +159,7 @@ class FileRepository(Repository):
         One UPDATE in the usual case (a file in `processing`); the file is read only when
         that changed nothing: already processed so (a retry), or in a state that cannot
         become processed, or unknown."""
-        table = _table(File)
         values = {
-            "state": FileState.PROCESSED,
             "sha256": sha256,
             "size_bytes": size_bytes,
             "content_type": content_type,
@@ -96,14 +169,10 @@ class FileRepository(Repository):
             "metadata": dict(metadata),
             "analysis": dict(analysis),
         }
-        becoming = table.c.state.in_([FileState.PROCESSING, FileState.PROCESSED])
-        stmt = _update_statement(
-            File,
-            [*self._key(file_id), becoming],
-            values,
-            also={"processed_at": func.coalesce(table.c.processed_at, func.now())},
-        ).returning(*table.c)
-        file = await self._returned(File, stmt)
+        params = {f"p_{name}": value for name, value in values.items()}
+        file = await self._returned(
+            File, _BECOME_PROCESSED, {**params, "p_tenant": self.tenant_id, "p_file": file_id}
+        )
         if file is None:
             file = await self.require(file_id)
             if file.state not in (FileState.PROCESSING, FileState.PROCESSED):
@@ -113,9 +182,6 @@ class FileRepository(Repository):
         return file
 
     async def _replace_thumbnails(self, file_id: str, thumbnails: Sequence[Thumbnail]) -> None:
-        table = _table(ThumbnailRow)
-        key = ["tenant_id", "file_id", "name"]
-        columns = ["key", "width", "height", "content_type", "size_bytes"]
         rows = [
             {
                 "tenant_id": self.tenant_id,
@@ -131,13 +197,11 @@ class FileRepository(Repository):
         ]
         if rows:
             # One statement for all of them (a retry with the same ones changes nothing).
-            await self._execute(_upsert(ThumbnailRow, rows, key, columns))
+            await self._execute(_PUT_THUMBNAILS, rows)
+        names = [t.name for t in thumbnails]
         await self._execute(
-            delete(table).where(
-                table.c.tenant_id == self.tenant_id,
-                table.c.file_id == file_id,
-                table.c.name.not_in([t.name for t in thumbnails]),
-            )
+            _DROP_OTHER_THUMBNAILS,
+            {"p_tenant": self.tenant_id, "p_file": file_id, "p_names": names},
         )
 
     async def record_rejected(
@@ -192,8 +256,5 @@ class FileRepository(Repository):
 
     async def usage(self) -> Usage:
         """Files and bytes of the tenant's processed files (what counts against the quota)."""
-        stmt = select(func.count(), func.coalesce(func.sum(File.size_bytes), 0)).where(
-            File.tenant_id == self.tenant_id, File.state == FileState.PROCESSED
-        )
-        files, size = (await self.session.execute(stmt)).one()
+        files, size = (await self.session.execute(_USAGE, {"p_tenant": self.tenant_id})).one()
         return Usage(files=int(files), bytes=int(size))

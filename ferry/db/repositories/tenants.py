@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 
 from ferry.contracts.enums import StorageProvider, TenantPlan, TenantStatus
 from ferry.contracts.plans import limits_for
@@ -38,6 +38,13 @@ _OWNED_ROWS = tuple(
     )
 )
 
+# Read at the start of every upload: built once.
+_THIS_TENANT = (
+    select(Tenant)
+    .where(Tenant.id == bindparam("p_tenant"))
+    .execution_options(populate_existing=True)
+)
+
 
 class TenantRepository(Repository):
     """The tenant's own row: plan, status, quotas, storage."""
@@ -46,7 +53,8 @@ class TenantRepository(Repository):
         return int((await self._execute(query.where(condition))).scalar_one())
 
     async def get(self) -> Tenant | None:
-        return await self._one(Tenant, Tenant.id == self.tenant_id)
+        found = await self.session.execute(_THIS_TENANT, {"p_tenant": self.tenant_id})
+        return found.scalar_one_or_none()
 
     async def require(self) -> Tenant:
         return self._found(await self.get(), TenantNotFound, self.tenant_id)
