@@ -102,7 +102,9 @@ async def ferry_worker(
     """
     providers = dict(providers) if providers is not None else storage_providers(settings)
     host, port = settings.clamd_host_port
-    engine = create_engine(settings.database_url.get_secret_value())
+    # No ping before each checkout: a connection lost meanwhile fails one attempt of an
+    # activity, which Temporal retries on fresh ones (`create_engine`).
+    engine = create_engine(settings.database_url.get_secret_value(), pre_ping=False)
     async with EventPublisher(settings.kafka_bootstrap) as publisher:
         places = settings.places
         storage = StorageActivities(providers, places)
