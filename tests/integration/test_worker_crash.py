@@ -44,6 +44,31 @@ def worker_process(task_queue: str) -> subprocess.Popen[bytes]:
     )
 
 
+async def staged(
+    storage: LocalStorage,
+    settings: Settings,
+    tenant: str,
+    file_id: str,
+    key: str,
+    content_type: str,
+    chunks: AsyncIterator[bytes],
+    size: int,
+) -> FileUploadInput:
+    """The object written to the ingest bucket, and its upload as the bridge would start it."""
+    await storage.create_bucket(settings.ingest_bucket)
+    await storage.write(settings.ingest_bucket, key, chunks)
+    return FileUploadInput(
+        event_id=str(uuid.uuid4()),
+        tenant_id=tenant,
+        file_id=file_id,
+        filename=key.rsplit("/", 1)[-1],
+        declared_content_type=content_type,
+        size_bytes=size,
+        storage=StorageRef("local", settings.ingest_bucket, key),
+        uploaded_by="u-1",
+    )
+
+
 @pytest.fixture
 def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -71,20 +96,11 @@ async def test_a_worker_killed_during_the_scan_is_replaced_and_the_upload_comple
         for _ in range(SIZE // (1024 * 1024)):
             yield block[: 1024 * 1024]
 
-    await local_storage.create_bucket(settings.ingest_bucket)
-    await local_storage.write(settings.ingest_bucket, key, chunks())
+    upload = await staged(
+        local_storage, settings, tenant, file_id, key, "text/plain", chunks(), SIZE
+    )
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     workers.append(worker_process(queue))
-    upload = FileUploadInput(
-        event_id=str(uuid.uuid4()),
-        tenant_id=tenant,
-        file_id=file_id,
-        filename="backup.txt",
-        declared_content_type="text/plain",
-        size_bytes=SIZE,
-        storage=StorageRef("local", settings.ingest_bucket, key),
-        uploaded_by="u-1",
-    )
     handle = await client.start_workflow(
         FileUploadWorkflow.run, upload, id=f"file-upload/{tenant}/{file_id}", task_queue=queue
     )
@@ -168,20 +184,11 @@ async def test_a_worker_killed_during_its_local_media_steps_is_replaced_and_the_
     file_id = str(uuid.uuid4())
     key = f"tenants/{tenant}/uploads/{file_id}/photo.jpg"
     data = photo()
-    await local_storage.create_bucket(settings.ingest_bucket)
-    await local_storage.write(settings.ingest_bucket, key, one(data))
+    upload = await staged(
+        local_storage, settings, tenant, file_id, key, "image/jpeg", one(data), len(data)
+    )
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     workers.append(worker_process(queue))
-    upload = FileUploadInput(
-        event_id=str(uuid.uuid4()),
-        tenant_id=tenant,
-        file_id=file_id,
-        filename="photo.jpg",
-        declared_content_type="image/jpeg",
-        size_bytes=len(data),
-        storage=StorageRef("local", settings.ingest_bucket, key),
-        uploaded_by="u-1",
-    )
     bucket = f"ferry-{tenant}"
     thumbnails = [thumbnail_key(file_id, name) for name in ("thumb-1024.jpg", "thumb-256.webp")]
     assert stack.pause_service("moderator")
