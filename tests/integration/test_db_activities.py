@@ -351,6 +351,11 @@ async def test_processing_again_replaces_the_thumbnails(
     assert found.file is not None and found.file.thumbnails == [small]
     again_begun = await env.run(activities.record_file_processing, _upload(tenant, "f"))
     assert again_begun.file == found.file
+    # And processed once more with none (an image no longer thumbnailed): none are left.
+    bare = dataclasses.replace(again, thumbnails=[])
+    assert (await env.run(activities.record_file_processed, bare)).thumbnails == []
+    found = await env.run(activities.get_file, FileRef(tenant, "f"))
+    assert found.file is not None and found.file.thumbnails == []
 
 
 async def test_an_ended_share_is_not_recorded_again(
