@@ -315,6 +315,17 @@ class UsageReport(Base):
     recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class TenantUsage(Base):
+    """A tenant's processed files and their bytes, as running totals: a trigger on
+    `files` moves them with every change in the same transaction (migration 0005)."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[str] = mapped_column(_tenant_fk(), primary_key=True)
+    files: Mapped[int] = mapped_column(server_default=text("0"))
+    bytes: Mapped[int] = mapped_column(server_default=text("0"))
+
+
 class ScanVerdict(Base):
     """clamd's latest verdict on some bytes, and the signature version that gave it.
 

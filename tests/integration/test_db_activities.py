@@ -452,3 +452,35 @@ async def test_create_tenant_twice_is_one_tenant(
     second = await env.run(activities.create_tenant, _tenant_input(tenant, TenantPlan.PRO))
     assert first.created and not second.created
     assert second.tenant.plan == TenantPlan.FREE  # the duplicate request changed nothing
+
+
+async def test_the_upload_check_counts_from_running_totals_that_follow_every_change(
+    activities: DatabaseActivities, env: ActivityEnvironment, tenant: str
+) -> None:
+    """The check reads the totals the database keeps (no count of the tenant's rows): they
+    follow files into and out of `processed`, a retry that changes nothing, a processed
+    file's new size, a quarantine, and the tenant's rows deleted."""
+
+    async def used() -> tuple[int, int]:
+        check = await env.run(activities.check_upload, UploadCheckInput(tenant, 1))
+        return check.used_files, check.used_bytes
+
+    await env.run(activities.create_tenant, _tenant_input(tenant))
+    assert await used() == (0, 0)
+    for file_id, size in (("a", 1000), ("b", 3000), ("c", 500)):
+        await env.run(activities.record_file_processing, _upload(tenant, file_id, size))
+    assert await used() == (0, 0)  # processing counts for nothing yet
+    await env.run(activities.record_file_processed, _processed(tenant, "a", 1000))
+    await env.run(activities.record_file_processed, _processed(tenant, "b", 3000))
+    await env.run(activities.record_file_processed, _processed(tenant, "b", 3000))  # a retry
+    assert await used() == (2, 4000)
+    await env.run(activities.record_file_processed, _processed(tenant, "b", 5000))
+    assert await used() == (2, 6000)
+    rejected = FileRejectedInput(tenant, "a", RejectionReason.INFECTED, "newer signatures")
+    await env.run(activities.record_file_rejected, rejected)
+    assert await used() == (1, 5000)
+    await env.run(activities.record_file_rejected, dataclasses.replace(rejected, file_id="c"))
+    assert await used() == (1, 5000)  # it was never processed
+    await env.run(activities.delete_tenant_rows, TenantRef(tenant))
+    await env.run(activities.create_tenant, _tenant_input(tenant))
+    assert await used() == (0, 0)

@@ -86,11 +86,14 @@ async def _cli(*args: str) -> None:
 async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_url: str) -> None:
     ledger = {"ferry_existing_tenants", "ferry_mark_processed"}
     reconciliation = ledger | {"ferry_reconciliation"}
-    everything = reconciliation | {"ferry_rescan_candidates"}
+    verdicts = reconciliation | {"ferry_rescan_candidates"}
+    everything = verdicts | {"ferry_count_usage"}
     # Every table has one policy but the verdicts (hashes only, shared by all tenants).
-    before_verdicts = TABLES - {"scan_verdicts"}
+    before_totals = TABLES - {"tenant_usage"}
+    before_verdicts = before_totals - {"scan_verdicts"}
     policies = len(before_verdicts)
-    at_head = (TABLES | {"alembic_version"}, policies, everything, ["0004"])
+    at_head = (TABLES | {"alembic_version"}, policies + 1, everything, ["0005"])
+    at_fourth = (before_totals | {"alembic_version"}, policies, verdicts, ["0004"])
     at_third = (before_verdicts | {"alembic_version"}, policies, reconciliation, ["0003"])
     at_second = (before_verdicts | {"alembic_version"}, policies, ledger, ["0002"])
     at_first = (before_verdicts | {"alembic_version"}, policies, set(), ["0001"])
@@ -103,7 +106,9 @@ async def test_upgrade_downgrade_base_and_upgrade_again_through_the_cli(scratch_
     assert await _schema(scratch_url) == at_base
     await _cli("upgrade", "head", "--url", scratch_url)
     assert await _schema(scratch_url) == at_head
-    await _cli("downgrade", "--url", scratch_url)  # one step back: the verdicts go
+    await _cli("downgrade", "--url", scratch_url)  # one step back: the running totals go
+    assert await _schema(scratch_url) == at_fourth
+    await _cli("downgrade", "--url", scratch_url)  # and the verdicts
     assert await _schema(scratch_url) == at_third
     await _cli("downgrade", "--url", scratch_url)  # and the reconciliation's function
     assert await _schema(scratch_url) == at_second

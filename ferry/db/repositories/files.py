@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select
 from ferry.contracts.enums import FileState, RejectionReason
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.db.errors import FileNotFound, InvalidTransition
-from ferry.db.models import File
+from ferry.db.models import File, TenantUsage
 from ferry.db.models import Thumbnail as ThumbnailRow
 from ferry.db.repositories.base import Repository, _table, _upsert
 
@@ -86,8 +86,9 @@ _DROP_OTHER_THUMBNAILS = delete(_THUMBNAILS).where(
     _THUMBNAILS.c.file_id == bindparam("p_file"),
     _THUMBNAILS.c.name.not_in(bindparam("p_names", expanding=True)),
 )
-_USAGE = select(func.count(), func.coalesce(func.sum(File.size_bytes), 0)).where(
-    File.tenant_id == bindparam("p_tenant"), File.state == FileState.PROCESSED
+# The running totals (migration 0005's trigger keeps them): not a count of the rows.
+_USAGE = select(TenantUsage.files, TenantUsage.bytes).where(
+    TenantUsage.tenant_id == bindparam("p_tenant")
 )
 
 
@@ -256,5 +257,7 @@ class FileRepository(Repository):
 
     async def usage(self) -> Usage:
         """Files and bytes of the tenant's processed files (what counts against the quota)."""
-        files, size = (await self.session.execute(_USAGE, {"p_tenant": self.tenant_id})).one()
-        return Usage(files=int(files), bytes=int(size))
+        totals = (await self.session.execute(_USAGE, {"p_tenant": self.tenant_id})).first()
+        if totals is None:
+            return Usage(files=0, bytes=0)  # nothing processed yet
+        return Usage(files=int(totals.files), bytes=int(totals.bytes))
