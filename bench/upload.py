@@ -371,8 +371,7 @@ async def baseline(
         sampler = CpuSampler({"this process": os.getpid(), **stack_pids()})
         cpu_before = sampler.seconds()
         began = time.perf_counter()
-        counted = list(enumerate(refs))[len(warm) :]
-        await asyncio.gather(*(work(i, *r) for i, r in counted))
+        await asyncio.gather(*(work(i, *refs[i]) for i in range(len(warm), len(refs))))
         elapsed = time.perf_counter() - began
         cpu_after = sampler.seconds()
     used = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
@@ -417,18 +416,19 @@ async def main(small: int, with_big: bool) -> dict[str, Any]:
     console.print(f"(a) {small} small JPEGs, PNGs and PDFs through the whole workflow…")
     queue = f"bench-up-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(queue)
-    staged = []
+
+    async def staged_mix(mix: list[tuple[str, str, bytes]]) -> list[tuple[str, str, str, str]]:
+        staged = []
+        for name, content_type, data in mix:
+            file_id, key_size = await stage(storage, settings, tenant, name, one(data))
+            staged.append((file_id, name, content_type, key_size))
+        return staged
+
     # Bytes no earlier run had: clamd keeps the verdicts of the bytes it has seen.
     first = secrets.randbelow(10**9)
-    mix = small_mix(small, first)
-    for name, content_type, data in mix:
-        file_id, key_size = await stage(storage, settings, tenant, name, one(data))
-        staged.append((file_id, name, content_type, key_size))
-    await asyncio.sleep(3)  # the worker has started and polls
-    warm = []
-    for name, content_type, data in small_mix(WARM_UP, first + 2 * small):
-        file_id, key_size = await stage(storage, settings, tenant, name, one(data))
-        warm.append((file_id, name, content_type, key_size))
+    staged = await staged_mix(small_mix(small, first))
+    # The warm-up also waits out the worker's start.
+    warm = await staged_mix(small_mix(WARM_UP, first + 2 * small))
     await run_uploads(client, queue, tenant, warm, settings)
     sampler = CpuSampler(
         {"worker": worker.proc.pid, "this client": os.getpid(), **stack_pids()},

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ferry.contracts.workflows import OutdatedFile, RescanCursor
 from ferry.db.models import ScanVerdict
+from ferry.db.repositories.base import _bound, _params
 
 _CANDIDATES = text(
     "SELECT tenant_id, file_id, processed_at, sha256, verdict_at"
@@ -26,13 +27,13 @@ _CANDIDATES = text(
     " :row_limit, CAST(:only_tenants AS text[]))"
 )
 
-# Built once, run with their parameters (each upload reads and records one verdict).
+# Built once, run with their parameters (`_bound`): each upload reads and records one.
 _VERDICTS = cast(Table, ScanVerdict.__table__)
 _INSERT = insert(_VERDICTS)
 _LATEST = select(_VERDICTS).where(_VERDICTS.c.sha256 == bindparam("p_sha256"))
 _COLUMNS = ("sha256", "engine", "signature_version", "clean", "signature")
 _RECORD = (
-    _INSERT.values({c: bindparam(f"p_{c}", type_=_VERDICTS.c[c].type) for c in _COLUMNS})
+    _INSERT.values(_bound(_VERDICTS, _COLUMNS))
     .on_conflict_do_update(
         index_elements=["sha256"],
         set_={**{c: _INSERT.excluded[c] for c in _COLUMNS}, "scanned_at": text("now()")},
@@ -92,7 +93,7 @@ class VerdictBook:
             "signature": None if clean else signature,
         }
         async with self._engine.connect() as conn:
-            row = (await conn.execute(_RECORD, {f"p_{c}": v for c, v in values.items()})).one()
+            row = (await conn.execute(_RECORD, _params(values))).one()
         return Verdict(**row._asdict())
 
 

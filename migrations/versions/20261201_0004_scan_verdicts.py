@@ -27,7 +27,9 @@ down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-SIGNATURE = "ferry_rescan_candidates(integer, timestamptz, text, text, integer, text[])"
+SIGNATURE = (
+    "ferry_rescan_candidates(integer, timestamptz, text, text, integer, text[])"
+)
 
 CANDIDATES = """
 CREATE FUNCTION ferry_rescan_candidates(

@@ -6,21 +6,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, select
 
 from ferry.contracts.enums import FileState, RejectionReason
 from ferry.contracts.storage import StorageRef, Thumbnail
 from ferry.db.errors import FileNotFound, InvalidTransition
 from ferry.db.models import File, TenantUsage
 from ferry.db.models import Thumbnail as ThumbnailRow
-from ferry.db.repositories.base import Repository, _table, _upsert
+from ferry.db.repositories.base import (
+    Repository,
+    _bound,
+    _params,
+    _table,
+    _update_statement,
+    _upsert,
+)
 
-# An upload's statements are built once and run with their parameters: building one per
-# call (coercing each value, computing its cache key) cost the worker more CPU than
-# running it.
+# An upload's statements, built once and run with their parameters (`_bound`).
 _FILES = _table(File)
 _THUMBNAILS = _table(ThumbnailRow)
-_THIS_FILE = and_(_FILES.c.tenant_id == bindparam("p_tenant"), _FILES.c.id == bindparam("p_file"))
 _PROCESSED_COLUMNS = (
     "sha256",
     "size_bytes",
@@ -45,41 +49,25 @@ _NEW_FILE_COLUMNS = (
     "sha256",
     "upload_event_id",
 )
-_NEW_FILE = _upsert(
-    File,
-    {c: bindparam(f"p_{c}", type_=_FILES.c[c].type) for c in _NEW_FILE_COLUMNS},
-    ["tenant_id", "id"],
-).returning(*_FILES.c)
-# UPDATE rows where one of the values differs (a retry that changes nothing writes nothing).
-_BECOME_PROCESSED = (
-    update(_FILES)
-    .where(
-        _THIS_FILE,
-        _FILES.c.state.in_([FileState.PROCESSING, FileState.PROCESSED]),
-        or_(
-            _FILES.c.state.is_distinct_from(FileState.PROCESSED),
-            *(
-                _FILES.c[c].is_distinct_from(bindparam(f"p_{c}", type_=_FILES.c[c].type))
-                for c in _PROCESSED_COLUMNS
-            ),
-        ),
-    )
-    .values(
-        {
-            "state": FileState.PROCESSED,
-            **{c: bindparam(f"p_{c}", type_=_FILES.c[c].type) for c in _PROCESSED_COLUMNS},
-            "processed_at": func.coalesce(_FILES.c.processed_at, func.now()),
-            "updated_at": func.now(),
-        }
-    )
-    .returning(*_FILES.c)
+_NEW_FILE = _upsert(File, _bound(_FILES, _NEW_FILE_COLUMNS), ["tenant_id", "id"]).returning(
+    *_FILES.c
 )
-_THUMBNAIL_COLUMNS = ("key", "width", "height", "content_type", "size_bytes")
+# Where one of the values differs (a retry that changes nothing writes nothing).
+_BECOME_PROCESSED = _update_statement(
+    File,
+    [
+        _FILES.c.tenant_id == bindparam("p_tenant"),
+        _FILES.c.id == bindparam("p_file"),
+        _FILES.c.state.in_([FileState.PROCESSING, FileState.PROCESSED]),
+    ],
+    {"state": FileState.PROCESSED, **_bound(_FILES, _PROCESSED_COLUMNS)},
+    also={"processed_at": func.coalesce(_FILES.c.processed_at, func.now())},
+).returning(*_FILES.c)
 _PUT_THUMBNAILS = _upsert(
     ThumbnailRow,
     None,
     ["tenant_id", "file_id", "name"],
-    _THUMBNAIL_COLUMNS,
+    ["key", "width", "height", "content_type", "size_bytes"],
 )
 _DROP_OTHER_THUMBNAILS = delete(_THUMBNAILS).where(
     _THUMBNAILS.c.tenant_id == bindparam("p_tenant"),
@@ -137,8 +125,7 @@ class FileRepository(Repository):
             "sha256": sha256,
             "upload_event_id": upload_event_id,
         }
-        params = {f"p_{name}": value for name, value in values.items()}
-        inserted = await self._returned(File, _NEW_FILE, params)
+        inserted = await self._returned(File, _NEW_FILE, _params(values))
         if inserted is not None:
             return inserted, True
         return await self.require(file_id), False
@@ -170,10 +157,8 @@ class FileRepository(Repository):
             "metadata": dict(metadata),
             "analysis": dict(analysis),
         }
-        params = {f"p_{name}": value for name, value in values.items()}
-        file = await self._returned(
-            File, _BECOME_PROCESSED, {**params, "p_tenant": self.tenant_id, "p_file": file_id}
-        )
+        where = {"p_tenant": self.tenant_id, "p_file": file_id}
+        file = await self._returned(File, _BECOME_PROCESSED, {**_params(values), **where})
         if file is None:
             file = await self.require(file_id)
             if file.state not in (FileState.PROCESSING, FileState.PROCESSED):
